@@ -1,0 +1,23 @@
+# gensynth: every artifact of the group's generative-model research as a file with dependencies.
+# The Snakefile only wires; decisions live in workflow/rules/common.smk and the module rule files.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/atoms.smk"
+include: "workflow/rules/replicas.smk"
+include: "workflow/rules/madness.smk"
+
+
+rule all:
+    input:
+        get_final_output(),
+    default_target: True

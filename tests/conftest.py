@@ -1,0 +1,57 @@
+"""Shared fixtures: a copy of the project to run Snakemake in, and one run of the default DAG."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+# Job scripts run as `python scripts/...`: the test's interpreter must come first on PATH.
+ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "GENSYNTH_PROGRESS": "0"}
+
+
+def project_files() -> list[str]:
+    """Tracked files and untracked ones that git does not ignore."""
+    listing = subprocess.run(
+        ["git", "-C", str(ROOT), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        capture_output=True, check=True,
+    ).stdout.decode()
+    return [name for name in listing.split("\0") if name and (ROOT / name).is_file()]
+
+
+def copy_project(dest: Path) -> Path:
+    for name in project_files():
+        target = dest / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, target)
+    return dest
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 1800) -> subprocess.CompletedProcess:
+    """Run snakemake in ``workdir``; on failure the assertion shows its output."""
+    result = subprocess.run(
+        [str(BIN / "snakemake"), *args], cwd=workdir, env=ENV, capture_output=True, text=True, timeout=timeout
+    )
+    if check:
+        assert result.returncode == 0, f"snakemake {' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}"
+    return result
+
+
+@pytest.fixture
+def project(tmp_path) -> Path:
+    """A fresh copy of the project, to run Snakemake in without touching the checkout."""
+    return copy_project(tmp_path / "project")
+
+
+@pytest.fixture(scope="session")
+def default_run(tmp_path_factory) -> Path:
+    """The whole DAG on config/config.yaml, run once per session; returns the project copy."""
+    workdir = copy_project(tmp_path_factory.mktemp("default_run"))
+    snakemake(workdir, "--profile", "profiles/local", "--cores", "2")
+    return workdir

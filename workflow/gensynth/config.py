@@ -1,0 +1,111 @@
+"""Config validation against the JSON schemas in ``workflow/schemas/``.
+
+The top schema refers to one schema file per module (``$ref: atoms.schema.yaml``).
+Defaults are filled in from the schemas, and the first problem found is reported as
+one line: the key's dotted path, its value, and what was expected.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+
+from .errors import GensynthError
+
+SCHEMA_DIR = Path(__file__).resolve().parents[1] / "schemas"
+TOP_SCHEMA = "config.schema.yaml"
+
+
+def load_schema_registry(schema_dir: Path) -> Registry:
+    resources = []
+    for path in sorted(schema_dir.glob("*.schema.yaml")):
+        contents = yaml.safe_load(path.read_text())
+        resources.append((path.name, Resource.from_contents(contents, default_specification=DRAFT202012)))
+    return Registry().with_resources(resources)
+
+
+def _with_defaults(validator_class):
+    """A validator that also writes each property's ``default`` into the instance."""
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for name, subschema in properties.items():
+                if "$ref" in subschema:
+                    subschema = validator._resolver.lookup(subschema["$ref"]).contents
+                if "default" in subschema and name not in instance:
+                    instance[name] = copy.deepcopy(subschema["default"])
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+
+
+DefaultFillingValidator = _with_defaults(jsonschema.Draft202012Validator)
+
+
+def key_path(error: jsonschema.ValidationError) -> str:
+    parts = ""
+    for part in error.absolute_path:
+        parts += f"[{part}]" if isinstance(part, int) else (f".{part}" if parts else str(part))
+    return parts or "(top level)"
+
+
+def describe(error: jsonschema.ValidationError) -> str:
+    """One line: which key, which value, what was expected."""
+    key, kind, expected = key_path(error), error.validator, error.validator_value
+    value = yaml.safe_dump(error.instance, default_flow_style=True, width=10_000).strip().removesuffix("...").strip()
+    if kind == "required":
+        missing = [name for name in expected if name not in error.instance]
+        return f"config key '{key}': missing required key '{missing[0]}'"
+    if kind == "additionalProperties":
+        known = sorted(error.schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(known))
+        return f"config key '{key}': unknown key '{extra[0]}' (expected one of: {', '.join(known)})"
+    wants = {
+        "type": lambda: f"a value of type {expected}",
+        "enum": lambda: "one of " + ", ".join(map(str, expected)),
+        "minimum": lambda: f"a number >= {expected}",
+        "exclusiveMinimum": lambda: f"a number > {expected}",
+        "maximum": lambda: f"a number <= {expected}",
+        "exclusiveMaximum": lambda: f"a number < {expected}",
+        "minItems": lambda: f"a list of at least {expected} item(s)",
+        "maxItems": lambda: f"a list of at most {expected} item(s)",
+        "uniqueItems": lambda: "a list without repeated items",
+        "pattern": lambda: f"a string matching {expected}",
+        "minLength": lambda: f"a string of at least {expected} character(s)",
+    }
+    expectation = wants[kind]() if kind in wants else error.message
+    return f"config key '{key}' = {value}: expected {expectation}"
+
+
+def validate_config(config: dict[str, Any], schema_dir: Path = SCHEMA_DIR) -> dict[str, Any]:
+    """Validate in place, filling defaults; raise GensynthError with one line on the first problem."""
+    registry = load_schema_registry(schema_dir)
+    schema = registry.contents(TOP_SCHEMA)
+    validator = DefaultFillingValidator(schema, registry=registry)
+    errors = sorted(validator.iter_errors(config), key=lambda e: (len(list(e.absolute_path)), list(map(str, e.absolute_path))))
+    if errors:
+        error = jsonschema.exceptions.best_match(errors)
+        while error.context:  # oneOf/anyOf: report the most specific branch
+            error = jsonschema.exceptions.best_match(error.context)
+        raise GensynthError(describe(error))
+    return config
+
+
+def load_config(path: str | Path, schema_dir: Path = SCHEMA_DIR) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise GensynthError(f"{path}: config file not found")
+    try:
+        config = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise GensynthError(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(config, dict):
+        raise GensynthError(f"{path}: expected a mapping of config keys at the top level")
+    return validate_config(config, schema_dir)

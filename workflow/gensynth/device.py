@@ -1,0 +1,43 @@
+"""Which device a job runs on, and the autocast dtype that suits it."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from .errors import GensynthError
+
+DEVICE_CHOICES = ("auto", "cuda", "mps", "cpu")
+
+
+def mps_available() -> bool:
+    return bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available()
+
+
+def pick_device(requested: str = "auto") -> torch.device:
+    """``auto``: CUDA, then MPS, then CPU. An explicit device that is missing is an error."""
+    if requested not in DEVICE_CHOICES and not requested.startswith("cuda:"):
+        raise GensynthError(f"device {requested!r}: expected one of {', '.join(DEVICE_CHOICES)} or cuda:N")
+    if requested == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps") if mps_available() else torch.device("cpu")
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise GensynthError(f"device {requested!r} asked for, but torch sees no CUDA GPU")
+    if requested == "mps" and not mps_available():
+        raise GensynthError("device 'mps' asked for, but torch sees no MPS backend")
+    return torch.device(requested)
+
+
+def autocast_dtype(device: torch.device) -> torch.dtype | None:
+    """Half precision on GPUs; None (plain float32) on the CPU, where fp16 is slow."""
+    return torch.float16 if device.type in ("cuda", "mps") else None
+
+
+def autocast(device: torch.device):
+    """torch.autocast with the device's dtype, or a no-op on the CPU."""
+    dtype = autocast_dtype(device)
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
