@@ -9,6 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+
+# One thread in the test process: two cores shared with the DAG's jobs, and oversubscribed
+# torch threads spin instead of working.
+torch.set_num_threads(1)
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

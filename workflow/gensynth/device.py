@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
 
 import torch
 
 from .errors import GensynthError
 
 DEVICE_CHOICES = ("auto", "cuda", "mps", "cpu")
+log = logging.getLogger(__name__)
 
 
 def mps_available() -> bool:
@@ -16,7 +19,16 @@ def mps_available() -> bool:
 
 
 def pick_device(requested: str = "auto") -> torch.device:
-    """``auto``: CUDA, then MPS, then CPU. An explicit device that is missing is an error."""
+    """``auto``: CUDA, then MPS, then CPU. An explicit device that is missing is an error.
+
+    The choice is logged with CUDA_VISIBLE_DEVICES, so a job's log shows which GPU it was given.
+    """
+    device = _resolve(requested)
+    log.info("device %s (asked: %s, CUDA_VISIBLE_DEVICES=%s)", device, requested, os.environ.get("CUDA_VISIBLE_DEVICES", "unset"))
+    return device
+
+
+def _resolve(requested: str) -> torch.device:
     if requested not in DEVICE_CHOICES and not requested.startswith("cuda:"):
         raise GensynthError(f"device {requested!r}: expected one of {', '.join(DEVICE_CHOICES)} or cuda:N")
     if requested == "auto":
