@@ -1,14 +1,14 @@
 # Validation, derived paths and shared helpers. Included first by the Snakefile.
-import os
 import shlex
 import sys
 from pathlib import Path
 
-# Scripts import gensynth from workflow/ even in an env where the package is not
-# installed (--software-deployment-method conda, or a job on a cluster node).
+# gensynth is importable here and in every job's script even where the package is not
+# installed (a snakemake outside .venv, --software-deployment-method conda).
 WORKFLOW_DIR = Path(workflow.basedir) / "workflow"
-os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(WORKFLOW_DIR), os.environ.get("PYTHONPATH")]))
 sys.path.insert(0, str(WORKFLOW_DIR))
+# (Snakemake formats the prefix too, hence the doubled braces; its default prefix is kept.)
+shell.prefix(f"set -euo pipefail; export PYTHONPATH={shlex.quote(str(WORKFLOW_DIR))}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
 
 from gensynth.config import validate_config
 from gensynth.errors import GensynthError
