@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-validation-report", action="store_true", help="Skip validation_report.png")
     parser.add_argument(
         "--threads", type=int, default=min(2, os.cpu_count() or 1),
-        help="Threads generating blocks of images (the data do not depend on it; default: 2)",
+        help="Threads generating blocks of images (the data do not depend on it; default: 2, or 1 on a 1-CPU machine)",
     )
     return parser
 

@@ -127,20 +127,28 @@ class _SplitWriter(threading.Thread):
         self.error: BaseException | None = None
 
     def _images(self) -> Iterator[np.ndarray]:
-        while (block := self.blocks.get()) is not _END:
-            if block is _ABORT:
-                raise _Abort
+        while True:
+            block = self.blocks.get()
+            if block is _END or block is _ABORT:
+                self.stopped = True
+                if block is _ABORT:
+                    raise _Abort
+                return
             yield block
 
     def run(self) -> None:
+        self.stopped = False
         try:
             with npz_writer(self.path) as writer:
                 writer.add_chunks("images", (self.count, self.grid_size, self.grid_size), np.uint8, self._images())
                 writer.add("labels", self.labels)
-        except BaseException as exc:  # reported by write_splits; keep draining so the producer never blocks
+        except _Abort:
+            pass  # the producer failed and reports it; npz_writer dropped the partial file
+        except BaseException as exc:  # reported by write_splits
             self.error = exc
-            while self.blocks.get() not in (_END, _ABORT):
-                pass
+            while not self.stopped:  # keep taking blocks so the producer never blocks on a full queue
+                block = self.blocks.get()
+                self.stopped = block is _END or block is _ABORT
 
 
 def write_splits(
