@@ -11,6 +11,7 @@ from sklearn.linear_model import LogisticRegression
 from gensynth.atoms import LatticeImageConfig, draw_params, generate_atomic_image, generate_batch, generate_corpus
 from gensynth.atoms import render_fast, render_reference
 from gensynth.atoms.lattice import add_noise
+from gensynth.errors import GensynthError
 
 MANY_VACANCIES = LatticeImageConfig(vacancy_probability=(0.3, 0.6))
 
@@ -94,6 +95,11 @@ def test_labels_are_learnable_from_the_images():
     accuracy = model.score(features[2400:], groups[2400:])
     chance = np.bincount(groups[2400:]).max() / 600
     assert accuracy > 0.75 > chance + 0.3, (accuracy, chance)
+
+
+def test_spots_too_narrow_for_the_fast_renderer_are_refused():
+    with pytest.raises(GensynthError, match="atom_sigma_fraction"):
+        LatticeImageConfig(atom_sigma_fraction=(0.1, 0.2))
 
 
 @pytest.mark.parametrize("a", [3.0, 5.5])

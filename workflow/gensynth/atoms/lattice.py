@@ -39,7 +39,10 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.special
 
+from ..errors import GensynthError
+
 Z_MAX = 118
+MIN_SIGMA_FRACTION = 0.2  # spot width / lattice constant that the 12 cosine pairs resolve (module doc)
 LATTICE_ANGLES = {"square": np.pi / 2, "hexagonal": np.pi / 3}
 # One vector of each +-m pair with max|m_i| <= 2 (m = 0 is the constant term).
 RECIPROCAL_ORDERS = np.array(
@@ -74,6 +77,13 @@ class LatticeImageConfig:
     """Standard deviation of the detector's read noise, in counts."""
     z_exponent: float = 1.7
     """Exponent n of the Z-contrast law, intensity ~ Z^n."""
+
+    def __post_init__(self):
+        if self.atom_sigma_fraction[0] < MIN_SIGMA_FRACTION:
+            raise GensynthError(
+                f"atom_sigma_fraction {self.atom_sigma_fraction}: expected a lower bound >= {MIN_SIGMA_FRACTION}, "
+                "below which the fast renderer's truncated Fourier sum is no longer exact to a grey level"
+            )
 
 
 DEFAULT_CONFIG = LatticeImageConfig()
