@@ -77,6 +77,15 @@ def test_npz_round_trip_is_byte_identical(tmp_path):
     assert list(tmp_path.iterdir()) == sorted(tmp_path.iterdir()) and len(list(tmp_path.iterdir())) == 2
 
 
+def test_written_files_get_the_umask_mode_not_mkstemps(tmp_path):
+    old = os.umask(0o022)
+    try:
+        io.save_json(tmp_path / "shared.json", {})
+    finally:
+        os.umask(old)
+    assert (tmp_path / "shared.json").stat().st_mode & 0o777 == 0o644
+
+
 def test_chunked_member_equals_whole_member(tmp_path):
     whole = np.random.default_rng(0).integers(0, 255, size=(10, 3, 3), dtype=np.uint8)
     with io.npz_writer(tmp_path / "chunked.npz") as writer:

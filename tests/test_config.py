@@ -57,6 +57,9 @@ def test_bad_config_gives_one_clear_line(key, value, message):
 def test_defaults_are_filled_from_the_schema():
     config = validate_config(with_override(DEFAULT, "device", DELETE))
     assert config["device"] == "auto"
+    # Inside a module's own schema file too (a $ref'd file with its own $schema once skipped this).
+    config = validate_config(with_override(DEFAULT, "atoms", {}))
+    assert config["atoms"]["versions"], "atoms' default versions were not filled in"
     assert validate_config(copy.deepcopy(DEFAULT)) == load_config(ROOT / "config/config.yaml")
 
 

@@ -26,6 +26,10 @@ def load_schema_registry(schema_dir: Path) -> Registry:
     resources = []
     for path in sorted(schema_dir.glob("*.schema.yaml")):
         contents = yaml.safe_load(path.read_text())
+        if path.name != TOP_SCHEMA:
+            # A $schema in a referenced file makes jsonschema validate it with the plain
+            # validator class, which fills no defaults: the top schema's dialect applies.
+            contents.pop("$schema", None)
         resources.append((path.name, Resource.from_contents(contents, default_specification=DRAFT202012)))
     return Registry().with_resources(resources)
 

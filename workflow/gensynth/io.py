@@ -25,6 +25,12 @@ from .errors import GensynthError
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 
 
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; rename it onto ``target`` on success."""
@@ -35,6 +41,7 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tmp)
     try:
         yield tmp
+        tmp.chmod(0o666 & ~current_umask())  # mkstemp's 0600 would hide shared artifacts
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)

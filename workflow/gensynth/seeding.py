@@ -24,7 +24,6 @@ import hashlib
 import numbers
 
 import numpy as np
-import torch
 
 INT63_MASK = (1 << 63) - 1
 
@@ -49,7 +48,10 @@ def sha256_seed(*parts: int | str | bytes) -> int:
     return int.from_bytes(digest[:8], "big") & INT63_MASK
 
 
-def torch_generator(seed: int, device: str | torch.device = "cpu") -> torch.Generator:
+def torch_generator(seed: int, device="cpu"):
+    """A ``torch.Generator`` seeded with ``seed`` (torch imported here: NumPy-only jobs skip it)."""
+    import torch
+
     generator = torch.Generator(device=device)
     generator.manual_seed(int(seed))
     return generator
