@@ -91,14 +91,19 @@ def build_unet(cfg: UNetConfig) -> UNet2DModel:
 
 
 def make_train_scheduler(
-    num_train_timesteps: int, beta_schedule: str = "linear", beta_start: float = 1e-4, beta_end: float = 0.02
+    num_train_timesteps: int,
+    beta_schedule: str = "linear",
+    beta_start: float = 1e-4,
+    beta_end: float = 0.02,
+    prediction_type: Literal["epsilon", "v_prediction"] = "epsilon",
 ) -> DDPMScheduler:
+    """``prediction_type`` is the UNet's target; v (Salimans & Ho 2022) learns the high-noise end much faster."""
     return DDPMScheduler(
         num_train_timesteps=num_train_timesteps,
         beta_schedule=beta_schedule,
         beta_start=beta_start,
         beta_end=beta_end,
-        prediction_type="epsilon",
+        prediction_type=prediction_type,
         clip_sample=True,
     )
 
@@ -127,6 +132,8 @@ def diffusion_loss(
 ) -> torch.Tensor:
     """DDPM's simple loss, ``|| eps - eps_theta(x_t, t, y) ||^2`` (Ho et al. 2020, eq. 14).
 
+    With a ``v_prediction`` scheduler the target is ``v = sqrt(alpha_bar_t) eps - sqrt(1 - alpha_bar_t) x0``
+    (Salimans & Ho 2022, sec. 4) instead of ``eps``.
     Randomness comes from ``generator`` (on the CPU), so training is reproducible on any device.
     """
     batch = x0.shape[0]
@@ -140,8 +147,9 @@ def diffusion_loss(
     y = torch.where(drop, null, labels)  # (B,)
     # 3. x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps
     x_t = scheduler.add_noise(x0, noise, t)
-    eps = unet(x_t, t, class_labels=y).sample  # (B, C, H, W)
-    return F.mse_loss(eps.float(), noise)
+    prediction = unet(x_t, t, class_labels=y).sample  # (B, C, H, W)
+    target = scheduler.get_velocity(x0, noise, t) if scheduler.config.prediction_type == "v_prediction" else noise
+    return F.mse_loss(prediction.float(), target)
 
 
 @dataclass
