@@ -1,0 +1,100 @@
+"""Generate one replica: every sample of the test distribution, with DDIM, seeded per sample.
+
+Writes ``<out-dir>/replica_XXX.npz`` (images, masks, zbin, lesion_present, domain,
+condition_token, seed, k_index, replica_id) and ``replica_XXX_meta.json``. Sample i's seed
+is ``sha256_seed(seed_base, replica_id, zbin, lesion_present, domain_int, k_index)`` and
+its noise comes from its own generator, so the batch size does not change the samples.
+
+    python scripts/generate_replicas.py --checkpoint results/replicas/model/best.ckpt \
+        --config results/replicas/model/config.yaml --test-csv results/replicas/data/test_distribution.csv \
+        --replica-id 0 --out-dir results/replicas
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import torch
+
+from gensynth.cli import run_main
+from gensynth.device import pick_device
+from gensynth.diffusion import load_model_checkpoint, make_sampler, prepare_for_inference
+from gensynth.errors import GensynthError
+from gensynth.io import save_json, save_npz
+from gensynth.provenance import Provenance
+from gensynth.replicas.data import load_test_distribution
+from gensynth.replicas.generate import SamplerSettings, generate_replica, plan_replica, replica_meta, replica_name
+from gensynth.replicas.train import load_model_config
+
+log = logging.getLogger("generate_replicas")
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value}: expected an integer >= 1")
+    return value
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", required=True, type=Path, help="the trained model (best.ckpt)")
+    parser.add_argument("--config", required=True, type=Path, help="the model's config.yaml, written beside best.ckpt")
+    parser.add_argument("--test-csv", required=True, type=Path, help="test distribution: zbin, lesion_present, domain, n_slices")
+    parser.add_argument("--replica-id", required=True, type=int)
+    parser.add_argument("--out-dir", required=True, type=Path)
+    parser.add_argument("--seed-base", type=int, default=42)
+    parser.add_argument("--num-inference-steps", type=positive_int, default=200, help="DDIM steps")
+    parser.add_argument("--eta", type=float, default=0.0, help="DDIM stochasticity (0: deterministic given the initial noise)")
+    parser.add_argument("--guidance-scale", type=float, default=1.0, help="classifier-free guidance scale (1: none)")
+    parser.add_argument("--batch-size", type=positive_int, default=16)
+    parser.add_argument("--use-ema", action=argparse.BooleanOptionalAction, default=True, help="sample with the EMA weights")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args(argv)
+    if args.replica_id < 0:
+        raise GensynthError(f"--replica-id {args.replica_id}: expected an integer >= 0")
+
+    torch.set_num_threads(args.threads)
+    device = pick_device(args.device)
+    settings = SamplerSettings(args.num_inference_steps, args.eta, args.guidance_scale, args.batch_size)
+    provenance = Provenance(vars(args), str(device))
+    model_config = load_model_config(args.config)
+    z_bins = model_config["z_bins"]
+    distribution = load_test_distribution(args.test_csv, z_bins)
+    loaded = load_model_checkpoint(args.checkpoint, expected_cfg=model_config["unet_config"], use_ema=args.use_ema, device=device)
+    checkpoint_z_bins = loaded.state.get("extra", {}).get("z_bins")
+    if checkpoint_z_bins != z_bins:
+        raise GensynthError(f"{args.checkpoint}: trained with z_bins = {checkpoint_z_bins}, but {args.config} says {z_bins}")
+    if args.use_ema and not loaded.ema_loaded:
+        log.warning("%s has no EMA weights: sampling with the raw weights", args.checkpoint)
+    unet = prepare_for_inference(loaded.unet)
+    scheduler = make_sampler("ddim", loaded.scheduler_config)
+
+    plan = plan_replica(distribution, z_bins, args.seed_base, args.replica_id)
+    log.info("replica %d: %d samples in %d conditions, %d DDIM steps", args.replica_id, len(plan["seed"]), len(distribution), settings.num_inference_steps)
+    arrays = generate_replica(unet, scheduler, plan, settings)
+    name = replica_name(args.replica_id)
+    meta = replica_meta(
+        args.replica_id,
+        args.seed_base,
+        plan,
+        n_conditions=len(distribution),
+        checkpoint_path=str(args.checkpoint),
+        config_path=str(args.config),
+        z_bins=z_bins,
+        settings=settings,
+        use_ema=args.use_ema,
+        ema_loaded=loaded.ema_loaded,
+        provenance=provenance.record({"checkpoint": args.checkpoint, "config": args.config, "test_csv": args.test_csv}),
+    )
+    save_npz(args.out_dir / f"{name}.npz", arrays)
+    save_json(args.out_dir / f"{name}_meta.json", meta)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))

@@ -1,0 +1,72 @@
+"""Train the replica model: a class-conditional UNet on (FLAIR image, lesion mask) slices.
+
+Writes ``best.ckpt`` (the lowest validation loss, EMA weights inside), its ``config.yaml``
+and the loss history. The run's state lives in ``--resume-dir``: a rerun after an
+interruption continues from the last finished epoch.
+
+    python scripts/train_replica_model.py --data results/replicas/data/train.npz --z-bins 4 \
+        --out results/replicas/model/best.ckpt --config-out results/replicas/model/config.yaml \
+        --history results/replicas/model/history.json --resume-dir results/replicas/model/resume
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+import torch
+
+from gensynth.cli import run_main
+from gensynth.device import pick_device
+from gensynth.diffusion import UNetConfig
+from gensynth.io import sha256_file
+from gensynth.provenance import Provenance
+from gensynth.replicas.data import load_slice_dataset
+from gensynth.replicas.train import ReplicaTrainSettings, export_model, save_history, train_replica_model
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", required=True, help="training slices (NPZ, the slice dataset format)")
+    parser.add_argument("--z-bins", type=int, required=True, help="number of z-bins (condition tokens: 2 * z_bins)")
+    parser.add_argument("--out", required=True, type=Path, help="output: best checkpoint")
+    parser.add_argument("--config-out", required=True, type=Path, help="output: the model's config.yaml")
+    parser.add_argument("--history", required=True, type=Path, help="output: loss history (JSON)")
+    parser.add_argument("--resume-dir", required=True, type=Path, help="the run's last and best checkpoints, for resuming")
+    parser.add_argument("--block-out-channels", type=int, nargs="+", default=[32, 64, 64], help="UNet channels per level")
+    parser.add_argument("--layers-per-block", type=int, default=1)
+    parser.add_argument("--attention", action=argparse.BooleanOptionalAction, default=True, help="self-attention below the top level")
+    defaults = ReplicaTrainSettings()
+    for field in dataclasses.fields(ReplicaTrainSettings):
+        default = getattr(defaults, field.name)
+        parser.add_argument(f"--{field.name.replace('_', '-')}", type=type(default), default=default)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    device = pick_device(args.device)
+    settings = ReplicaTrainSettings(**{field.name: getattr(args, field.name) for field in dataclasses.fields(ReplicaTrainSettings)})
+    dataset = load_slice_dataset(args.data, args.z_bins)
+    unet_cfg = UNetConfig(
+        sample_size=dataset.image_size,
+        in_channels=2,
+        out_channels=2,
+        num_classes=2 * args.z_bins,
+        block_out_channels=tuple(args.block_out_channels),
+        layers_per_block=args.layers_per_block,
+        attention=args.attention,
+    )
+    provenance = Provenance({"z_bins": args.z_bins, "unet": unet_cfg.to_dict(), "train": dataclasses.asdict(settings)}, str(device))
+    data_sha256 = sha256_file(args.data)
+    history = train_replica_model(dataset, data_sha256, args.z_bins, unet_cfg, settings, device, args.resume_dir)
+    data = {"path": str(args.data), "sha256": data_sha256, "n_train": history["n_train"], "n_val": history["n_val"]}
+    export_model(args.resume_dir, args.out, args.config_out, args.z_bins, unet_cfg, settings, history, data)
+    save_history(args.history, history, provenance.record({"data": args.data}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))

@@ -1,0 +1,6 @@
+"""replicas: a conditional diffusion model of FLAIR slices with lesion masks, and replica datasets.
+
+``data``: the slice dataset and test-distribution CSV (formats, validation);
+``phantom``: the embedded procedural brain phantom; ``train``: training settings and loop;
+``generate``: the seed's replica files; ``qa``: replicas against the real test set.
+"""

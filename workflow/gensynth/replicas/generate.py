@@ -1,0 +1,170 @@
+"""One replica: every sample of the test distribution, seeded per sample, in the seed's file layout.
+
+``replica_XXX.npz`` holds exactly these arrays (N = total ``n_slices`` of the test CSV),
+samples ordered by condition (zbin, lesion_present, domain) and then by ``k_index``:
+
+===================  ==========  =======
+array                shape       dtype
+===================  ==========  =======
+``images``           (N, H, H)   float16
+``masks``            (N, H, H)   float16
+``zbin``             (N,)        int32
+``lesion_present``   (N,)        uint8
+``domain``           (N,)        uint8
+``condition_token``  (N,)        int32
+``seed``             (N,)        int64
+``k_index``          (N,)        int32
+``replica_id``       (N,)        int32
+===================  ==========  =======
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..diffusion import sample
+from ..progress import progress
+from ..seeding import sha256_seed, torch_generator
+from .data import DOMAIN_MAPPING, DOMAIN_NAMES, condition_token
+
+REPLICA_ARRAYS = {
+    "images": np.float16,
+    "masks": np.float16,
+    "zbin": np.int32,
+    "lesion_present": np.uint8,
+    "domain": np.uint8,
+    "condition_token": np.int32,
+    "seed": np.int64,
+    "k_index": np.int32,
+    "replica_id": np.int32,
+}
+META_KEYS = [
+    "replica_id",
+    "seed_base",
+    "n_samples",
+    "n_conditions",
+    "generation_timestamp",
+    "config",
+    "sampler",
+    "domain_mapping",
+    "domain_mapping_inverse",
+]
+META_CONFIG_KEYS = ["checkpoint_path", "config_path", "z_bins", "batch_size", "use_ema", "ema_loaded", "anatomical_conditioning", "output_dtype"]
+META_SAMPLER_KEYS = ["type", "num_inference_steps", "eta", "guidance_scale"]
+OUTPUT_DTYPE = "float16"
+
+
+def replica_name(replica_id: int) -> str:
+    return f"replica_{replica_id:03d}"
+
+
+def sample_seed(seed_base: int, replica_id: int, zbin: int, lesion_present: int, domain: int, k_index: int) -> int:
+    """SHA256(seed_base, replica_id, zbin, lesion_present, domain_int, sample_index), as the seed specifies."""
+    return sha256_seed(seed_base, replica_id, zbin, lesion_present, domain, k_index)
+
+
+def plan_replica(distribution: pd.DataFrame, z_bins: int, seed_base: int, replica_id: int) -> dict[str, np.ndarray]:
+    """The replica's per-sample arrays but images and masks, in sample order."""
+    rows = distribution.itertuples(index=False)
+    columns = {"zbin": [], "lesion_present": [], "domain": [], "k_index": []}
+    for row in rows:
+        for k in range(int(row.n_slices)):
+            columns["zbin"].append(int(row.zbin))
+            columns["lesion_present"].append(int(row.lesion_present))
+            columns["domain"].append(DOMAIN_MAPPING[row.domain])
+            columns["k_index"].append(k)
+    plan = {name: np.array(values, dtype=REPLICA_ARRAYS[name]) for name, values in columns.items()}
+    plan["condition_token"] = condition_token(plan["zbin"], plan["lesion_present"].astype(np.int32), z_bins).astype(np.int32)
+    plan["seed"] = np.array(
+        [
+            sample_seed(seed_base, replica_id, z, lesion, domain, k)
+            for z, lesion, domain, k in zip(plan["zbin"], plan["lesion_present"], plan["domain"], plan["k_index"])
+        ],
+        dtype=np.int64,
+    )
+    plan["replica_id"] = np.full(len(plan["zbin"]), replica_id, dtype=np.int32)
+    return plan
+
+
+@dataclass
+class SamplerSettings:
+    num_inference_steps: int = 200
+    eta: float = 0.0
+    guidance_scale: float = 1.0
+    batch_size: int = 16
+
+
+def generate_batches(
+    unet, scheduler, tokens: np.ndarray, seeds: np.ndarray, settings: SamplerSettings, show_progress: bool | None = None
+) -> Iterator[np.ndarray]:
+    """Samples in batches, each from its own generator: (B, 2, H, H) float32 clipped to [-1, 1] per batch."""
+    starts = range(0, len(tokens), settings.batch_size)
+    for start in progress(starts, desc="Replica batches", unit="batch", show=show_progress):
+        stop = start + settings.batch_size
+        labels = torch.from_numpy(tokens[start:stop].astype(np.int64))  # (B,)
+        generators = [torch_generator(int(seed)) for seed in seeds[start:stop]]  # on the CPU: same noise on any device
+        x = sample(unet, scheduler, labels, generators, settings.num_inference_steps, settings.guidance_scale, settings.eta)
+        yield x.clamp(-1, 1).cpu().numpy()  # (B, 2, H, H)
+
+
+def generate_replica(unet, scheduler, plan: dict[str, np.ndarray], settings: SamplerSettings) -> dict[str, np.ndarray]:
+    """The replica's nine arrays, in the seed's order and dtypes."""
+    n, size = len(plan["seed"]), unet.config.sample_size
+    images = np.empty((n, size, size), dtype=np.float16)
+    masks = np.empty((n, size, size), dtype=np.float16)
+    start = 0
+    for batch in generate_batches(unet, scheduler, plan["condition_token"], plan["seed"], settings):
+        images[start : start + len(batch)] = batch[:, 0]
+        masks[start : start + len(batch)] = batch[:, 1]
+        start += len(batch)
+    arrays = {"images": images, "masks": masks, **plan}
+    return {name: arrays[name].astype(dtype, copy=False) for name, dtype in REPLICA_ARRAYS.items()}
+
+
+def replica_meta(
+    replica_id: int,
+    seed_base: int,
+    plan: dict[str, np.ndarray],
+    n_conditions: int,
+    checkpoint_path: str,
+    config_path: str,
+    z_bins: int,
+    settings: SamplerSettings,
+    use_ema: bool,
+    ema_loaded: bool,
+    provenance: dict[str, Any],
+) -> dict[str, Any]:
+    """The seed's metadata keys, in its order, plus ``provenance``."""
+    return {
+        "replica_id": replica_id,
+        "seed_base": seed_base,
+        "n_samples": int(len(plan["seed"])),
+        "n_conditions": n_conditions,
+        # The seed's format (ISO 8601 without zone); the time is UTC.
+        "generation_timestamp": dt.datetime.now(dt.timezone.utc).replace(tzinfo=None).isoformat(timespec="microseconds"),
+        "config": {
+            "checkpoint_path": checkpoint_path,
+            "config_path": config_path,
+            "z_bins": z_bins,
+            "batch_size": settings.batch_size,
+            "use_ema": use_ema,
+            "ema_loaded": ema_loaded,
+            "anatomical_conditioning": True,
+            "output_dtype": OUTPUT_DTYPE,
+        },
+        "sampler": {
+            "type": "DDIM",
+            "num_inference_steps": settings.num_inference_steps,
+            "eta": settings.eta,
+            "guidance_scale": settings.guidance_scale,
+        },
+        "domain_mapping": dict(DOMAIN_MAPPING),
+        "domain_mapping_inverse": {str(code): name for code, name in DOMAIN_NAMES.items()},
+        "provenance": provenance,
+    }
