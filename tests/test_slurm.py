@@ -1,0 +1,49 @@
+"""Jobs go through a real SLURM cluster with profiles/slurm: CPU rules to `cpu`, gpu=1 rules to `gpu`."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from conftest import snakemake
+from slurm_cluster import Unavailable, slurm_cluster
+
+# A small real chain: a CPU rule feeding a GPU rule, at toy scale.
+TARGET = "results/replicas/model/best.ckpt"
+CPU_RULES = {"make_replica_phantom"}
+GPU_RULES = {"train_replica_model"}
+TOY_CONFIG = "tests/configs/slurm_toy.yaml"
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    try:
+        with slurm_cluster(tmp_path_factory.mktemp("slurm")) as running:
+            yield running
+    except Unavailable as reason:
+        pytest.skip(f"no SLURM test cluster here: {reason}")
+
+
+@pytest.mark.slurm
+def test_jobs_run_through_sbatch_on_the_right_partitions(cluster, project: Path):
+    result = snakemake(
+        project, TARGET, "--profile", "profiles/slurm", "--jobs", "2",
+        "--slurm-keep-successful-logs", "--slurm-init-seconds-before-status-checks", "2",
+        "--configfile", "config/config.yaml", TOY_CONFIG,
+        timeout=900,
+    )
+    assert (project / TARGET).is_file()
+    # Each job's SLURM log is named after its job id; scontrol says where the job ran.
+    partitions = {}
+    for log in (project / ".snakemake/slurm_logs").rglob("*.log"):
+        rule = next(part.removeprefix("rule_") for part in log.relative_to(project).parts if part.startswith("rule_"))
+        partitions[rule] = cluster.job_partition(log.stem)
+    assert set(partitions) == CPU_RULES | GPU_RULES, result.stderr[-3000:]
+    for rule in CPU_RULES:
+        assert partitions[rule] == "cpu"
+    for rule in GPU_RULES:
+        assert partitions[rule] == "gpu"
+        rule_log = next((project / "logs").rglob(f"{rule}*.log")).read_text()
+        assert re.search(r"CUDA_VISIBLE_DEVICES=0\b", rule_log), rule_log[-2000:]
