@@ -44,18 +44,26 @@ def sample_one_generator(unet, scheduler, labels, generator, num_inference_steps
     return x
 
 
-def timed(fn, device: torch.device, repeats: int) -> float:
-    """Best wall time of ``repeats`` runs after one warm-up (seconds)."""
-    fn()
-    best = float("inf")
-    for _ in range(repeats):
+def best_times(fns: dict, device: torch.device, repeats: int) -> dict[str, float]:
+    """Best wall time (seconds) of each function over ``repeats`` rounds, after one warm-up each.
+
+    The functions take turns within a round, so a change in the machine's load hits them alike.
+    """
+    def run(fn) -> float:
         if device.type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
         fn()
         if device.type == "cuda":
             torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - start)
+        return time.perf_counter() - start
+
+    for fn in fns.values():
+        fn()
+    best = {name: float("inf") for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            best[name] = min(best[name], run(fn))
     return best
 
 
@@ -99,9 +107,9 @@ def main(argv=None) -> int:
             for i in seeds:
                 sample(unet, scheduler, labels[i : i + 1], [torch_generator(i)], args.steps, eta=args.eta)
 
-        t_per_sample = timed(per_sample, device, args.repeats)
-        t_one_gen = timed(one_generator, device, args.repeats)
-        t_batch1 = None if args.skip_batch1 else timed(batch_one, device, max(1, args.repeats // 3))
+        fns = {"per_sample": per_sample, "one_generator": one_generator, **({} if args.skip_batch1 else {"batch1": batch_one})}
+        times = best_times(fns, device, args.repeats)
+        t_per_sample, t_one_gen, t_batch1 = times["per_sample"], times["one_generator"], times.get("batch1")
         row = {
             "batch": batch,
             "per_sample_samples_per_s": batch / t_per_sample,

@@ -188,6 +188,15 @@ def test_phantom_anatomy_changes_with_z_and_lesions_favour_epilepsy():
     assert train.lesion_present[train.domain == 1].mean() > 2 * train.lesion_present[train.domain == 0].mean()
 
 
+def test_distribution_script_counts_a_users_test_set(tmp_path, tiny_phantom, capsys):
+    save_slice_dataset(tmp_path / "test.npz", tiny_phantom[1])
+    assert run_script("make_replica_data", "distribution", "--test", str(tmp_path / "test.npz"), "--z-bins", str(Z_BINS), "--test-csv", str(tmp_path / "t.csv")) == 0
+    pd.testing.assert_frame_equal(load_test_distribution(tmp_path / "t.csv", Z_BINS), condition_counts(tiny_phantom[1]))
+    # the same file against fewer z-bins: one clear error, no CSV
+    assert run_script("make_replica_data", "distribution", "--test", str(tmp_path / "test.npz"), "--z-bins", "1", "--test-csv", str(tmp_path / "u.csv")) == 2
+    assert "'zbin': value 1 out of range, expected 0..0" in capsys.readouterr().err and not (tmp_path / "u.csv").exists()
+
+
 def test_condition_counts_round_trip_through_csv(tmp_path, tiny_phantom):
     test = tiny_phantom[1]
     save_test_distribution(tmp_path / "t.csv", condition_counts(test))

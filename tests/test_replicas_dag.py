@@ -118,3 +118,17 @@ def test_bad_replicas_config_is_one_line(project):
     (project / "files.yaml").write_text("replicas:\n  data:\n    source: files\n")
     result = snakemake(project, "-n", "--configfile", "files.yaml", check=False)
     assert "config key 'replicas.data.train_npz' = '': expected a path when replicas.data.source is files" in result.stdout + result.stderr
+
+
+def test_users_files_replace_the_phantom(project):
+    (project / "mine").mkdir()
+    (project / "mine" / "train.npz").write_bytes(b"")  # a dry-run only needs the files to exist
+    (project / "mine" / "test.npz").write_bytes(b"")
+    (project / "files.yaml").write_text(
+        "replicas:\n  data:\n    source: files\n    train_npz: mine/train.npz\n    test_npz: mine/test.npz\n"
+    )
+    output = snakemake(project, "-n", "-p", "--configfile", "files.yaml", "--cores", "2", "results/replicas/qa/qa.json").stdout
+    stats = job_stats(output)
+    assert "make_replica_phantom" not in stats and stats["replica_test_distribution"] == 1
+    assert "--data mine/train.npz" in output and "distribution --test mine/test.npz" in output
+    assert "--real mine/test.npz" in output

@@ -178,6 +178,7 @@ def plot_sample_grid(real: SliceDataset, real_picks: list[list[int]], generated:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
 
     z_bins = len(real_picks)
     per_side = max(max(map(len, real_picks)), max(map(len, generated_picks)), 1)
@@ -194,7 +195,7 @@ def plot_sample_grid(real: SliceDataset, real_picks: list[list[int]], generated:
                 ax = axes[z, offset + col]
                 ax.imshow(images[index].astype(np.float32), cmap="gray", vmin=-1, vmax=1)
                 overlay = np.ma.masked_where(masks[index] <= 0, np.ones(masks[index].shape))
-                ax.imshow(overlay, cmap="autumn", alpha=0.6, vmin=0, vmax=1)
+                ax.imshow(overlay, cmap=ListedColormap(["red"]), alpha=0.6)
                 ax.set_title(f"{name} z{z} L{int(lesion[index])}", fontsize=6)
     fig.suptitle("Samples per z-bin (rows), mask overlay in red; L1 = lesion_present", fontsize=9)
     fig.tight_layout()
