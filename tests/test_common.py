@@ -147,6 +147,9 @@ def test_load_checkpoint_refuses_pickles_and_bad_files(tmp_path):
     (tmp_path / "short.ckpt").write_bytes((tmp_path / "ok.ckpt").read_bytes()[:50])
     with pytest.raises(GensynthError, match="short.ckpt: not a readable torch checkpoint"):
         io.load_checkpoint(tmp_path / "short.ckpt")
+    (tmp_path / "random.ckpt").write_bytes(np.random.default_rng(0).bytes(4096))
+    with pytest.raises(GensynthError, match="random.ckpt: not a readable torch checkpoint"):
+        io.load_checkpoint(tmp_path / "random.ckpt")
     torch.save(torch.zeros(2), tmp_path / "tensor.ckpt")
     with pytest.raises(GensynthError, match="expected a checkpoint dict"):
         io.load_checkpoint(tmp_path / "tensor.ckpt")

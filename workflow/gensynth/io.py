@@ -184,6 +184,8 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict[str, An
 
     path = Path(path)
     _require_file(path, "checkpoint")
+    if not zipfile.is_zipfile(path):
+        raise GensynthError(f"{path}: not a readable torch checkpoint, truncated or of another format (not the zip archive torch.save writes)")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
