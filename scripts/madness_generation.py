@@ -1,0 +1,123 @@
+"""One generation of a self-consuming loop: train on the scenario's data, save model_{g}_w{w},
+sample the next generation's data (N_next) and an evaluation set (N_eval).
+
+Example (generation 1 of full_synthetic at w = 0):
+    python scripts/madness_generation.py --scenario full_synthetic --generation 1 --w 0 \
+        --real results/madness/data/real.npz \
+        --synthetic results/madness/full_synthetic/w0/gen_data_0_w0.npz \
+        --prev-model results/madness/full_synthetic/w0/model_0_w0.ckpt --epochs 60 --n-next 10 --n-eval 300 \
+        --out-model results/madness/full_synthetic/w0/model_1_w0.ckpt ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+import torch
+from diffusers import DDPMScheduler
+
+from gensynth.cli import run_main
+from gensynth.device import pick_device
+from gensynth.diffusion import Trainer, UNetConfig, build_unet, load_model_checkpoint, save_model_checkpoint, scheduler_config
+from gensynth.errors import GensynthError
+from gensynth.io import save_json
+from gensynth.madness.data import load_images, load_real, save_images
+from gensynth.madness.loop import (
+    add_sampling_arguments, add_training_arguments, sample_images, sample_seed_parts, sampling_config, train, train_config,
+    trainer_seed, training_set,
+)
+from gensynth.madness.naming import SCENARIOS, w_label
+from gensynth.provenance import Provenance
+from gensynth.seeding import sha256_seed
+
+log = logging.getLogger("madness.generation")
+
+
+def starting_trainer(args, device) -> tuple[Trainer, UNetConfig]:
+    """Warm: generation g-1's training state (weights, optimizer, EMA) continued on new data.
+    Cold: a freshly initialised UNet of the same settings."""
+    previous = load_model_checkpoint(args.prev_model, use_ema=False, device=device)
+    train_scheduler = DDPMScheduler.from_config(previous.scheduler_config)
+    config = train_config(args, trainer_seed(args.seed, args.scenario, args.w, args.generation))
+    if not args.warm_start:
+        torch.manual_seed(sha256_seed("madness", args.seed, args.scenario, w_label(args.w), args.generation, "init"))
+        return Trainer(build_unet(previous.cfg).to(device), train_scheduler, config), previous.cfg
+    if "trainer" not in previous.state:
+        raise GensynthError(f"{args.prev_model}: holds no training state to warm-start from (save it with its Trainer)")
+    trainer = Trainer(previous.unet, train_scheduler, config)
+    trainer.load_state_dict(previous.state["trainer"])
+    trainer.ema.to(device)  # its shadow weights load on the CPU
+    trainer.ema.decay = config.ema_decay
+    trainer.generator.manual_seed(config.seed)  # this generation's own noise and batches
+    for group in trainer.optimizer.param_groups:  # the configured rate, not the saved one
+        group["lr"] = config.lr
+    return trainer, previous.cfg
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scenario", choices=SCENARIOS, required=True)
+    parser.add_argument("--generation", type=int, required=True, help="g >= 0")
+    parser.add_argument("--w", type=float, required=True, help="guidance weight w of the sampled sets (scale 1 + w)")
+    parser.add_argument("--real", required=True, help="real-data NPZ")
+    parser.add_argument("--synthetic", required=True, help="the previous generation's samples (initial set for g = 0)")
+    parser.add_argument("--prev-model", required=True, help="the previous generation's checkpoint (model_initial for g = 0)")
+    parser.add_argument("--warm-start", action=argparse.BooleanOptionalAction, default=True,
+                        help="start from the previous model's weights (else a fresh initialisation)")
+    parser.add_argument("--epochs", type=int, required=True, help="passes over this generation's training data")
+    parser.add_argument("--n-next", type=int, required=True, help="images sampled for the next generation (N_next)")
+    parser.add_argument("--n-eval", type=int, required=True, help="images sampled for the metrics (N_eval)")
+    parser.add_argument("--n-real", type=int, default=0, help="fresh: new real images per generation")
+    add_training_arguments(parser)
+    add_sampling_arguments(parser)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--out-model", required=True)
+    parser.add_argument("--out-next", required=True, help="NPZ: the next generation's synthetic data")
+    parser.add_argument("--out-eval", required=True, help="NPZ: the evaluation set")
+    parser.add_argument("--out-info", required=True, help="JSON: data composition, losses, provenance")
+    args = parser.parse_args(argv)
+    if args.generation < 0 or args.epochs < 1 or args.n_next < 1 or args.n_eval < 1 or args.n_real < 0 or args.w < 0:
+        raise GensynthError(
+            f"--generation {args.generation} (>= 0), --epochs {args.epochs}, --n-next {args.n_next}, --n-eval {args.n_eval} (>= 1), "
+            f"--n-real {args.n_real} and --w {args.w} (>= 0): out of range"
+        )
+    if args.scenario == "fresh" and args.n_real < 1:
+        raise GensynthError("--n-real: the fresh scenario adds n_real >= 1 new real images per generation")
+    torch.set_num_threads(args.threads)
+    device = pick_device(args.device)
+    provenance = Provenance(vars(args), device)
+    real = load_real(args.real)
+    data = training_set(args.scenario, args.generation, load_images(args.synthetic), real, args.n_real, args.seed)
+    trainer, cfg = starting_trainer(args, device)
+    unet, train_scheduler = trainer.unet, trainer.scheduler
+    losses = train(trainer, data, args.epochs)
+    save_model_checkpoint(args.out_model, unet, cfg, train_scheduler, trainer, extra={"epoch_losses": losses})
+
+    sampling = sampling_config(args)
+    scheduler_cfg = scheduler_config(train_scheduler)
+    with trainer.ema_weights():  # sample with the weights the checkpoint's users load
+        for n, out, purpose in ((args.n_next, args.out_next, "next"), (args.n_eval, args.out_eval, "eval")):
+            x, y = sample_images(unet, scheduler_cfg, n, args.w, sampling, *sample_seed_parts(args.seed, args.scenario, args.w, args.generation, purpose))
+            save_images(out, x, y)
+    save_json(args.out_info, {
+        "scenario": args.scenario,
+        "generation": args.generation,
+        "w": args.w,
+        "warm_start": args.warm_start,
+        "n_synthetic": data.n_synthetic,
+        "n_real": len(data.real_indices),
+        "real_indices": data.real_indices.tolist() if args.scenario == "fresh" else None,
+        "steps": trainer.step,
+        "epoch_losses": losses,
+        "provenance": provenance.record({"real": args.real, "synthetic": args.synthetic, "prev_model": args.prev_model}),
+    })
+    log.info("%s generation %d (w=%g): %d synthetic + %d real images, %d steps, last loss %.4f",
+             args.scenario, args.generation, args.w, data.n_synthetic, len(data.real_indices), trainer.step, losses[-1])
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))

@@ -1,0 +1,96 @@
+"""A generation's sample metrics: FID and PRDC (with bootstrap spreads) and a t-SNE figure, on LeNet features.
+
+The real test split is the reference. The feature extractor is refused when its accuracy on
+that split is below --min-accuracy. Example:
+    python scripts/madness_metrics.py --real results/madness/data/real.npz \
+        --lenet results/madness/feature_extractor/lenet.ckpt \
+        --samples results/madness/fresh/w0/eval_2_w0.npz --label "fresh, generation 2, w=0" \
+        --out results/madness/fresh/w0/metrics_2_w0.json --out-tsne results/madness/fresh/w0/tsne_2_w0.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from gensynth.cli import run_main  # noqa: E402
+from gensynth.errors import GensynthError  # noqa: E402
+from gensynth.io import save_figure, save_json  # noqa: E402
+from gensynth.madness.data import load_images, load_real  # noqa: E402
+from gensynth.madness.evaluation import metrics_with_bootstrap, tsne_embedding  # noqa: E402
+from gensynth.madness.lenet import checked_extractor, predict  # noqa: E402
+from gensynth.provenance import Provenance  # noqa: E402
+from gensynth.seeding import numpy_generator, sha256_seed  # noqa: E402
+
+log = logging.getLogger("madness.metrics")
+
+
+def tsne_figure(embedding: np.ndarray, generated: np.ndarray, title: str):
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.scatter(*embedding[~generated].T, s=6, alpha=0.6, label="real (test split)", color="tab:blue")
+    ax.scatter(*embedding[generated].T, s=6, alpha=0.6, label="generated", color="tab:red")
+    ax.set(title=title, xticks=[], yticks=[])
+    ax.legend(loc="best", fontsize=8, markerscale=2)
+    fig.tight_layout()
+    return fig
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--real", required=True, help="real-data NPZ (its test split is the reference)")
+    parser.add_argument("--lenet", required=True, help="feature-extractor checkpoint")
+    parser.add_argument("--samples", required=True, help="generated images NPZ (x, y)")
+    parser.add_argument("--label", default="", help="figure title, e.g. 'fresh, generation 2, w=0'")
+    parser.add_argument("--min-accuracy", type=float, default=0.95, help="refuse an extractor below this test accuracy")
+    parser.add_argument("--nearest-k", type=int, default=5, help="k of PRDC")
+    parser.add_argument("--n-bootstrap", type=int, default=50, help="resamples of the generated set for the spreads")
+    parser.add_argument("--tsne-points", type=int, default=300, help="at most this many real and generated points in the t-SNE")
+    parser.add_argument("--tsne-perplexity", type=float, default=30.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", required=True, help="JSON: each metric's value and bootstrap std")
+    parser.add_argument("--out-tsne", required=True, help="t-SNE figure")
+    args = parser.parse_args(argv)
+    if args.nearest_k < 1 or args.n_bootstrap < 0 or args.tsne_points < 2 or not 0.0 <= args.min_accuracy <= 1.0:
+        raise GensynthError(
+            f"--nearest-k {args.nearest_k} (>= 1), --n-bootstrap {args.n_bootstrap} (>= 0), --tsne-points {args.tsne_points} (>= 2), "
+            f"--min-accuracy {args.min_accuracy} (in [0, 1]): out of range"
+        )
+    torch.set_num_threads(args.threads)
+    provenance = Provenance(vars(args), "cpu")
+    real = load_real(args.real)
+    x_fake, y_fake = load_images(args.samples)
+    if x_fake.shape[1:] != real.x_test.shape[1:]:
+        raise GensynthError(f"{args.samples}: images of shape {x_fake.shape[1:]}, the real data's are {real.x_test.shape[1:]}")
+    extractor, extractor_accuracy = checked_extractor(args.lenet, torch.from_numpy(real.x_test), torch.from_numpy(real.y_test), args.min_accuracy)
+    real_features, _ = predict(extractor, torch.from_numpy(real.x_test))  # (N, 84)
+    fake_features, fake_predicted = predict(extractor, torch.from_numpy(x_fake))  # (M, 84)
+    rng = numpy_generator(sha256_seed("madness", args.seed, "bootstrap"))  # the same resamples in every generation
+    metrics = metrics_with_bootstrap(real_features, fake_features, args.nearest_k, args.n_bootstrap, rng)
+    embedding, generated = tsne_embedding(real_features, fake_features, args.tsne_points, args.tsne_perplexity, args.seed)
+    title = f"{args.label}: FID {metrics['fid']['value']:.1f}" if args.label else f"FID {metrics['fid']['value']:.1f}"
+    save_figure(tsne_figure(embedding, generated, title), args.out_tsne, dpi=120)
+    save_json(args.out, {
+        **metrics,
+        "label_accuracy": float((fake_predicted == y_fake).mean()),  # does the extractor read the conditioned class?
+        "num_real": len(real_features),
+        "num_generated": len(fake_features),
+        "nearest_k": args.nearest_k,
+        "n_bootstrap": args.n_bootstrap,
+        "extractor_test_accuracy": extractor_accuracy,
+        "provenance": provenance.record({"real": args.real, "lenet": args.lenet, "samples": args.samples}),
+    })
+    log.info("%s: FID %.2f, precision %.3f, recall %.3f, density %.3f, coverage %.3f", args.samples,
+             *(metrics[name]["value"] for name in ("fid", "precision", "recall", "density", "coverage")))
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))

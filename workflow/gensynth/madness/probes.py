@@ -1,0 +1,62 @@
+"""The fixed probe set at which every generation's Jacobian spectrum is measured.
+
+A probe is a real test image x0 noised to timestep t with fixed noise eps (DDPM forward
+process, Ho et al. 2020 eq. 4): ``x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps``.
+Probes are made once per run and saved, so every generation sees the same inputs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..diffusion import make_train_scheduler
+from ..errors import GensynthError
+from ..io import load_npz
+from ..seeding import numpy_generator, sha256_seed, torch_generator
+from .data import NUM_CLASSES, RealData
+
+PROBE_ARRAYS = ("x_t", "timesteps", "labels", "image_index", "x0", "noise")
+
+
+def probe_image_indices(y_test: np.ndarray, num_images: int, seed: int) -> np.ndarray:
+    """``num_images`` test images, classes taken in turn (0, 1, ..., 9, 0, ...), each chosen at random."""
+    rng = numpy_generator(sha256_seed("madness", seed, "probe-images"))
+    by_class = [rng.permutation(np.flatnonzero(y_test == c)).tolist() for c in range(NUM_CLASSES)]
+    chosen = []
+    for i in range(num_images):
+        pool = by_class[i % NUM_CLASSES]
+        if not pool:
+            raise GensynthError(f"madness.jacobian.num_images = {num_images}: the test split runs out of class {i % NUM_CLASSES} images")
+        chosen.append(pool.pop())
+    return np.array(chosen, dtype=np.int64)
+
+
+def make_probes(real: RealData, num_images: int, timesteps: list[int], n_T: int, beta_start: float, beta_end: float, seed: int) -> dict[str, np.ndarray]:
+    """P = num_images x len(timesteps) probes, image-major; one noise draw per probe."""
+    if any(not 0 <= t < n_T for t in timesteps):
+        raise GensynthError(f"madness.jacobian.timesteps {timesteps}: each must lie in [0, n_T = {n_T})")
+    scheduler = make_train_scheduler(n_T, beta_start=beta_start, beta_end=beta_end)
+    images = probe_image_indices(real.y_test, num_images, seed)
+    image_index = np.repeat(images, len(timesteps))  # (P,)
+    t = torch.tensor(timesteps * num_images, dtype=torch.long)  # (P,)
+    x0 = torch.from_numpy(real.x_test[image_index])  # (P, C, S, S)
+    noise = torch.randn(x0.shape, generator=torch_generator(sha256_seed("madness", seed, "probe-noise")))  # (P, C, S, S)
+    x_t = scheduler.add_noise(x0, noise, t)  # (P, C, S, S)
+    return {
+        "x_t": x_t.numpy().astype(np.float32),
+        "timesteps": t.numpy(),
+        "labels": real.y_test[image_index].astype(np.int64),
+        "image_index": image_index,
+        "x0": x0.numpy(),
+        "noise": noise.numpy(),
+    }
+
+
+def load_probes(path) -> dict[str, np.ndarray]:
+    probes = load_npz(path, required=PROBE_ARRAYS)
+    count = len(probes["timesteps"])
+    if probes["x_t"].ndim != 4 or any(len(probes[name]) != count for name in PROBE_ARRAYS):
+        raise GensynthError(f"{path}: probe arrays must share their first dimension P (x_t of shape (P, C, S, S)), found "
+                            + ", ".join(f"{name} {probes[name].shape}" for name in PROBE_ARRAYS))
+    return probes
