@@ -27,7 +27,7 @@ def test_dry_run_lists_every_job_with_its_command(project: Path):
     counts = job_counts(output)
     for module, rules in EXPECTED_RULES.items():
         assert rules <= set(counts), f"{module}: rules {sorted(rules - set(counts))} missing from the dry-run"
-    commands = [line.strip() for line in output.splitlines() if line.strip().startswith("python scripts/")]
+    commands = [line.removeprefix("Shell command: ") for line in output.splitlines() if line.startswith("Shell command: python scripts/")]
     assert len(commands) == counts["total"] - counts["all"], "every job but `all` must print a python scripts/ command"
     for command in commands:
         script = command.split()[1]
