@@ -28,18 +28,23 @@ def metric_curves(metrics_per_generation: list[dict], title: str):
 
 
 def jacobian_spectra(eigenvalues_per_generation: list[np.ndarray], timesteps: np.ndarray, title: str):
-    """Eigenvalues of J^T J against rank (log scale), the median over probe images, one panel per timestep.
+    """Eigenvalues of J^T J against rank, the median over probe images, one column per timestep.
 
-    ``eigenvalues_per_generation[g]`` is (P, K), descending per probe; colour runs with generation.
+    Top row: the spectra (log scale); bottom row: each generation's median spectrum divided by
+    generation 0's, where a change in the tail shows. ``eigenvalues_per_generation[g]`` is (P, K),
+    descending per probe; colour runs with generation.
     """
     steps = np.unique(timesteps)
     colours = plt.cm.viridis(np.linspace(0, 1, len(eigenvalues_per_generation)))
-    fig, axes = plt.subplots(1, len(steps), figsize=(4.2 * len(steps), 3.4), squeeze=False)
-    for ax, t in zip(axes[0], steps):
-        for g, (eigenvalues, colour) in enumerate(zip(eigenvalues_per_generation, colours)):
-            median = np.median(eigenvalues[timesteps == t], axis=0)  # (K,)
-            ax.semilogy(np.arange(1, len(median) + 1), np.clip(median, 1e-12, None), color=colour, lw=1.2, label=f"gen {g}")
-        ax.set(title=f"t = {int(t)}", xlabel="rank", ylabel="eigenvalue of $J^T J$")
+    fig, axes = plt.subplots(2, len(steps), figsize=(4.2 * len(steps), 6.0), squeeze=False, sharex=True)
+    for column, t in enumerate(steps):
+        medians = [np.clip(np.median(e[timesteps == t], axis=0), 1e-12, None) for e in eigenvalues_per_generation]  # (K,) each
+        ranks = np.arange(1, len(medians[0]) + 1)
+        for g, (median, colour) in enumerate(zip(medians, colours)):
+            axes[0][column].semilogy(ranks, median, color=colour, lw=1.2, label=f"gen {g}")
+            axes[1][column].semilogy(ranks, median / medians[0], color=colour, lw=1.2)
+        axes[0][column].set(title=f"t = {int(t)}", ylabel="eigenvalue of $J^T J$")
+        axes[1][column].set(xlabel="rank", ylabel="ratio to generation 0")
     axes[0][-1].legend(fontsize=7, ncol=2)
     fig.suptitle(title)
     fig.tight_layout()

@@ -1,0 +1,93 @@
+"""madness on the default run's outputs: the collapse the research is about, detection, files, reruns."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import snakemake
+from gensynth.io import load_json, load_npz
+from gensynth.madness.evaluation import METRICS
+
+CONFIG = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "config.yaml").read_text())["madness"]
+SCENARIOS = CONFIG["scenarios"]["run"]
+W = "0"
+K = CONFIG["detection"]["k"]
+
+
+@pytest.fixture(scope="module")
+def results(default_run) -> Path:
+    return default_run / "results" / "madness"
+
+
+def fid_curve(results: Path, scenario: str) -> tuple[np.ndarray, np.ndarray]:
+    records = [load_json(results / scenario / f"w{W}" / f"metrics_{g}_w{W}.json") for g in range(CONFIG["scenarios"][scenario]["generations"])]
+    return np.array([r["fid"]["value"] for r in records]), np.array([r["fid"]["bootstrap_std"] for r in records])
+
+
+def clearly_above(a: float, sd_a: float, b: float, sd_b: float) -> bool:
+    """a is at least 1.5 b, and more than 2 combined bootstrap standard deviations above it."""
+    return a >= 1.5 * b and a - b > 2 * np.hypot(sd_a, sd_b)
+
+
+@pytest.mark.dag
+def test_full_synthetic_collapses_and_fresh_data_prevents_it(results):
+    fid, sd = fid_curve(results, "full_synthetic")
+    fresh, fresh_sd = fid_curve(results, "fresh")
+    assert clearly_above(fid[-1], sd[-1], fid[0], sd[0]), f"full_synthetic FID per generation {fid.round(1)}"
+    assert clearly_above(fid[-1], sd[-1], fresh[-1], fresh_sd[-1]), f"full_synthetic {fid.round(1)}, fresh {fresh.round(1)}"
+    detection = load_json(results / "full_synthetic" / f"w{W}" / f"detection_w{W}.json")
+    assert detection["earliest_departure"]["sample"] is not None  # the rule sees the collapse too
+
+
+@pytest.mark.dag
+def test_every_generation_has_its_metrics_spectrum_and_tsne(results):
+    lenet = load_json(results / "feature_extractor" / "lenet.json")
+    assert lenet["test_accuracy"] >= CONFIG["feature_extractor"]["min_accuracy"]
+    probes = load_npz(results / "probes" / "probes.npz")
+    count = CONFIG["jacobian"]["num_images"] * len(CONFIG["jacobian"]["timesteps"])
+    dim = CONFIG["data"]["image_size"] ** 2
+    for scenario in SCENARIOS:
+        loop = results / scenario / f"w{W}"
+        for g in range(CONFIG["scenarios"][scenario]["generations"]):
+            metrics = load_json(loop / f"metrics_{g}_w{W}.json")
+            assert metrics["num_generated"] == CONFIG["N_eval"] and metrics["nearest_k"] == CONFIG["metrics"]["nearest_k"]
+            assert all(metrics[name]["bootstrap_std"] > 0 for name in METRICS)
+            assert metrics["extractor_test_accuracy"] == pytest.approx(lenet["test_accuracy"])
+            spectrum = load_npz(loop / f"jacobian_{g}_w{W}.npz")
+            assert spectrum["eigenvalues"].shape == (count, dim)  # exact at 16 x 16: every eigenvalue
+            assert np.array_equal(spectrum["timesteps"], probes["timesteps"])
+            assert (loop / f"tsne_{g}_w{W}.png").read_bytes()[:4] == b"\x89PNG"
+        detection = load_json(loop / f"detection_w{W}.json")
+        assert set(METRICS) | {"effective_rank@t=50", "trace@t=200"} <= set(detection["signals"])
+        assert "sqrt(sd_0^2 + sd_g^2) > k" in detection["rule"] and detection["k"] == K
+        for figure in ("signals", "metrics", "spectra"):
+            assert (results / "figures" / f"{scenario}_w{W}_{figure}.png").stat().st_size > 10_000
+    table = pd.read_csv(results / f"summary_w{W}.csv")
+    assert sorted(table["scenario"].unique()) == sorted(SCENARIOS)
+    assert len(table) == sum(CONFIG["scenarios"][s]["generations"] for s in SCENARIOS)
+
+
+@pytest.mark.dag
+def test_fresh_never_reuses_a_real_image(results):
+    used = [
+        load_json(results / "fresh" / f"w{W}" / f"generation_{g}_w{W}.json")["real_indices"]
+        for g in range(CONFIG["scenarios"]["fresh"]["generations"])
+    ]
+    assert all(len(block) == CONFIG["scenarios"]["fresh"]["n_real"] for block in used)
+    assert len(set().union(*map(set, used))) == sum(map(len, used))
+
+
+@pytest.mark.dag
+def test_a_changed_scenario_reruns_only_its_own_jobs(default_run, tmp_path):
+    assert "Nothing to be done" in snakemake(default_run, "-n", "--config", "modules=[madness]").stdout
+    fresh = CONFIG["scenarios"]["fresh"]
+    (tmp_path / "fresh.yaml").write_text(yaml.safe_dump({"madness": {"scenarios": {"fresh": {**fresh, "n_epoch": fresh["n_epoch"] + 1}}}}))
+    output = snakemake(default_run, "-n", "--configfile", str(tmp_path / "fresh.yaml"), "--config", "modules=[madness]").stdout
+    assert "scenario=fresh" in output
+    assert "scenario=full_synthetic" not in output and "scenario=augmented_synthetic" not in output
+    assert "madness_train_initial" not in output
