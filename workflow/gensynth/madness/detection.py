@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import GensynthError
+from ..io import load_npz
 
 JACOBIAN_STATS = ("trace", "top", "participation_ratio", "effective_rank", "spectral_entropy")  # of jacobian.spectrum_stats
 RULE = "first generation g >= 1 with |s_g - s_0| / sqrt(sd_0^2 + sd_g^2) > k (sd: bootstrap standard deviation)"
@@ -115,8 +116,6 @@ def detect(signals: list[Signal], k: float) -> dict:
 
 def load_jacobian_stats(paths: list, stat_names: tuple[str, ...]) -> tuple[list[dict[str, np.ndarray]], list[np.ndarray], np.ndarray]:
     """Per generation: the per-probe statistics and eigenvalues of its Jacobian NPZ; and the shared probe timesteps."""
-    from ..io import load_npz
-
     stats, eigenvalues, timesteps = [], [], None
     for path in paths:
         arrays = load_npz(path, required=("eigenvalues", "timesteps", *stat_names))
