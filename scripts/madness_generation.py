@@ -70,6 +70,8 @@ def main(argv=None):
     parser.add_argument("--n-next", type=int, required=True, help="images sampled for the next generation (N_next)")
     parser.add_argument("--n-eval", type=int, required=True, help="images sampled for the metrics (N_eval)")
     parser.add_argument("--n-real", type=int, default=0, help="fresh: new real images per generation")
+    parser.add_argument("--synthetic-limit", type=int, default=0,
+                        help="train on the first N images of --synthetic only (0 = all; the scenario's N_initial at g = 0)")
     add_training_arguments(parser)
     add_sampling_arguments(parser)
     parser.add_argument("--seed", type=int, default=0)
@@ -80,10 +82,11 @@ def main(argv=None):
     parser.add_argument("--out-eval", required=True, help="NPZ: the evaluation set")
     parser.add_argument("--out-info", required=True, help="JSON: data composition, losses, provenance")
     args = parser.parse_args(argv)
-    if args.generation < 0 or args.epochs < 1 or args.n_next < 1 or args.n_eval < 1 or args.n_real < 0 or args.w < 0:
+    counts = (args.epochs, args.n_next, args.n_eval)
+    if args.generation < 0 or min(counts) < 1 or min(args.n_real, args.synthetic_limit, args.w) < 0:
         raise GensynthError(
             f"--generation {args.generation} (>= 0), --epochs {args.epochs}, --n-next {args.n_next}, --n-eval {args.n_eval} (>= 1), "
-            f"--n-real {args.n_real} and --w {args.w} (>= 0): out of range"
+            f"--n-real {args.n_real}, --synthetic-limit {args.synthetic_limit} and --w {args.w} (>= 0): out of range"
         )
     if args.scenario == "fresh" and args.n_real < 1:
         raise GensynthError("--n-real: the fresh scenario adds n_real >= 1 new real images per generation")
@@ -91,7 +94,12 @@ def main(argv=None):
     device = pick_device(args.device)
     provenance = Provenance(vars(args), device)
     real = load_real(args.real)
-    data = training_set(args.scenario, args.generation, load_images(args.synthetic), real, args.n_real, args.seed)
+    x_synthetic, y_synthetic = load_images(args.synthetic)
+    if args.synthetic_limit:  # image i of a set depends only on its seed: the first N are a set of N
+        if args.synthetic_limit > len(y_synthetic):
+            raise GensynthError(f"--synthetic-limit {args.synthetic_limit}: {args.synthetic} holds only {len(y_synthetic)} images")
+        x_synthetic, y_synthetic = x_synthetic[: args.synthetic_limit], y_synthetic[: args.synthetic_limit]
+    data = training_set(args.scenario, args.generation, (x_synthetic, y_synthetic), real, args.n_real, args.seed)
     trainer, cfg = starting_trainer(args, device)
     unet, train_scheduler = trainer.unet, trainer.scheduler
     losses = train(trainer, data, args.epochs)

@@ -57,7 +57,7 @@ def test_one_generations_checkpoint_builds_exactly_its_chain(project):
 def test_every_w_and_only_the_configured_scenarios_run(project):
     (project / "ws.yaml").write_text(
         "madness:\n  guidance_weights: [0, 0.5]\n  scenarios:\n    run: [fresh, augmented_synthetic]\n"
-        "    fresh: {generations: 2, n_epoch: 1, N_next: 20, n_real: 10}\n"
+        "    fresh: {generations: 2, n_epoch: 1, N_next: 20, n_real: 10, N_initial: 30}\n"
         "    augmented_synthetic: {generations: 2, n_epoch: 1, N_next: 20}\n"
     )
     output = snakemake(project, "-n", "-p", "--configfile", "ws.yaml", "--cores", "2", "--config", "modules=[madness]").stdout
@@ -65,6 +65,8 @@ def test_every_w_and_only_the_configured_scenarios_run(project):
     assert generation_jobs(output) == sorted((s, w, g) for s in ("augmented_synthetic", "fresh") for w in ("0", "0.5") for g in range(2))
     assert stats["madness_sample_initial"] == 2 and stats["madness_compare"] == 2 and stats["madness_detect"] == 4
     assert "--w 0.5" in output and "--n-real 10" in output
+    fresh = [line for line in output.splitlines() if "madness_generation.py --scenario fresh" in line]
+    assert all(("--synthetic-limit 30 " in line) == ("--generation 0 " in line) for line in fresh) and len(fresh) == 4
     assert "full_synthetic" not in output
 
 

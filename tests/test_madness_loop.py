@@ -137,6 +137,15 @@ def test_fresh_generations_add_new_real_images(tiny, tmp_path):
     assert len(used[0]) == len(used[1]) == 30 and not used[0] & used[1]
 
 
+def test_generation_zero_can_take_the_first_images_of_the_initial_set(tiny, tmp_path, capsys):
+    assert generation(tiny, tmp_path, "fresh", 0, tiny / "initial_data.npz", tiny / "initial.ckpt", "--n-real", "5", "--synthetic-limit", "6") == 0
+    info = load_json(tmp_path / "info_0.json")
+    assert info["n_synthetic"] == 6 and info["n_real"] == 5
+    assert generation(tiny, tmp_path, "fresh", 0, tiny / "initial_data.npz", tiny / "initial.ckpt", "--n-real", "5", "--synthetic-limit", "21") == 2
+    err = capsys.readouterr().err
+    assert "--synthetic-limit 21: " in err and "holds only 20 images" in err
+
+
 def test_bad_generation_inputs_are_one_clear_error(tiny, tmp_path, capsys):
     assert generation(tiny, tmp_path, "fresh", 0, tiny / "initial_data.npz", tiny / "initial.ckpt") == 2
     assert "the fresh scenario adds n_real >= 1 new real images" in capsys.readouterr().err

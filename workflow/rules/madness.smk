@@ -190,6 +190,7 @@ rule madness_generation:
         epochs=lambda wildcards: MADNESS["scenarios"][wildcards.scenario]["n_epoch"],
         n_next=lambda wildcards: MADNESS["scenarios"][wildcards.scenario]["N_next"],
         n_real=lambda wildcards: MADNESS["scenarios"][wildcards.scenario].get("n_real", 0),
+        synthetic_limit=lambda wildcards: MADNESS["scenarios"][wildcards.scenario]["N_initial"] if int(wildcards.g) == 0 else 0,
         n_eval=MADNESS["N_eval"],
         warm_start="--warm-start" if MADNESS["train"]["warm_start"] else "--no-warm-start",
         train=MAD_TRAIN_FLAGS,
@@ -201,7 +202,8 @@ rule madness_generation:
     shell:
         "python scripts/madness_generation.py --scenario {wildcards.scenario} --generation {wildcards.g} --w {wildcards.w} "
         "--real {input.real:q} --synthetic {input.synthetic:q} --prev-model {input.prev_model:q} {params.warm_start} "
-        "--epochs {params.epochs} --n-next {params.n_next} --n-eval {params.n_eval} --n-real {params.n_real} "
+        "--synthetic-limit {params.synthetic_limit} --epochs {params.epochs} --n-next {params.n_next} --n-eval {params.n_eval} "
+        "--n-real {params.n_real} "
         "{params.train} {params.sampling} --seed {params.seed} --threads {threads} --device {params.device:q} "
         "--out-model {output.model:q} --out-next {output.next:q} --out-eval {output.eval:q} "
         "--out-info {output.info:q} > {log:q} 2>&1"
