@@ -48,8 +48,6 @@ def starting_trainer(args, device) -> tuple[Trainer, UNetConfig]:
         raise GensynthError(f"{args.prev_model}: holds no training state to warm-start from (save it with its Trainer)")
     trainer = Trainer(previous.unet, train_scheduler, config)
     trainer.load_state_dict(previous.state["trainer"])
-    trainer.ema.to(device)  # its shadow weights load on the CPU
-    trainer.ema.decay = config.ema_decay
     trainer.generator.manual_seed(config.seed)  # this generation's own noise and batches
     for group in trainer.optimizer.param_groups:  # the configured rate, not the saved one
         group["lr"] = config.lr

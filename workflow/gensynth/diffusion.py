@@ -246,6 +246,8 @@ class Trainer:
         self.step = int(state["step"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.ema.load_state_dict(state["ema"])
+        self.ema.to(self.device)  # its shadow weights load on the CPU
+        self.ema.decay = self.config.ema_decay  # the configured decay, not the saved one
         self.generator.set_state(state["generator"])
 
 
