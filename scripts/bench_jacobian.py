@@ -1,7 +1,7 @@
 """Benchmark the Jacobian spectrum: exact (all eigenvalues) against matrix-free Lanczos (top k).
 
 At each size, the same small UNet (``gensynth.diffusion.build_unet``: 32/64/64 channels,
-attention on the second and third levels, class embeddings; random weights from --seed) and
+single-head attention on the second and third levels, class embeddings; random weights from --seed) and
 one probe ``x_t ~ N(0, I)`` at --timestep. Prints time, products and the top-k's largest
 relative error against exact where exact runs (sizes up to --exact-max).
 
@@ -16,7 +16,7 @@ For sizes in --lanczos-projected, Lanczos is not run to the end either: its seco
 --assumed-products (a count measured at that size elsewhere, e.g. on a GPU, where the run is
 short; the count does not depend on the device).
 
-    python scripts/bench_jacobian.py --sizes 16 28 64 128 --exact-max 64 --device cpu --threads 2
+    python scripts/bench_jacobian.py --sizes 16 28 64 128 --exact-max 64 --threads 2
 """
 
 from __future__ import annotations

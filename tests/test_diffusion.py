@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from diffusers.models.attention_processor import Attention
 
 from gensynth.diffusion import (
     Trainer,
@@ -91,6 +92,22 @@ def test_checkpoint_that_does_not_match_the_config_is_one_error(tmp_path):
     torch.save({"format": "something else"}, tmp_path / "foreign.ckpt")
     with pytest.raises(GensynthError, match="not a gensynth diffusion checkpoint"):
         load_model_checkpoint(tmp_path / "foreign.ckpt")
+
+
+def attention_heads(unet) -> set[int]:
+    return {module.heads for module in unet.modules() if isinstance(module, Attention)}
+
+
+def test_attention_has_one_head_and_older_checkpoints_keep_diffusers_heads(tmp_path):
+    unet, trainer, _ = trained()
+    assert attention_heads(unet) == {1}
+    save_model_checkpoint(tmp_path / "m.ckpt", unet, CFG, trainer.scheduler, trainer)
+    state = torch.load(tmp_path / "m.ckpt", weights_only=True)
+    del state["unet_config"]["attention_head_dim"]  # as written before the setting existed
+    torch.save(state, tmp_path / "older.ckpt")
+    older = load_model_checkpoint(tmp_path / "older.ckpt")
+    assert older.cfg.attention_head_dim == 8
+    assert attention_heads(older.unet) == {16 // 8}  # the second level's 16 channels in heads of 8
 
 
 def test_unet_config_checks_its_shape_rules():
