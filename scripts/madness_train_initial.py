@@ -15,7 +15,7 @@ import torch
 
 from gensynth.cli import run_main
 from gensynth.device import pick_device
-from gensynth.diffusion import Trainer, UNetConfig, build_unet, make_train_scheduler, save_model_checkpoint
+from gensynth.diffusion import ARCHITECTURES, Trainer, UNetConfig, build_unet, make_train_scheduler, save_model_checkpoint
 from gensynth.errors import GensynthError
 from gensynth.io import save_json
 from gensynth.madness.data import NUM_CLASSES, load_real
@@ -30,7 +30,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="real-data NPZ (madness_prepare_data.py)")
     parser.add_argument("--epochs", type=int, required=True, help="passes over the real training split (the seed's n_epoch)")
-    parser.add_argument("--channels", type=int, nargs="+", default=[16, 32, 32], help="UNet block_out_channels")
+    parser.add_argument("--architecture", choices=ARCHITECTURES, default="unet2d", help="unet2d (diffusers' UNet2DModel) or the seed's context_unet")
+    parser.add_argument("--channels", type=int, nargs="+", default=[16, 32, 32], help="UNet block_out_channels (context_unet: n_feat 2*n_feat)")
     parser.add_argument("--layers-per-block", type=int, default=1)
     parser.add_argument("--attention", action=argparse.BooleanOptionalAction, default=False, help="self-attention below the top level")
     parser.add_argument("--n-T", type=int, default=500, help="diffusion timesteps of the linear beta schedule")
@@ -55,7 +56,8 @@ def main(argv=None):
     cfg = UNetConfig(
         sample_size=real.x_train.shape[-1], in_channels=real.x_train.shape[1], out_channels=real.x_train.shape[1],
         num_classes=NUM_CLASSES, block_out_channels=tuple(args.channels), layers_per_block=args.layers_per_block,
-        attention=args.attention,
+        attention=args.attention, architecture=args.architecture,
+        num_train_timesteps=args.n_T if args.architecture == "context_unet" else None,
     )
     torch.manual_seed(sha256_seed("madness", args.seed, "initial", "init"))  # the UNet's initial weights
     unet = build_unet(cfg).to(device)

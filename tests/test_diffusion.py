@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from diffusers.models.attention_processor import Attention
 
+from gensynth.context_unet import ContextUnet
 from gensynth.diffusion import (
     Trainer,
     TrainConfig,
@@ -21,6 +24,7 @@ from gensynth.errors import GensynthError
 from gensynth.seeding import torch_generator
 
 CFG = UNetConfig(sample_size=8, in_channels=2, out_channels=2, num_classes=3, block_out_channels=(8, 16))
+CONTEXT_CFG = dataclasses.replace(CFG, architecture="context_unet", attention=False, num_train_timesteps=50)
 
 
 def tiny_data(n=24):
@@ -28,9 +32,9 @@ def tiny_data(n=24):
     return torch.rand(n, 2, 8, 8, generator=g) * 2 - 1, torch.randint(0, 3, (n,), generator=g)
 
 
-def trained(seed=0, epochs=1):
+def trained(seed=0, epochs=1, cfg=CFG):
     torch.manual_seed(seed)
-    unet = build_unet(CFG)
+    unet = build_unet(cfg)
     trainer = Trainer(unet, make_train_scheduler(50), TrainConfig(batch_size=8, seed=seed))
     x, y = tiny_data()
     losses = [trainer.train_epoch(x, y) for _ in range(epochs)]
@@ -110,8 +114,49 @@ def test_attention_has_one_head_and_older_checkpoints_keep_diffusers_heads(tmp_p
     assert attention_heads(older.unet) == {16 // 8}  # the second level's 16 channels in heads of 8
 
 
+def test_context_unet_trains_samples_and_round_trips_through_a_checkpoint(tmp_path):
+    unet, trainer, _ = trained(epochs=2, cfg=CONTEXT_CFG)
+    save_model_checkpoint(tmp_path / "c.ckpt", unet, CONTEXT_CFG, trainer.scheduler, trainer)
+    samples = []
+    for _ in range(2):  # two loads, the same samples
+        loaded = load_model_checkpoint(tmp_path / "c.ckpt", expected_cfg=CONTEXT_CFG)
+        assert isinstance(loaded.unet, ContextUnet) and loaded.ema_loaded
+        sampler = make_sampler("ddim", loaded.scheduler_config)
+        samples.append(sample(loaded.unet, sampler, torch.tensor([0, 2]), [torch_generator(1), torch_generator(2)], 3, guidance_scale=2.0))
+    torch.testing.assert_close(samples[0], samples[1], rtol=0, atol=0)
+    assert samples[0].shape == (2, 2, 8, 8) and torch.isfinite(samples[0]).all()
+    for name, value in trainer.ema_state_dict().items():  # the EMA weights, batch-norm statistics included
+        torch.testing.assert_close(loaded.unet.state_dict()[name], value, rtol=0, atol=0)
+
+
+def test_context_unet_reads_time_as_a_fraction_of_T_and_the_null_token_as_no_class():
+    torch.manual_seed(0)
+    unet = build_unet(CONTEXT_CFG).eval()  # T = 50
+    twice_as_long = build_unet(dataclasses.replace(CONTEXT_CFG, num_train_timesteps=100)).eval()
+    twice_as_long.load_state_dict(unet.state_dict())
+    x, labels = tiny_data(4)
+    null = torch.full_like(labels, CONTEXT_CFG.null_token)
+    with torch.no_grad():
+        torch.testing.assert_close(unet(x, 10, class_labels=labels).sample, twice_as_long(x, 20, class_labels=labels).sample)
+        conditional, unconditional = (unet(x, 10, class_labels=y).sample for y in (labels, null))
+        # the null token is the zero one-hot vector: the context layers' input weights cannot reach it
+        for mlp in (unet.context_embed1, unet.context_embed2):
+            mlp[0].weight.normal_()
+        torch.testing.assert_close(unet(x, 10, class_labels=null).sample, unconditional)
+        assert not torch.allclose(unet(x, 10, class_labels=labels).sample, conditional)
+
+
 def test_unet_config_checks_its_shape_rules():
     with pytest.raises(GensynthError, match="multiple of norm_num_groups"):
         UNetConfig(sample_size=8, in_channels=1, out_channels=1, num_classes=2, block_out_channels=(12, 16))
     with pytest.raises(GensynthError, match="divisible"):
         UNetConfig(sample_size=6, in_channels=1, out_channels=1, num_classes=2, block_out_channels=(8, 16, 16))
+    for change, message in [
+        ({"architecture": "resnet"}, "expected one of unet2d, context_unet"),
+        ({"block_out_channels": (8, 24)}, r"\[n_feat, 2 \* n_feat\]"),
+        ({"attention": True}, "no attention"),
+        ({"sample_size": 6, "block_out_channels": (8, 16)}, "multiple of 4"),
+        ({"num_train_timesteps": None}, "num_train_timesteps"),
+    ]:
+        with pytest.raises(GensynthError, match=message):
+            dataclasses.replace(CONTEXT_CFG, **change)

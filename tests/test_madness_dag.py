@@ -54,6 +54,13 @@ def test_one_generations_checkpoint_builds_exactly_its_chain(project):
     assert set(stats) == {"madness_prepare_data", "madness_train_initial", "madness_sample_initial", "madness_generation"}
 
 
+def test_the_seeds_context_unet_is_a_config_choice(project):
+    (project / "ctx.yaml").write_text("madness:\n  model: {architecture: context_unet, block_out_channels: [32, 64]}\n")
+    output = snakemake(project, "-n", "-p", "--configfile", "ctx.yaml", "--cores", "1", "results/madness/initial/model_initial.ckpt").stdout
+    command = next(line for line in output.splitlines() if "madness_train_initial.py" in line)
+    assert "--architecture context_unet --channels 32 64 " in command
+
+
 def test_every_w_and_only_the_configured_scenarios_run(project):
     (project / "ws.yaml").write_text(
         "madness:\n  guidance_weights: [0, 0.5]\n  scenarios:\n    run: [fresh, augmented_synthetic]\n"

@@ -10,6 +10,7 @@ import pytest
 import torch
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 
+from gensynth.context_unet import ContextUnet
 from gensynth.diffusion import UNetConfig, build_unet
 from gensynth.errors import GensynthError
 from gensynth.madness import jacobian
@@ -27,11 +28,16 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-@pytest.fixture(scope="module")
-def unet():
-    """The project's conditional UNet (attention on the second level, class embeddings), tiny."""
+@pytest.fixture(scope="module", params=["unet2d", "context_unet"])
+def unet(request):
+    """Each of the project's conditional UNets, tiny: UNet2DModel (attention on the second level,
+    class embeddings) and the seed's ContextUnet (batch norm, one-hot context)."""
     torch.manual_seed(0)
-    return build_unet(UNetConfig(sample_size=SIZE, in_channels=1, out_channels=1, num_classes=10, block_out_channels=(8, 16)))
+    architecture = {"architecture": request.param}
+    if request.param == "context_unet":
+        architecture.update(attention=False, num_train_timesteps=500)
+    cfg = UNetConfig(sample_size=SIZE, in_channels=1, out_channels=1, num_classes=10, block_out_channels=(8, 16), **architecture)
+    return build_unet(cfg)
 
 
 @pytest.fixture(scope="module")
@@ -109,12 +115,16 @@ def test_auto_picks_exact_for_small_probes_and_lanczos_above_the_threshold(unet,
 
 def test_the_model_is_left_as_it_was(unet, probes):
     x, t, y = probes
+    buffers = {name: buffer.clone() for name, buffer in unet.named_buffers()}
     unet.train()
     lanczos_spectrum(unet, x[:1], t[:1], y[:1], k=3)
     exact_spectrum(unet, x[:1], t[:1], y[:1])
     processors = [m.processor for m in unet.modules() if isinstance(m, Attention)]
-    assert processors and all(isinstance(p, AttnProcessor2_0) for p in processors)
+    assert all(isinstance(p, AttnProcessor2_0) for p in processors)
+    assert processors or isinstance(unet, ContextUnet)
     assert unet.training and all(p.requires_grad for p in unet.parameters())
+    for name, buffer in unet.named_buffers():  # batch-norm statistics: the spectra ran in eval mode
+        torch.testing.assert_close(buffer, buffers[name], rtol=0, atol=0)
     unet.eval()
 
 

@@ -30,6 +30,7 @@ from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
 from diffusers.training_utils import EMAModel
 from diffusers.utils.torch_utils import randn_tensor
 
+from .context_unet import ContextUnet
 from .device import autocast
 from .errors import GensynthError
 from .io import load_checkpoint, save_checkpoint
@@ -38,6 +39,9 @@ from .seeding import torch_generator
 
 CHECKPOINT_FORMAT = "gensynth.diffusion/1"
 SamplerKind = Literal["ddim", "ddpm"]
+Architecture = Literal["unet2d", "context_unet"]
+ARCHITECTURES = ("unet2d", "context_unet")
+Denoiser = UNet2DModel | ContextUnet  # what build_unet returns; both take (x_t, t, class_labels=y)
 
 
 @dataclass
@@ -50,14 +54,22 @@ class UNetConfig:
     num_classes: int  # K real condition tokens; token K is the null token
     block_out_channels: tuple[int, ...] = (32, 64, 64)  # one resolution level each
     layers_per_block: int = 1
-    attention: bool = True  # self-attention on every level but the first
+    attention: bool = True  # self-attention on every level but the first (the mid block always has one)
     norm_num_groups: int = 8
     # None: one head as wide as its level (Ho et al.'s DDPM). diffusers' default of 8 makes
     # channels/8 heads, each with its own tokens x tokens score matrix: 6-7x slower at 128x128.
     attention_head_dim: int | None = None
+    # unet2d: diffusers' UNet2DModel from the settings above; context_unet: the madness seed's
+    # ContextUnet (gensynth.context_unet), block_out_channels [n_feat, 2 n_feat], no attention
+    architecture: Architecture = "unet2d"
+    num_train_timesteps: int | None = None  # context_unet only: its time input is t / num_train_timesteps
 
     def __post_init__(self):
         self.block_out_channels = tuple(int(c) for c in self.block_out_channels)
+        if self.architecture not in ARCHITECTURES:
+            raise GensynthError(f"UNet architecture {self.architecture!r}: expected one of {', '.join(ARCHITECTURES)}")
+        if self.architecture == "context_unet":
+            self._check_context_unet()
         if any(c % self.norm_num_groups for c in self.block_out_channels):
             raise GensynthError(
                 f"UNet block_out_channels {list(self.block_out_channels)}: each must be a multiple of "
@@ -69,6 +81,20 @@ class UNetConfig:
                 f"for {len(self.block_out_channels)} resolution levels"
             )
 
+    def _check_context_unet(self) -> None:
+        channels = list(self.block_out_channels)
+        if len(channels) != 2 or channels[1] != 2 * channels[0]:
+            raise GensynthError(f"context_unet: block_out_channels {channels}; expected [n_feat, 2 * n_feat] (its two levels)")
+        if self.attention or self.layers_per_block != 1:
+            raise GensynthError(
+                f"context_unet: attention {self.attention}, layers_per_block {self.layers_per_block}; "
+                "it has no attention and one block per level (set attention false, layers_per_block 1)"
+            )
+        if self.sample_size % 4:
+            raise GensynthError(f"context_unet: sample_size {self.sample_size}; expected a multiple of 4 (two 2x poolings)")
+        if not self.num_train_timesteps or self.num_train_timesteps < 1:
+            raise GensynthError(f"context_unet: num_train_timesteps {self.num_train_timesteps}; expected the schedule's T >= 1")
+
     @property
     def null_token(self) -> int:
         return self.num_classes
@@ -77,7 +103,17 @@ class UNetConfig:
         return {**dataclasses.asdict(self), "block_out_channels": list(self.block_out_channels)}
 
 
-def build_unet(cfg: UNetConfig) -> UNet2DModel:
+def build_unet(cfg: UNetConfig) -> Denoiser:
+    if cfg.architecture == "context_unet":
+        return ContextUnet(
+            sample_size=cfg.sample_size,
+            in_channels=cfg.in_channels,
+            out_channels=cfg.out_channels,
+            n_feat=cfg.block_out_channels[0],
+            num_class_embeds=cfg.num_classes + 1,
+            num_train_timesteps=cfg.num_train_timesteps,
+            norm_num_groups=cfg.norm_num_groups,
+        )
     levels = len(cfg.block_out_channels)
     attn = [cfg.attention and level > 0 for level in range(levels)]
     return UNet2DModel(
@@ -127,7 +163,7 @@ def make_sampler(kind: SamplerKind, train_config: dict[str, Any]):
 
 
 def diffusion_loss(
-    unet: UNet2DModel,
+    unet: Denoiser,
     scheduler: DDPMScheduler,
     x0: torch.Tensor,
     labels: torch.Tensor,
@@ -170,7 +206,7 @@ class TrainConfig:
 class Trainer:
     """AdamW + EMA around :func:`diffusion_loss`; its state resumes a run exactly."""
 
-    unet: UNet2DModel
+    unet: Denoiser
     scheduler: DDPMScheduler
     config: TrainConfig
     step: int = 0
@@ -257,7 +293,7 @@ class Trainer:
 
 @torch.no_grad()
 def sample(
-    unet: UNet2DModel,
+    unet: Denoiser,
     scheduler,
     labels: torch.Tensor,
     generators: list[torch.Generator],
@@ -300,7 +336,7 @@ def sample(
     return x
 
 
-def prepare_for_inference(unet: UNet2DModel) -> UNet2DModel:
+def prepare_for_inference(unet: Denoiser) -> Denoiser:
     """Channels-last memory format on CUDA, where convolutions run faster in it."""
     if unet.device.type == "cuda":
         unet = unet.to(memory_format=torch.channels_last)
@@ -309,7 +345,7 @@ def prepare_for_inference(unet: UNet2DModel) -> UNet2DModel:
 
 def save_model_checkpoint(
     path: str | Path,
-    unet: UNet2DModel,
+    unet: Denoiser,
     cfg: UNetConfig,
     train_scheduler: DDPMScheduler,
     trainer: Trainer | None = None,
@@ -331,7 +367,7 @@ def save_model_checkpoint(
 
 @dataclass
 class LoadedModel:
-    unet: UNet2DModel
+    unet: Denoiser
     cfg: UNetConfig
     scheduler_config: dict[str, Any]
     ema_loaded: bool

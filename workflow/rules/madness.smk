@@ -122,6 +122,7 @@ rule madness_train_initial:
         runtime=MADNESS["resources"]["runtime_initial"],
     params:
         epochs=MADNESS["initial"]["n_epoch"],
+        architecture=MADNESS["model"]["architecture"],
         channels=" ".join(str(c) for c in MADNESS["model"]["block_out_channels"]),
         layers=MADNESS["model"]["layers_per_block"],
         attention="--attention" if MADNESS["model"]["attention"] else "--no-attention",
@@ -135,7 +136,7 @@ rule madness_train_initial:
         GPU_ENV
     shell:
         "python scripts/madness_train_initial.py --data {input.data:q} --epochs {params.epochs} "
-        "--channels {params.channels} --layers-per-block {params.layers} {params.attention} --n-T {params.n_T} "
+        "--architecture {params.architecture} --channels {params.channels} --layers-per-block {params.layers} {params.attention} --n-T {params.n_T} "
         "--beta-start {params.beta_start} --beta-end {params.beta_end} {params.train} --seed {params.seed} "
         "--threads {threads} --device {params.device:q} --out {output.ckpt:q} --out-info {output.info:q} > {log:q} 2>&1"
 
