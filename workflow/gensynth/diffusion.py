@@ -99,6 +99,12 @@ class UNetConfig:
     def null_token(self) -> int:
         return self.num_classes
 
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> UNetConfig:
+        """The inverse of :meth:`to_dict`. Settings written before ``attention_head_dim``
+        existed ran diffusers' default of 8."""
+        return cls(**{"attention_head_dim": 8, **values})
+
     def to_dict(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "block_out_channels": list(self.block_out_channels)}
 
@@ -389,8 +395,7 @@ def load_model_checkpoint(
     if state.get("format") != CHECKPOINT_FORMAT:
         raise GensynthError(f"{path}: not a gensynth diffusion checkpoint (format {state.get('format')!r}, expected {CHECKPOINT_FORMAT!r})")
     try:
-        # checkpoints written before attention_head_dim existed ran diffusers' default
-        cfg = UNetConfig(**{"attention_head_dim": 8, **state["unet_config"]})
+        cfg = UNetConfig.from_dict(state["unet_config"])
     except TypeError as exc:
         raise GensynthError(f"{path}: unet_config does not match this version's UNetConfig ({exc})") from None
     if expected_cfg is not None and cfg != expected_cfg:

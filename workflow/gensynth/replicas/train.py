@@ -184,7 +184,7 @@ def load_model_config(path: str | Path) -> dict[str, Any]:
     if not isinstance(config, dict) or not isinstance(config.get("z_bins"), int) or not isinstance(config.get("unet"), dict):
         raise GensynthError(f"{path}: expected a model config with an integer 'z_bins' and a 'unet' mapping")
     try:
-        config["unet_config"] = UNetConfig(**config["unet"])
+        config["unet_config"] = UNetConfig.from_dict(config["unet"])
     except TypeError as exc:
         raise GensynthError(f"{path}: 'unet' does not describe a UNetConfig ({exc})") from None
     if config["unet_config"].num_classes != 2 * config["z_bins"]:
