@@ -22,7 +22,7 @@ import contextlib
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, Iterator, Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -40,7 +40,7 @@ from .seeding import torch_generator
 CHECKPOINT_FORMAT = "gensynth.diffusion/1"
 SamplerKind = Literal["ddim", "ddpm"]
 Architecture = Literal["unet2d", "context_unet"]
-ARCHITECTURES = ("unet2d", "context_unet")
+ARCHITECTURES = get_args(Architecture)
 Denoiser = UNet2DModel | ContextUnet  # what build_unet returns; both take (x_t, t, class_labels=y)
 
 
