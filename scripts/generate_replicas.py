@@ -17,10 +17,8 @@ import logging
 import sys
 from pathlib import Path
 
-import torch
-
 from gensynth.cli import run_main
-from gensynth.device import pick_device
+from gensynth.device import add_device_arguments, use_device
 from gensynth.diffusion import load_model_checkpoint, make_sampler, prepare_for_inference
 from gensynth.errors import GensynthError
 from gensynth.io import save_json, save_npz
@@ -52,14 +50,12 @@ def main(argv=None) -> int:
     parser.add_argument("--guidance-scale", type=float, default=1.0, help="classifier-free guidance scale (1: none)")
     parser.add_argument("--batch-size", type=positive_int, default=16)
     parser.add_argument("--use-ema", action=argparse.BooleanOptionalAction, default=True, help="sample with the EMA weights")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--device", default="auto")
+    add_device_arguments(parser)
     args = parser.parse_args(argv)
     if args.replica_id < 0:
         raise GensynthError(f"--replica-id {args.replica_id}: expected an integer >= 0")
 
-    torch.set_num_threads(args.threads)
-    device = pick_device(args.device)
+    device = use_device(args)
     settings = SamplerSettings(args.num_inference_steps, args.eta, args.guidance_scale, args.batch_size)
     provenance = Provenance(vars(args), str(device))
     model_config = load_model_config(args.config)

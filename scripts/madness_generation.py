@@ -19,7 +19,7 @@ import torch
 from diffusers import DDPMScheduler
 
 from gensynth.cli import run_main
-from gensynth.device import pick_device
+from gensynth.device import add_device_arguments, use_device
 from gensynth.diffusion import Trainer, UNetConfig, build_unet, load_model_checkpoint, save_model_checkpoint, scheduler_config
 from gensynth.errors import GensynthError
 from gensynth.io import save_json
@@ -73,8 +73,7 @@ def main(argv=None):
     add_training_arguments(parser)
     add_sampling_arguments(parser)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--device", default="auto")
+    add_device_arguments(parser)
     parser.add_argument("--out-model", required=True)
     parser.add_argument("--out-next", required=True, help="NPZ: the next generation's synthetic data")
     parser.add_argument("--out-eval", required=True, help="NPZ: the evaluation set")
@@ -88,8 +87,7 @@ def main(argv=None):
         )
     if args.scenario == "fresh" and args.n_real < 1:
         raise GensynthError("--n-real: the fresh scenario adds n_real >= 1 new real images per generation")
-    torch.set_num_threads(args.threads)
-    device = pick_device(args.device)
+    device = use_device(args)
     provenance = Provenance(vars(args), device)
     real = load_real(args.real)
     x_synthetic, y_synthetic = load_images(args.synthetic)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from gensynth.cli import run_main
-from gensynth.device import pick_device
+from gensynth.device import add_device_arguments, use_device
 from gensynth.diffusion import load_model_checkpoint
 from gensynth.errors import GensynthError
 from gensynth.io import save_npz
@@ -33,14 +33,12 @@ def main(argv=None):
     parser.add_argument("--probes", required=True, help="probe NPZ (madness_make_probes.py)")
     parser.add_argument("--method", choices=METHODS, default="auto", help="auto: exact up to 1,024 dimensions, else lanczos")
     parser.add_argument("--k", type=int, default=50, help="eigenvalues per probe for lanczos")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--device", default="auto")
+    add_device_arguments(parser)
     parser.add_argument("--out", required=True, help="NPZ: eigenvalues (P, K), timesteps, labels, image_index, one array per statistic")
     args = parser.parse_args(argv)
     if args.k < 1:
         raise GensynthError(f"--k {args.k}: expected >= 1")
-    torch.set_num_threads(args.threads)
-    device = pick_device(args.device)
+    device = use_device(args)
     unet = load_model_checkpoint(args.model, device=device).unet
     probes = load_probes(args.probes)
     eigenvalues = jacobian_spectrum(

@@ -11,10 +11,8 @@ import argparse
 import logging
 import sys
 
-import torch
-
 from gensynth.cli import run_main
-from gensynth.device import pick_device
+from gensynth.device import add_device_arguments, use_device
 from gensynth.diffusion import load_model_checkpoint
 from gensynth.errors import GensynthError
 from gensynth.io import save_json
@@ -33,15 +31,13 @@ def main(argv=None):
     parser.add_argument("--tag", default="initial", help="names the set in its seeds")
     add_sampling_arguments(parser)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--device", default="auto")
+    add_device_arguments(parser)
     parser.add_argument("--out", required=True, help="NPZ with x (N, C, S, S) in [-1, 1] and y (N,)")
     parser.add_argument("--out-info", required=True, help="JSON sidecar with provenance")
     args = parser.parse_args(argv)
     if args.n < 1 or args.w < 0:
         raise GensynthError(f"--n {args.n} (>= 1) and --w {args.w} (>= 0): out of range")
-    torch.set_num_threads(args.threads)
-    device = pick_device(args.device)
+    device = use_device(args)
     provenance = Provenance(vars(args), device)
     model = load_model_checkpoint(args.model, device=device)
     x, y = sample_images(model.unet, model.scheduler_config, args.n, args.w, sampling_config(args),

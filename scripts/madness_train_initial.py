@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from gensynth.cli import run_main
-from gensynth.device import pick_device
+from gensynth.device import add_device_arguments, use_device
 from gensynth.diffusion import ARCHITECTURES, Trainer, UNetConfig, build_unet, make_train_scheduler, save_model_checkpoint
 from gensynth.errors import GensynthError
 from gensynth.io import save_json
@@ -39,8 +39,7 @@ def main(argv=None):
     parser.add_argument("--beta-end", type=float, default=0.02)
     add_training_arguments(parser)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--device", default="auto")
+    add_device_arguments(parser)
     parser.add_argument("--out", required=True, help="checkpoint (gensynth.diffusion format)")
     parser.add_argument("--out-info", required=True, help="JSON: losses, sizes, provenance")
     args = parser.parse_args(argv)
@@ -49,8 +48,7 @@ def main(argv=None):
             f"--epochs {args.epochs} (>= 1), --n-T {args.n_T} (>= 2), --beta-start {args.beta_start} < --beta-end {args.beta_end} "
             "(both in (0, 1)): out of range"
         )
-    torch.set_num_threads(args.threads)
-    device = pick_device(args.device)
+    device = use_device(args)
     provenance = Provenance(vars(args), device)
     real = load_real(args.data)
     cfg = UNetConfig(

@@ -16,10 +16,8 @@ import dataclasses
 import sys
 from pathlib import Path
 
-import torch
-
 from gensynth.cli import run_main
-from gensynth.device import pick_device
+from gensynth.device import add_device_arguments, use_device
 from gensynth.diffusion import UNetConfig
 from gensynth.io import sha256_file
 from gensynth.provenance import Provenance
@@ -42,12 +40,10 @@ def main(argv=None) -> int:
     for field in dataclasses.fields(ReplicaTrainSettings):
         default = getattr(defaults, field.name)
         parser.add_argument(f"--{field.name.replace('_', '-')}", type=type(default), default=default)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--device", default="auto")
+    add_device_arguments(parser)
     args = parser.parse_args(argv)
 
-    torch.set_num_threads(args.threads)
-    device = pick_device(args.device)
+    device = use_device(args)
     settings = ReplicaTrainSettings(**{field.name: getattr(args, field.name) for field in dataclasses.fields(ReplicaTrainSettings)})
     dataset = load_slice_dataset(args.data, args.z_bins)
     unet_cfg = UNetConfig(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import logging
 import os
@@ -26,6 +27,18 @@ def pick_device(requested: str = "auto") -> torch.device:
     device = _resolve(requested)
     log.info("device %s (asked: %s, CUDA_VISIBLE_DEVICES=%s)", device, requested, os.environ.get("CUDA_VISIBLE_DEVICES", "unset"))
     return device
+
+
+def add_device_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--threads`` and ``--device``, the flags of every script that runs torch models."""
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--device", default="auto", help=f"one of {', '.join(DEVICE_CHOICES)} or cuda:N")
+
+
+def use_device(args: argparse.Namespace) -> torch.device:
+    """Apply ``--threads`` and return the device ``--device`` names (see :func:`pick_device`)."""
+    torch.set_num_threads(args.threads)
+    return pick_device(args.device)
 
 
 def _resolve(requested: str) -> torch.device:
