@@ -22,7 +22,7 @@ from threadpoolctl import threadpool_limits
 
 from gensynth.cli import run_main
 from gensynth.errors import GensynthError
-from gensynth.madness.metrics import PRDC_CHUNK_SIZE, prdc, prdc_reference
+from gensynth.metrics import PRDC_CHUNK_SIZE, prdc, prdc_reference
 from gensynth.seeding import numpy_generator, sha256_seed
 
 METHODS = ("chunked", "reference")

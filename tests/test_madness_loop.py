@@ -22,7 +22,7 @@ from gensynth.madness.detection import Signal, bootstrap_mean, detect, first_dep
 from gensynth.madness.evaluation import METRICS, metrics_with_bootstrap, tsne_embedding
 from gensynth.madness.jacobian import spectrum_stats
 from gensynth.madness.loop import SamplingConfig, fresh_real_indices, guidance_scale, sample_images, training_set
-from gensynth.madness.metrics import fid
+from gensynth.metrics import fid
 from gensynth.madness.probes import make_probes
 
 ROOT = Path(__file__).resolve().parents[1]

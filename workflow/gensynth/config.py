@@ -8,6 +8,7 @@ one line: the key's dotted path, its value, and what was expected.
 from __future__ import annotations
 
 import copy
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -113,3 +114,27 @@ def load_config(path: str | Path, schema_dir: Path = SCHEMA_DIR) -> dict[str, An
     if not isinstance(config, dict):
         raise GensynthError(f"{path}: expected a mapping of config keys at the top level")
     return validate_config(config, schema_dir)
+
+
+@functools.lru_cache(maxsize=None)
+def module_schema(module: str, schema_dir: Path = SCHEMA_DIR) -> dict[str, Any]:
+    path = schema_dir / f"{module}.schema.yaml"
+    if not path.is_file():
+        raise GensynthError(f"{path}: no schema for module {module!r}")
+    return yaml.safe_load(path.read_text())
+
+
+def schema_default(module: str, key: str) -> Any:
+    """The schema's default of ``<module>.<key>`` (dotted, e.g. ``sample.num_inference_steps``).
+
+    Scripts take their flags' defaults from here, so a script run by hand makes what the DAG makes.
+    """
+    node = module_schema(module)
+    for part in key.split("."):
+        properties = node.get("properties", {})
+        if part not in properties:
+            raise KeyError(f"{module}.schema.yaml has no key {key!r} (at {part!r})")
+        node = properties[part]
+    if "default" not in node:
+        raise KeyError(f"{module}.schema.yaml: key {key!r} has no default")
+    return copy.deepcopy(node["default"])

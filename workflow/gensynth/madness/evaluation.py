@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .metrics import fid, prdc
+from ..metrics import fid, prdc
 
 METRICS = ("fid", "precision", "recall", "density", "coverage")
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from gensynth.errors import GensynthError
-from gensynth.madness.metrics import fid, frechet_distance, prdc, prdc_reference
+from gensynth.metrics import fid, frechet_distance, prdc, prdc_reference
 
 KEYS = ("precision", "recall", "density", "coverage")
 

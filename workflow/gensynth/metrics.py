@@ -35,7 +35,7 @@ import numpy as np
 import scipy.linalg
 from sklearn.metrics import pairwise_distances
 
-from ..errors import GensynthError
+from .errors import GensynthError
 
 log = logging.getLogger(__name__)
 
