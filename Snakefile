@@ -15,9 +15,11 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/atoms.smk"
 include: "workflow/rules/replicas.smk"
 include: "workflow/rules/madness.smk"
+include: "workflow/rules/denoise.smk"
+include: "workflow/rules/genaug.smk"
 
 
 rule all:
+    default_target: True
     input:
         get_final_output(),
-    default_target: True

@@ -1,6 +1,6 @@
 """Benchmark the Jacobian spectrum: exact (all eigenvalues) against matrix-free Lanczos (top k).
 
-At each size, the same small UNet (``gensynth.diffusion.build_unet``: 32/64/64 channels,
+At each size, the same small UNet (``gensynth.diffusion.build_model``: 32/64/64 channels,
 single-head attention on the second and third levels, class embeddings; random weights from --seed) and
 one probe ``x_t ~ N(0, I)`` at --timestep. Prints time, products and the top-k's largest
 relative error against exact where exact runs (sizes up to --exact-max).
@@ -32,7 +32,7 @@ from torch.func import vjp, vmap
 
 from gensynth.cli import run_main
 from gensynth.device import pick_device
-from gensynth.diffusion import UNetConfig, build_unet
+from gensynth.diffusion import UNetConfig, build_model
 from gensynth.madness.jacobian import LANCZOS_TOL, denoiser, exact_spectrum, gram_operator, jacobian_ready, lanczos_spectrum
 from gensynth.seeding import torch_generator
 
@@ -54,7 +54,7 @@ def timed(device: torch.device, function, *args, **kwargs):
 
 def small_unet(size: int, seed: int, device: torch.device):
     torch.manual_seed(seed)
-    return build_unet(UNetConfig(sample_size=size, in_channels=1, out_channels=1, num_classes=10)).to(device).eval()
+    return build_model(UNetConfig(sample_size=size, in_channels=1, out_channels=1, num_classes=10)).to(device).eval()
 
 
 def project_exact_seconds(unet, probe, timestep, label, rows: int, device: torch.device) -> dict:

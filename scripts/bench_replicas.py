@@ -7,13 +7,12 @@ On the same UNet, steps and batch:
 Target: per-sample costs at most 5% more time than one-gen at batch 16 and 64.
 
     python scripts/bench_replicas.py --device cpu --size 32 --steps 20 --batch-sizes 16 64
-    python scripts/bench_replicas.py --device cuda --size 128 --channels 64 128 256 256 --attention --steps 50
+    python scripts/bench_replicas.py --device cuda --size 128 --block-out-channels 64 128 256 256 --attention --steps 50
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 
@@ -24,7 +23,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from gensynth.cli import run_main
 from gensynth.device import autocast, pick_device
 from gensynth.io import save_json
-from gensynth.diffusion import UNetConfig, build_unet, make_sampler, make_train_scheduler, prepare_for_inference, sample, scheduler_config
+from gensynth.diffusion import SamplerSettings, UNetConfig, build_model, make_sampler, make_train_scheduler, prepare_for_inference, sample, scheduler_config
 from gensynth.seeding import torch_generator
 
 
@@ -71,7 +70,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--size", type=int, default=32, help="image side (the seed's full scale: 128)")
-    parser.add_argument("--channels", type=int, nargs="+", default=[16, 32, 32], help="UNet block_out_channels")
+    parser.add_argument("--block-out-channels", type=int, nargs="+", default=[16, 32, 32], help="UNet block_out_channels")
     parser.add_argument("--attention", action=argparse.BooleanOptionalAction, default=False)
     parser.add_argument("--z-bins", type=int, default=4)
     parser.add_argument("--steps", type=int, default=20, help="DDIM steps")
@@ -85,27 +84,29 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(args.threads)
     device = pick_device(args.device)
-    cfg = UNetConfig(args.size, 2, 2, 2 * args.z_bins, tuple(args.channels), attention=args.attention)
+    cfg = UNetConfig(args.size, 2, 2, 2 * args.z_bins, tuple(args.block_out_channels), attention=args.attention)
     torch.manual_seed(0)
-    unet = prepare_for_inference(build_unet(cfg).to(device))
+    unet = prepare_for_inference(build_model(cfg).to(device))
     scheduler = make_sampler("ddim", scheduler_config(make_train_scheduler(1000, prediction_type="v_prediction")))
     print(f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}), size {args.size}, "
-          f"channels {args.channels}, attention {args.attention}, {args.steps} DDIM steps, eta {args.eta}, threads {args.threads}")
+          f"channels {args.block_out_channels}, attention {args.attention}, {args.steps} DDIM steps, eta {args.eta}, threads {args.threads}")
     print(f"{'batch':>5} {'per-sample/s':>13} {'one-gen/s':>10} {'batch-1/s':>10} {'overhead vs one-gen':>20}")
     rows = []
     for batch in args.batch_sizes:
         labels = torch.arange(batch) % cfg.num_classes  # (B,)
         seeds = range(batch)
 
+        settings = SamplerSettings(args.steps, batch, eta=args.eta)
+
         def per_sample():
-            sample(unet, scheduler, labels, [torch_generator(s) for s in seeds], args.steps, eta=args.eta)
+            sample(unet, scheduler, labels, [torch_generator(s) for s in seeds], settings)
 
         def one_generator():
             sample_one_generator(unet, scheduler, labels, torch_generator(0), args.steps, eta=args.eta)
 
         def batch_one():
             for i in seeds:
-                sample(unet, scheduler, labels[i : i + 1], [torch_generator(i)], args.steps, eta=args.eta)
+                sample(unet, scheduler, labels[i : i + 1], [torch_generator(i)], settings)
 
         fns = {"per_sample": per_sample, "one_generator": one_generator, **({} if args.skip_batch1 else {"batch1": batch_one})}
         times = best_times(fns, device, args.repeats)

@@ -19,11 +19,12 @@ import sys
 import time
 from pathlib import Path
 
-from gensynth.atoms import DEFAULT_FRACTIONS, DEFAULT_GENERATOR, SPLIT_NAMES, block_size, check_fractions, estimate_memory
+from gensynth.atoms import SPLIT_NAMES, block_size, check_fractions, estimate_memory
 from gensynth.atoms import iter_blocks, load_generator, save_metadata, split_assignment, validate_dataset, write_splits
 from gensynth.atoms.corpus import MAX_SEED
 from gensynth.atoms.storage import check_writable, existing_dataset_files, next_dataset_dir, staged_dataset
 from gensynth.cli import run_main
+from gensynth.config import schema_default
 from gensynth.errors import GensynthError
 from gensynth.provenance import Provenance
 
@@ -37,17 +38,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--output-dir", type=str, default=None,
         help="Output directory (default: datasets/YYYY-MM-DD-vN, N the next free version of today)",
     )
-    parser.add_argument("--seed", type=int, default=42, help="Random seed for reproducibility (default: 42)")
-    parser.add_argument("--grid-size", type=int, default=16, help="Image side in pixels (default: 16)")
+    parser.add_argument("--seed", type=int, default=schema_default("atoms", "versions.seed"), help="Random seed for reproducibility (default: 42)")
+    parser.add_argument("--grid-size", type=int, default=schema_default("atoms", "versions.grid_size"), help="Image side in pixels (default: 16)")
     for name in SPLIT_NAMES:
+        default = schema_default("atoms", f"versions.splits.{name}")
         parser.add_argument(
-            f"--{name}-fraction", type=float, default=DEFAULT_FRACTIONS[name],
-            help=f"Fraction of the images in the {name} split (default: {DEFAULT_FRACTIONS[name]}; the three sum to 1)",
+            f"--{name}-fraction", type=float, default=default,
+            help=f"Fraction of the images in the {name} split (default: {default}; the three sum to 1)",
         )
+    generator = schema_default("atoms", "versions.generator")
     parser.add_argument(
-        "--generator", default=DEFAULT_GENERATOR,
+        "--generator", default=generator,
         help="Image generator, module:function or path/to/file.py:function: a batch function (rng, n) -> (images, labels) "
-        f"or a per-image function () -> (grid, label) (default: {DEFAULT_GENERATOR})",
+        f"or a per-image function () -> (grid, label) (default: {generator})",
     )
     parser.add_argument("--yes", "-y", action="store_true", help="Generate without asking for confirmation")
     parser.add_argument("--overwrite", action="store_true", help="Replace a dataset already in --output-dir")
@@ -99,7 +102,7 @@ def main(argv=None) -> int:
     print(f"  Images: {mem_info['num_images']:,} ({args.grid_size}x{args.grid_size} uint8)")
     print(f"  Memory: {mem_info['readable']} (uncompressed; streamed in blocks of {block_size(args.grid_size):,} images)")
     print(f"  Output: {output_dir}")
-    print(f"  Splits: " + ", ".join(f"{name} {fractions[name]:g}" for name in SPLIT_NAMES) + f"; seed {args.seed}")
+    print("  Splits: " + ", ".join(f"{name} {fractions[name]:g}" for name in SPLIT_NAMES) + f"; seed {args.seed}")
     print(f"  Generator: {generator.name}")
     try:
         if not confirm(args.yes):

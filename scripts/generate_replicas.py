@@ -18,13 +18,14 @@ import sys
 from pathlib import Path
 
 from gensynth.cli import run_main
+from gensynth.config import schema_default
 from gensynth.device import add_device_arguments, use_device
-from gensynth.diffusion import load_model_checkpoint, make_sampler, prepare_for_inference
+from gensynth.diffusion import SamplerSettings, load_model_checkpoint
 from gensynth.errors import GensynthError
 from gensynth.io import save_json, save_npz
 from gensynth.provenance import Provenance
 from gensynth.replicas.data import load_test_distribution
-from gensynth.replicas.generate import SamplerSettings, generate_replica, plan_replica, replica_meta, replica_name
+from gensynth.replicas.generate import generate_replica, plan_replica, replica_meta, replica_name
 from gensynth.replicas.train import load_model_config
 
 log = logging.getLogger("generate_replicas")
@@ -37,26 +38,34 @@ def positive_int(text: str) -> int:
     return value
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", required=True, type=Path, help="the trained model (best.ckpt)")
     parser.add_argument("--config", required=True, type=Path, help="the model's config.yaml, written beside best.ckpt")
     parser.add_argument("--test-csv", required=True, type=Path, help="test distribution: zbin, lesion_present, domain, n_slices")
     parser.add_argument("--replica-id", required=True, type=int)
     parser.add_argument("--out-dir", required=True, type=Path)
-    parser.add_argument("--seed-base", type=int, default=42)
-    parser.add_argument("--num-inference-steps", type=positive_int, default=200, help="DDIM steps")
-    parser.add_argument("--eta", type=float, default=0.0, help="DDIM stochasticity (0: deterministic given the initial noise)")
-    parser.add_argument("--guidance-scale", type=float, default=1.0, help="classifier-free guidance scale (1: none)")
-    parser.add_argument("--batch-size", type=positive_int, default=16)
-    parser.add_argument("--use-ema", action=argparse.BooleanOptionalAction, default=True, help="sample with the EMA weights")
+    parser.add_argument("--seed-base", type=int, default=schema_default("replicas", "sample.seed_base"))
+    parser.add_argument("--num-inference-steps", type=positive_int, default=schema_default("replicas", "sample.num_inference_steps"),
+                        help="DDIM steps (the seed's production value: 200)")
+    parser.add_argument("--eta", type=float, default=schema_default("replicas", "sample.eta"),
+                        help="DDIM stochasticity (0: deterministic given the initial noise)")
+    parser.add_argument("--guidance-scale", type=float, default=schema_default("replicas", "sample.guidance_scale"),
+                        help="classifier-free guidance scale (1: none)")
+    parser.add_argument("--batch-size", type=positive_int, default=schema_default("replicas", "sample.batch_size"))
+    parser.add_argument("--use-ema", action=argparse.BooleanOptionalAction, default=schema_default("replicas", "sample.use_ema"),
+                        help="sample with the EMA weights")
     add_device_arguments(parser)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
     if args.replica_id < 0:
         raise GensynthError(f"--replica-id {args.replica_id}: expected an integer >= 0")
 
     device = use_device(args)
-    settings = SamplerSettings(args.num_inference_steps, args.eta, args.guidance_scale, args.batch_size)
+    settings = SamplerSettings(args.num_inference_steps, args.batch_size, eta=args.eta, guidance_scale=args.guidance_scale)
     provenance = Provenance(vars(args), str(device))
     model_config = load_model_config(args.config)
     z_bins = model_config["z_bins"]
@@ -67,12 +76,10 @@ def main(argv=None) -> int:
         raise GensynthError(f"{args.checkpoint}: trained with z_bins = {checkpoint_z_bins}, but {args.config} says {z_bins}")
     if args.use_ema and not loaded.ema_loaded:
         log.warning("%s has no EMA weights: sampling with the raw weights", args.checkpoint)
-    unet = prepare_for_inference(loaded.unet)
-    scheduler = make_sampler("ddim", loaded.scheduler_config)
 
     plan = plan_replica(distribution, z_bins, args.seed_base, args.replica_id)
     log.info("replica %d: %d samples in %d conditions, %d DDIM steps", args.replica_id, len(plan["seed"]), len(distribution), settings.num_inference_steps)
-    arrays = generate_replica(unet, scheduler, plan, settings)
+    arrays = generate_replica(loaded.model, loaded.scheduler_config, plan, settings)
     name = replica_name(args.replica_id)
     meta = replica_meta(
         args.replica_id,

@@ -20,14 +20,18 @@ from gensynth.madness.evaluation import METRICS
 from gensynth.madness.figures import scenario_comparison
 
 
-def main(argv=None):
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scenario", nargs="+", action="append", required=True, metavar=("NAME", "METRICS_JSON"),
                         help="a scenario's name, then its metrics JSON of generations 0, 1, ... in order (repeat per scenario)")
     parser.add_argument("--label", default="", help="figure title")
     parser.add_argument("--out-table", required=True, help="CSV: scenario, generation, each metric and its bootstrap std")
     parser.add_argument("--out-figure", required=True)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     rows, fid_by_scenario = [], {}
     for name, *paths in args.scenario:
         if not paths:

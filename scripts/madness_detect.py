@@ -14,6 +14,7 @@ import logging
 import sys
 
 from gensynth.cli import run_main
+from gensynth.config import schema_default
 from gensynth.errors import GensynthError
 from gensynth.io import load_json, save_figure, save_json
 from gensynth.madness.detection import JACOBIAN_STATS, detect, jacobian_signals, load_jacobian_stats, sample_signals
@@ -25,17 +26,21 @@ from gensynth.seeding import sha256_seed
 log = logging.getLogger("madness.detect")
 
 
-def main(argv=None):
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--metrics", nargs="+", required=True, help="metrics JSON of generations 0, 1, ... in order")
     parser.add_argument("--jacobians", nargs="+", required=True, help="Jacobian NPZ of generations 0, 1, ... in order")
-    parser.add_argument("--k", type=float, default=3.0, help="departure threshold in standard deviations")
-    parser.add_argument("--n-bootstrap", type=int, default=200, help="resamples of the probe images")
+    parser.add_argument("--k", type=float, default=schema_default("madness", "detection.k"), help="departure threshold in standard deviations")
+    parser.add_argument("--n-bootstrap", type=int, default=schema_default("madness", "detection.n_bootstrap"), help="resamples of the probe images")
     parser.add_argument("--label", default="", help="figure title")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=schema_default("madness", "seed"))
     parser.add_argument("--out", required=True, help="detection JSON")
     parser.add_argument("--out-figure", required=True, help="signals figure")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     if len(args.metrics) != len(args.jacobians) or len(args.metrics) < 2:
         raise GensynthError(f"--metrics ({len(args.metrics)} files) and --jacobians ({len(args.jacobians)}): expected the same number, >= 2 generations")
     if args.k <= 0 or args.n_bootstrap < 2:

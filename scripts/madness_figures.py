@@ -17,14 +17,18 @@ from gensynth.madness.detection import load_jacobian_stats
 from gensynth.madness.figures import jacobian_spectra, metric_curves
 
 
-def main(argv=None):
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--metrics", nargs="+", required=True, help="metrics JSON of generations 0, 1, ... in order")
     parser.add_argument("--jacobians", nargs="+", required=True, help="Jacobian NPZ of generations 0, 1, ... in order")
     parser.add_argument("--label", default="", help="figure title")
     parser.add_argument("--out-curves", required=True)
     parser.add_argument("--out-spectra", required=True)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     if len(args.metrics) != len(args.jacobians):
         raise GensynthError(f"--metrics ({len(args.metrics)} files) and --jacobians ({len(args.jacobians)}): expected one of each per generation")
     save_figure(metric_curves([load_json(p) for p in args.metrics], args.label), args.out_curves, dpi=120)

@@ -5,7 +5,7 @@ Example (generation 1 of full_synthetic at w = 0):
     python scripts/madness_generation.py --scenario full_synthetic --generation 1 --w 0 \
         --real results/madness/data/real.npz \
         --synthetic results/madness/full_synthetic/w0/gen_data_0_w0.npz \
-        --prev-model results/madness/full_synthetic/w0/model_0_w0.ckpt --epochs 60 --n-next 10 --n-eval 300 \
+        --prev-model results/madness/full_synthetic/w0/model_0_w0.ckpt --n-epoch 60 --n-next 10 --n-eval 200 \
         --out-model results/madness/full_synthetic/w0/model_1_w0.ckpt ...
 """
 
@@ -15,18 +15,16 @@ import argparse
 import logging
 import sys
 
-import torch
-from diffusers import DDPMScheduler
-
 from gensynth.cli import run_main
+from gensynth.config import schema_default
 from gensynth.device import add_device_arguments, use_device
-from gensynth.diffusion import Trainer, UNetConfig, build_unet, load_model_checkpoint, save_model_checkpoint, scheduler_config
+from gensynth.diffusion import save_model_checkpoint, scheduler_config
 from gensynth.errors import GensynthError
 from gensynth.io import save_json
 from gensynth.madness.data import load_images, load_real, save_images
 from gensynth.madness.loop import (
-    add_sampling_arguments, add_training_arguments, sample_images, sample_seed_parts, sampling_config, train, train_config,
-    trainer_seed, training_set,
+    add_sampling_arguments, add_training_arguments, resume_file, sample_images, sample_seed_parts, sampler_settings, starting_trainer,
+    train, train_config, trainer_seed, training_set,
 )
 from gensynth.madness.naming import SCENARIOS, w_label
 from gensynth.provenance import Provenance
@@ -35,26 +33,7 @@ from gensynth.seeding import sha256_seed
 log = logging.getLogger("madness.generation")
 
 
-def starting_trainer(args, device) -> tuple[Trainer, UNetConfig]:
-    """Warm: generation g-1's training state (weights, optimizer, EMA) continued on new data.
-    Cold: a freshly initialised UNet of the same settings."""
-    previous = load_model_checkpoint(args.prev_model, use_ema=False, device=device)
-    train_scheduler = DDPMScheduler.from_config(previous.scheduler_config)
-    config = train_config(args, trainer_seed(args.seed, args.scenario, args.w, args.generation))
-    if not args.warm_start:
-        torch.manual_seed(sha256_seed("madness", args.seed, args.scenario, w_label(args.w), args.generation, "init"))
-        return Trainer(build_unet(previous.cfg).to(device), train_scheduler, config), previous.cfg
-    if "trainer" not in previous.state:
-        raise GensynthError(f"{args.prev_model}: holds no training state to warm-start from (save it with its Trainer)")
-    trainer = Trainer(previous.unet, train_scheduler, config)
-    trainer.load_state_dict(previous.state["trainer"])
-    trainer.generator.manual_seed(config.seed)  # this generation's own noise and batches
-    for group in trainer.optimizer.param_groups:  # the configured rate, not the saved one
-        group["lr"] = config.lr
-    return trainer, previous.cfg
-
-
-def main(argv=None):
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scenario", choices=SCENARIOS, required=True)
     parser.add_argument("--generation", type=int, required=True, help="g >= 0")
@@ -62,28 +41,32 @@ def main(argv=None):
     parser.add_argument("--real", required=True, help="real-data NPZ")
     parser.add_argument("--synthetic", required=True, help="the previous generation's samples (initial set for g = 0)")
     parser.add_argument("--prev-model", required=True, help="the previous generation's checkpoint (model_initial for g = 0)")
-    parser.add_argument("--warm-start", action=argparse.BooleanOptionalAction, default=True,
+    parser.add_argument("--warm-start", action=argparse.BooleanOptionalAction, default=schema_default("madness", "train.warm_start"),
                         help="start from the previous model's weights (else a fresh initialisation)")
-    parser.add_argument("--epochs", type=int, required=True, help="passes over this generation's training data")
+    parser.add_argument("--n-epoch", type=int, required=True, help="passes over this generation's training data (the scenario's n_epoch)")
     parser.add_argument("--n-next", type=int, required=True, help="images sampled for the next generation (N_next)")
-    parser.add_argument("--n-eval", type=int, required=True, help="images sampled for the metrics (N_eval)")
+    parser.add_argument("--n-eval", type=int, default=schema_default("madness", "N_eval"), help="images sampled for the metrics (N_eval)")
     parser.add_argument("--n-real", type=int, default=0, help="fresh: new real images per generation")
-    parser.add_argument("--synthetic-limit", type=int, default=0,
-                        help="train on the first N images of --synthetic only (0 = all; the scenario's N_initial at g = 0)")
+    parser.add_argument("--n-initial", type=int, default=0,
+                        help="train on the first N images of --synthetic only (0 = all; the scenario's N_initial, at g = 0)")
     add_training_arguments(parser)
     add_sampling_arguments(parser)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=schema_default("madness", "seed"))
     add_device_arguments(parser)
     parser.add_argument("--out-model", required=True)
     parser.add_argument("--out-next", required=True, help="NPZ: the next generation's synthetic data")
     parser.add_argument("--out-eval", required=True, help="NPZ: the evaluation set")
     parser.add_argument("--out-info", required=True, help="JSON: data composition, losses, provenance")
-    args = parser.parse_args(argv)
-    counts = (args.epochs, args.n_next, args.n_eval)
-    if args.generation < 0 or min(counts) < 1 or min(args.n_real, args.synthetic_limit, args.w) < 0:
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    counts = (args.n_epoch, args.n_next, args.n_eval)
+    if args.generation < 0 or min(counts) < 1 or min(args.n_real, args.n_initial, args.w) < 0:
         raise GensynthError(
-            f"--generation {args.generation} (>= 0), --epochs {args.epochs}, --n-next {args.n_next}, --n-eval {args.n_eval} (>= 1), "
-            f"--n-real {args.n_real}, --synthetic-limit {args.synthetic_limit} and --w {args.w} (>= 0): out of range"
+            f"--generation {args.generation} (>= 0), --n-epoch {args.n_epoch}, --n-next {args.n_next}, --n-eval {args.n_eval} (>= 1), "
+            f"--n-real {args.n_real}, --n-initial {args.n_initial} and --w {args.w} (>= 0): out of range"
         )
     if args.scenario == "fresh" and args.n_real < 1:
         raise GensynthError("--n-real: the fresh scenario adds n_real >= 1 new real images per generation")
@@ -91,21 +74,25 @@ def main(argv=None):
     provenance = Provenance(vars(args), device)
     real = load_real(args.real)
     x_synthetic, y_synthetic = load_images(args.synthetic)
-    if args.synthetic_limit:  # image i of a set depends only on its seed: the first N are a set of N
-        if args.synthetic_limit > len(y_synthetic):
-            raise GensynthError(f"--synthetic-limit {args.synthetic_limit}: {args.synthetic} holds only {len(y_synthetic)} images")
-        x_synthetic, y_synthetic = x_synthetic[: args.synthetic_limit], y_synthetic[: args.synthetic_limit]
+    if args.n_initial:  # image i of a set depends only on its seed: the first N are a set of N
+        if args.n_initial > len(y_synthetic):
+            raise GensynthError(f"--n-initial {args.n_initial}: {args.synthetic} holds only {len(y_synthetic)} images")
+        x_synthetic, y_synthetic = x_synthetic[: args.n_initial], y_synthetic[: args.n_initial]
     data = training_set(args.scenario, args.generation, (x_synthetic, y_synthetic), real, args.n_real, args.seed)
-    trainer, cfg = starting_trainer(args, device)
-    unet, train_scheduler = trainer.unet, trainer.scheduler
-    losses = train(trainer, data, args.epochs)
-    save_model_checkpoint(args.out_model, unet, cfg, train_scheduler, trainer, extra={"epoch_losses": losses})
+    config = train_config(args, trainer_seed(args.seed, args.scenario, args.w, args.generation))
+    init_seed = sha256_seed("madness", args.seed, args.scenario, w_label(args.w), args.generation, "init")
+    trainer, cfg = starting_trainer(args.prev_model, args.warm_start, config, init_seed, device)
+    inputs = {"real": args.real, "synthetic": args.synthetic, "prev_model": args.prev_model}
+    resume = resume_file(args, args.out_model, inputs)
+    losses = train(trainer, data, args.n_epoch, resume)
+    train_scheduler = trainer.loss.scheduler
+    save_model_checkpoint(args.out_model, trainer.model, cfg, train_scheduler, trainer, extra={"epoch_losses": losses})
 
-    sampling = sampling_config(args)
-    scheduler_cfg = scheduler_config(train_scheduler)
+    settings = sampler_settings(args)
     with trainer.ema_weights():  # sample with the weights the checkpoint's users load
         for n, out, purpose in ((args.n_next, args.out_next, "next"), (args.n_eval, args.out_eval, "eval")):
-            x, y = sample_images(unet, scheduler_cfg, n, args.w, sampling, *sample_seed_parts(args.seed, args.scenario, args.w, args.generation, purpose))
+            seed_parts = sample_seed_parts(args.seed, args.scenario, args.w, args.generation, purpose)
+            x, y = sample_images(trainer.model, scheduler_config(train_scheduler), n, args.w, settings, *seed_parts)
             save_images(out, x, y)
     save_json(args.out_info, {
         "scenario": args.scenario,
@@ -117,8 +104,9 @@ def main(argv=None):
         "real_indices": data.real_indices.tolist() if args.scenario == "fresh" else None,
         "steps": trainer.step,
         "epoch_losses": losses,
-        "provenance": provenance.record({"real": args.real, "synthetic": args.synthetic, "prev_model": args.prev_model}),
+        "provenance": provenance.record(inputs),
     })
+    resume.remove()
     log.info("%s generation %d (w=%g): %d synthetic + %d real images, %d steps, last loss %.4f",
              args.scenario, args.generation, args.w, data.n_synthetic, len(data.real_indices), trainer.step, losses[-1])
 

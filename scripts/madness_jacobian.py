@@ -16,7 +16,9 @@ import numpy as np
 import torch
 
 from gensynth.cli import run_main
+from gensynth.config import schema_default
 from gensynth.device import add_device_arguments, use_device
+import gensynth.madness.context_unet  # noqa: F401  (registers the seed's architecture: checkpoints may hold it)
 from gensynth.diffusion import load_model_checkpoint
 from gensynth.errors import GensynthError
 from gensynth.io import save_npz
@@ -27,19 +29,23 @@ from gensynth.madness.probes import load_probes
 log = logging.getLogger("madness.jacobian")
 
 
-def main(argv=None):
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="checkpoint (its EMA weights: the model that sampled)")
     parser.add_argument("--probes", required=True, help="probe NPZ (madness_make_probes.py)")
-    parser.add_argument("--method", choices=METHODS, default="auto", help="auto: exact up to 1,024 dimensions, else lanczos")
-    parser.add_argument("--k", type=int, default=50, help="eigenvalues per probe for lanczos")
+    parser.add_argument("--method", choices=METHODS, default=schema_default("madness", "jacobian.method"), help="auto: exact up to 1,024 dimensions, else lanczos")
+    parser.add_argument("--k", type=int, default=schema_default("madness", "jacobian.k"), help="eigenvalues per probe for lanczos")
     add_device_arguments(parser)
     parser.add_argument("--out", required=True, help="NPZ: eigenvalues (P, K), timesteps, labels, image_index, one array per statistic")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     if args.k < 1:
         raise GensynthError(f"--k {args.k}: expected >= 1")
     device = use_device(args)
-    unet = load_model_checkpoint(args.model, device=device).unet
+    unet = load_model_checkpoint(args.model, device=device).model
     probes = load_probes(args.probes)
     eigenvalues = jacobian_spectrum(
         unet, torch.from_numpy(probes["x_t"]).to(device), torch.from_numpy(probes["timesteps"]),

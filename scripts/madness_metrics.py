@@ -14,51 +14,42 @@ import argparse
 import logging
 import sys
 
-import matplotlib
+import torch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from gensynth.cli import run_main  # noqa: E402
-from gensynth.errors import GensynthError  # noqa: E402
-from gensynth.io import save_figure, save_json  # noqa: E402
-from gensynth.madness.data import load_images, load_real  # noqa: E402
-from gensynth.madness.evaluation import metrics_with_bootstrap, tsne_embedding  # noqa: E402
-from gensynth.madness.lenet import checked_extractor, predict  # noqa: E402
-from gensynth.provenance import Provenance  # noqa: E402
-from gensynth.seeding import numpy_generator, sha256_seed  # noqa: E402
+from gensynth.cli import run_main
+from gensynth.config import schema_default
+from gensynth.errors import GensynthError
+from gensynth.io import save_figure, save_json
+from gensynth.madness.data import load_images, load_real
+from gensynth.madness.evaluation import metrics_with_bootstrap, tsne_embedding
+from gensynth.madness.figures import tsne_figure
+from gensynth.madness.lenet import checked_extractor, predict
+from gensynth.provenance import Provenance
+from gensynth.seeding import numpy_generator, sha256_seed
 
 log = logging.getLogger("madness.metrics")
 
 
-def tsne_figure(embedding: np.ndarray, generated: np.ndarray, title: str):
-    fig, ax = plt.subplots(figsize=(5, 5))
-    ax.scatter(*embedding[~generated].T, s=6, alpha=0.6, label="real (test split)", color="tab:blue")
-    ax.scatter(*embedding[generated].T, s=6, alpha=0.6, label="generated", color="tab:red")
-    ax.set(title=title, xticks=[], yticks=[])
-    ax.legend(loc="best", fontsize=8, markerscale=2)
-    fig.tight_layout()
-    return fig
-
-
-def main(argv=None):
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--real", required=True, help="real-data NPZ (its test split is the reference)")
     parser.add_argument("--lenet", required=True, help="feature-extractor checkpoint")
     parser.add_argument("--samples", required=True, help="generated images NPZ (x, y)")
     parser.add_argument("--label", default="", help="figure title, e.g. 'fresh, generation 2, w=0'")
-    parser.add_argument("--min-accuracy", type=float, default=0.95, help="refuse an extractor below this test accuracy")
-    parser.add_argument("--nearest-k", type=int, default=5, help="k of PRDC")
-    parser.add_argument("--n-bootstrap", type=int, default=50, help="resamples of the generated set for the spreads")
-    parser.add_argument("--tsne-points", type=int, default=300, help="at most this many real and generated points in the t-SNE")
-    parser.add_argument("--tsne-perplexity", type=float, default=30.0)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--min-accuracy", type=float, default=schema_default("madness", "feature_extractor.min_accuracy"), help="refuse an extractor below this test accuracy")
+    parser.add_argument("--nearest-k", type=int, default=schema_default("madness", "metrics.nearest_k"), help="k of PRDC")
+    parser.add_argument("--n-bootstrap", type=int, default=schema_default("madness", "metrics.n_bootstrap"), help="resamples of the generated set for the spreads")
+    parser.add_argument("--tsne-points", type=int, default=schema_default("madness", "metrics.tsne_points"), help="at most this many real and generated points in the t-SNE")
+    parser.add_argument("--tsne-perplexity", type=float, default=schema_default("madness", "metrics.tsne_perplexity"))
+    parser.add_argument("--seed", type=int, default=schema_default("madness", "seed"))
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", required=True, help="JSON: each metric's value and bootstrap std")
     parser.add_argument("--out-tsne", required=True, help="t-SNE figure")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     if args.nearest_k < 1 or args.n_bootstrap < 0 or args.tsne_points < 2 or not 0.0 <= args.min_accuracy <= 1.0:
         raise GensynthError(
             f"--nearest-k {args.nearest_k} (>= 1), --n-bootstrap {args.n_bootstrap} (>= 0), --tsne-points {args.tsne_points} (>= 2), "

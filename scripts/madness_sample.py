@@ -2,7 +2,7 @@
 
 Labels cycle 0..9; image i comes from its own seed, so a set is the same in any batch size.
 Example: python scripts/madness_sample.py --model results/madness/initial/model_initial.ckpt \
-    --n 500 --w 0 --out results/madness/initial/gen_data_initial_w0.npz
+    --n-with-w 500 --w 0 --out results/madness/initial/gen_data_initial_w0.npz
 """
 
 from __future__ import annotations
@@ -12,39 +12,45 @@ import logging
 import sys
 
 from gensynth.cli import run_main
+from gensynth.config import schema_default
 from gensynth.device import add_device_arguments, use_device
 from gensynth.diffusion import load_model_checkpoint
 from gensynth.errors import GensynthError
 from gensynth.io import save_json
 from gensynth.madness.data import save_images
-from gensynth.madness.loop import add_sampling_arguments, sample_images, sample_seed_parts, sampling_config
+from gensynth.madness.loop import add_sampling_arguments, sample_images, sample_seed_parts, sampler_settings
 from gensynth.provenance import Provenance
 
 log = logging.getLogger("madness.sample")
 
 
-def main(argv=None):
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="checkpoint (its EMA weights are used)")
-    parser.add_argument("--n", type=int, required=True, help="number of images (the seed's N_with_w)")
+    parser.add_argument("--n-with-w", type=int, default=schema_default("madness", "initial.N_with_w"),
+                        help="number of images (the seed's N_with_w)")
     parser.add_argument("--w", type=float, required=True, help="guidance weight w (guidance scale 1 + w)")
     parser.add_argument("--tag", default="initial", help="names the set in its seeds")
     add_sampling_arguments(parser)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=schema_default("madness", "seed"))
     add_device_arguments(parser)
     parser.add_argument("--out", required=True, help="NPZ with x (N, C, S, S) in [-1, 1] and y (N,)")
     parser.add_argument("--out-info", required=True, help="JSON sidecar with provenance")
-    args = parser.parse_args(argv)
-    if args.n < 1 or args.w < 0:
-        raise GensynthError(f"--n {args.n} (>= 1) and --w {args.w} (>= 0): out of range")
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    if args.n_with_w < 1 or args.w < 0:
+        raise GensynthError(f"--n-with-w {args.n_with_w} (>= 1) and --w {args.w} (>= 0): out of range")
     device = use_device(args)
     provenance = Provenance(vars(args), device)
     model = load_model_checkpoint(args.model, device=device)
-    x, y = sample_images(model.unet, model.scheduler_config, args.n, args.w, sampling_config(args),
+    x, y = sample_images(model.model, model.scheduler_config, args.n_with_w, args.w, sampler_settings(args),
                          *sample_seed_parts(args.seed, args.tag, args.w, -1, "data"))
     save_images(args.out, x, y)
-    save_json(args.out_info, {"n": args.n, "w": args.w, "provenance": provenance.record({"model": args.model})})
-    log.info("sampled %d images at w=%g", args.n, args.w)
+    save_json(args.out_info, {"n": args.n_with_w, "w": args.w, "provenance": provenance.record({"model": args.model})})
+    log.info("sampled %d images at w=%g", args.n_with_w, args.w)
 
 
 if __name__ == "__main__":

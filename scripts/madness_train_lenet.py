@@ -14,6 +14,7 @@ import sys
 import torch
 
 from gensynth.cli import run_main
+from gensynth.config import schema_default
 from gensynth.errors import GensynthError
 from gensynth.io import save_json
 from gensynth.madness.data import load_real
@@ -23,17 +24,21 @@ from gensynth.provenance import Provenance
 log = logging.getLogger("madness.train_lenet")
 
 
-def main(argv=None):
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="real-data NPZ (madness_prepare_data.py)")
-    parser.add_argument("--epochs", type=int, default=LeNetTrainConfig.epochs)
-    parser.add_argument("--batch-size", type=int, default=LeNetTrainConfig.batch_size)
-    parser.add_argument("--lr", type=float, default=LeNetTrainConfig.lr)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--epochs", type=int, default=schema_default("madness", "feature_extractor.epochs"))
+    parser.add_argument("--batch-size", type=int, default=schema_default("madness", "feature_extractor.batch_size"))
+    parser.add_argument("--lr", type=float, default=schema_default("madness", "feature_extractor.lr"))
+    parser.add_argument("--seed", type=int, default=schema_default("madness", "seed"))
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", required=True, help="checkpoint")
     parser.add_argument("--out-info", required=True, help="JSON: test accuracy, losses, provenance")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     if args.epochs < 1 or args.batch_size < 1 or args.lr <= 0:
         raise GensynthError(f"--epochs {args.epochs}, --batch-size {args.batch_size} (>= 1) and --lr {args.lr} (> 0): out of range")
     torch.set_num_threads(args.threads)

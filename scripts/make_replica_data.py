@@ -13,18 +13,19 @@ import dataclasses
 import sys
 
 from gensynth.cli import run_main
+from gensynth.config import schema_default
 from gensynth.replicas.data import condition_counts, load_slice_dataset, save_slice_dataset, save_test_distribution
 from gensynth.replicas.phantom import PhantomConfig, make_phantom
 
 
 def add_phantom_flags(parser: argparse.ArgumentParser) -> None:
-    defaults = PhantomConfig()
+    """One flag per PhantomConfig field, its default the schema's (``replicas.phantom.*``, ``replicas.z_bins``)."""
     for field in dataclasses.fields(PhantomConfig):
-        default = getattr(defaults, field.name)
+        default = schema_default("replicas", field.name if field.name == "z_bins" else f"phantom.{field.name}")
         parser.add_argument(f"--{field.name.replace('_', '-')}", type=type(default), default=default)
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     phantom = commands.add_parser("phantom", help="make the procedural phantom's train/test splits and test CSV")
@@ -34,9 +35,13 @@ def main(argv=None) -> int:
     phantom.add_argument("--test-csv", required=True, help="output: test distribution (CSV)")
     distribution = commands.add_parser("distribution", help="the test distribution CSV of a test slice dataset")
     distribution.add_argument("--test", required=True, help="test slices (NPZ, the slice dataset format)")
-    distribution.add_argument("--z-bins", type=int, required=True)
+    distribution.add_argument("--z-bins", type=int, default=schema_default("replicas", "z_bins"))
     distribution.add_argument("--test-csv", required=True, help="output: test distribution (CSV)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
 
     if args.command == "distribution":
         save_test_distribution(args.test_csv, condition_counts(load_slice_dataset(args.test, args.z_bins)))

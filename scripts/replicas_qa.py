@@ -17,6 +17,7 @@ import math
 import sys
 
 from gensynth.cli import run_main
+from gensynth.config import schema_default
 from gensynth.errors import GensynthError
 from gensynth.io import load_json, load_npz, save_figure, save_json
 from gensynth.provenance import Provenance
@@ -25,20 +26,26 @@ from gensynth.replicas.generate import REPLICA_ARRAYS
 from gensynth.replicas.qa import grid_picks, save_table, plot_sample_grid, plot_summary, real_qa, replica_qa, summarize
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--replicas", nargs="+", required=True, help="replica NPZ files")
     parser.add_argument("--real", required=True, help="the real test slices (NPZ, slice dataset format)")
     parser.add_argument("--test-csv", required=True, help="the test distribution the replicas were generated for")
     parser.add_argument("--history", required=True, help="the training's history.json (loss curves)")
-    parser.add_argument("--z-bins", type=int, required=True)
-    parser.add_argument("--min-mask-fraction", type=float, default=0.002, help="share of the slice's pixels a mask needs to count as non-empty")
-    parser.add_argument("--grid-per-bin", type=int, default=4, help="slices per z-bin and side (real, generated) in the sample grid")
+    parser.add_argument("--z-bins", type=int, default=schema_default("replicas", "z_bins"))
+    parser.add_argument("--min-mask-fraction", type=float, default=schema_default("replicas", "qa.min_mask_fraction"),
+                        help="share of the slice's pixels a mask needs to count as non-empty")
+    parser.add_argument("--grid-per-bin", type=int, default=schema_default("replicas", "qa.grid_per_bin"),
+                        help="slices per z-bin and side (real, generated) in the sample grid")
     parser.add_argument("--out-json", required=True)
     parser.add_argument("--out-table", required=True, help="TSV: one row per replica (counts, lesion agreement)")
     parser.add_argument("--out-summary", required=True, help="figure: losses, intensity and lesion area per z-bin")
     parser.add_argument("--out-samples", required=True, help="figure: sample grid per z-bin with mask overlay")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
 
     provenance = Provenance(vars(args))
     distribution = load_test_distribution(args.test_csv, args.z_bins)

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from gensynth.cli import run_main
+from gensynth.config import schema_default
 from gensynth.device import add_device_arguments, use_device
 from gensynth.diffusion import UNetConfig
 from gensynth.io import sha256_file
@@ -25,23 +26,28 @@ from gensynth.replicas.data import load_slice_dataset
 from gensynth.replicas.train import ReplicaTrainSettings, export_model, save_history, train_replica_model
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="training slices (NPZ, the slice dataset format)")
-    parser.add_argument("--z-bins", type=int, required=True, help="number of z-bins (condition tokens: 2 * z_bins)")
+    parser.add_argument("--z-bins", type=int, default=schema_default("replicas", "z_bins"), help="number of z-bins (condition tokens: 2 * z_bins)")
     parser.add_argument("--out", required=True, type=Path, help="output: best checkpoint")
     parser.add_argument("--config-out", required=True, type=Path, help="output: the model's config.yaml")
     parser.add_argument("--history", required=True, type=Path, help="output: loss history (JSON)")
     parser.add_argument("--resume-dir", required=True, type=Path, help="the run's last and best checkpoints, for resuming")
-    parser.add_argument("--block-out-channels", type=int, nargs="+", default=[32, 64, 64], help="UNet channels per level")
-    parser.add_argument("--layers-per-block", type=int, default=1)
-    parser.add_argument("--attention", action=argparse.BooleanOptionalAction, default=True, help="self-attention below the top level")
-    defaults = ReplicaTrainSettings()
-    for field in dataclasses.fields(ReplicaTrainSettings):
-        default = getattr(defaults, field.name)
+    parser.add_argument("--block-out-channels", type=int, nargs="+", default=schema_default("replicas", "model.block_out_channels"),
+                        help="UNet channels per level")
+    parser.add_argument("--layers-per-block", type=int, default=schema_default("replicas", "model.layers_per_block"))
+    parser.add_argument("--attention", action=argparse.BooleanOptionalAction, default=schema_default("replicas", "model.attention"),
+                        help="self-attention below the top level")
+    for field in dataclasses.fields(ReplicaTrainSettings):  # the replicas.train section
+        default = schema_default("replicas", f"train.{field.name}")
         parser.add_argument(f"--{field.name.replace('_', '-')}", type=type(default), default=default)
     add_device_arguments(parser)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
 
     device = use_device(args)
     settings = ReplicaTrainSettings(**{field.name: getattr(args, field.name) for field in dataclasses.fields(ReplicaTrainSettings)})

@@ -72,7 +72,7 @@ def test_an_unconfigured_version_is_no_target(project: Path):
         ),
         (
             [{"name": "a", "num_images": 5, "splits": {"train": 0.5}}],
-            "invalid config: config key 'atoms.versions[0].splits' = {'train': 0.5, 'val': 0.1, 'test': 0.1}: "
+            "invalid config: config key 'atoms.versions[0].splits' = {train: 0.5, val: 0.1, test: 0.1}: "
             "expected fractions summing to 1, not 0.7",
         ),
         ([{"name": "a", "num_images": 0}], "invalid config: config key 'atoms.versions[0].num_images' = 0: expected a number >= 1"),

@@ -6,7 +6,7 @@ import re
 from collections import Counter
 
 from conftest import snakemake
-from gensynth.madness.naming import MNIST_FILES
+from test_contract import idx_headers
 
 
 def job_stats(output: str) -> Counter:
@@ -42,7 +42,7 @@ def test_a_loop_of_g_generations_is_a_chain_of_files(project):
         assert f"--synthetic results/madness/full_synthetic/w0/gen_data_{g - 1}_w0.npz" in command
         assert f"--prev-model results/madness/full_synthetic/w0/model_{g - 1}_w0.ckpt" in command
     first = next(line for line in output.splitlines() if "--generation 0 " in line)
-    assert "--synthetic results/madness/initial/gen_data_initial_w0.npz" in first and "--epochs 2 --n-next 10" in first
+    assert "--synthetic results/madness/initial/gen_data_initial_w0.npz" in first and "--n-epoch 2 --n-next 10" in first
     jobs = [block for block in job_blocks(output) if re.match(r"rule madness_(generation|jacobian|train_initial):", block)]
     assert jobs and all(re.search(r"resources: .*\bgpu=1\b", job) for job in jobs)
 
@@ -58,7 +58,7 @@ def test_the_seeds_context_unet_is_a_config_choice(project):
     (project / "ctx.yaml").write_text("madness:\n  model: {architecture: context_unet, block_out_channels: [32, 64]}\n")
     output = snakemake(project, "-n", "-p", "--configfile", "ctx.yaml", "--cores", "1", "results/madness/initial/model_initial.ckpt").stdout
     command = next(line for line in output.splitlines() if "madness_train_initial.py" in line)
-    assert "--architecture context_unet --channels 32 64 " in command
+    assert "--architecture context_unet --block-out-channels 32 64 " in command
 
 
 def test_every_w_and_only_the_configured_scenarios_run(project):
@@ -73,7 +73,7 @@ def test_every_w_and_only_the_configured_scenarios_run(project):
     assert stats["madness_sample_initial"] == 2 and stats["madness_compare"] == 2 and stats["madness_detect"] == 4
     assert "--w 0.5" in output and "--n-real 10" in output
     fresh = [line for line in output.splitlines() if "madness_generation.py --scenario fresh" in line]
-    assert all(("--synthetic-limit 30 " in line) == ("--generation 0 " in line) for line in fresh) and len(fresh) == 4
+    assert all(("--n-initial 30 " in line) == ("--generation 0 " in line) for line in fresh) and len(fresh) == 4
     assert "full_synthetic" not in output
 
 
@@ -101,10 +101,9 @@ def test_mnist_files_are_the_data_rules_inputs(project):
     (project / "mnist.yaml").write_text("madness:\n  data:\n    source: mnist_idx\n    mnist_dir: mine\n    image_size: 28\n")
     result = snakemake(project, "-n", "--configfile", "mnist.yaml", "--cores", "1", "results/madness/data/real.npz", check=False)
     assert result.returncode != 0
-    assert "config key 'madness.data.mnist_dir' = 'mine': train-images-idx3-ubyte (or train-images-idx3-ubyte.gz) not found there" in result.stdout + result.stderr
-    (project / "mine").mkdir()
-    for stem in MNIST_FILES.values():
-        (project / "mine" / f"{stem}.gz").write_bytes(b"")  # a dry-run only needs them to exist
+    assert ("config key 'madness.data.mnist_dir' = mine: expected a folder holding train-images-idx3-ubyte "
+            "(or train-images-idx3-ubyte.gz): not found there") in result.stdout + result.stderr
+    idx_headers(project / "mine")  # a dry-run reads only their headers
     output = snakemake(project, "-n", "-p", "--configfile", "mnist.yaml", "--cores", "1", "results/madness/data/real.npz").stdout
     assert "--source mnist_idx --mnist-dir mine --image-size 28" in output
     assert "input: mine/train-images-idx3-ubyte.gz" in output

@@ -10,10 +10,10 @@ import pytest
 import torch
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 
-from gensynth.context_unet import ContextUnet
-from gensynth.diffusion import UNetConfig, build_unet
+from gensynth.diffusion import UNetConfig, build_model
 from gensynth.errors import GensynthError
 from gensynth.madness import jacobian
+from gensynth.madness.context_unet import ContextUnet
 from gensynth.madness.jacobian import exact_spectrum, jacobian_spectrum, lanczos_spectrum, spectrum_stats
 
 SIZE = 8  # 8x8x1: D = 64, small enough for a column-by-column Jacobian
@@ -37,7 +37,7 @@ def unet(request):
     if request.param == "context_unet":
         architecture.update(attention=False, num_train_timesteps=500)
     cfg = UNetConfig(sample_size=SIZE, in_channels=1, out_channels=1, num_classes=10, block_out_channels=(8, 16), **architecture)
-    return build_unet(cfg)
+    return build_model(cfg)
 
 
 @pytest.fixture(scope="module")

@@ -14,19 +14,19 @@ import pytest
 import torch
 
 from gensynth.cli import run_main
-from gensynth.diffusion import load_model_checkpoint, make_train_scheduler
+from gensynth.diffusion import SamplerSettings, load_model_checkpoint, make_train_scheduler
 from gensynth.errors import GensynthError
 from gensynth.io import load_json, load_npz
 from gensynth.madness.data import load_images, load_real, load_real_data, save_real_data
 from gensynth.madness.detection import Signal, bootstrap_mean, detect, first_departure, jacobian_signals, z_scores
 from gensynth.madness.evaluation import METRICS, metrics_with_bootstrap, tsne_embedding
 from gensynth.madness.jacobian import spectrum_stats
-from gensynth.madness.loop import SamplingConfig, fresh_real_indices, guidance_scale, sample_images, training_set
+from gensynth.madness.loop import fresh_real_indices, guidance_scale, sample_images, training_set
 from gensynth.metrics import fid
 from gensynth.madness.probes import make_probes
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY_SAMPLING = ["--num-inference-steps", "3", "--sample-batch-size", "7"]
+TINY_SAMPLING = ["--num-inference-steps", "3", "--max-c", "7"]
 TINY_TRAIN = ["--batch-size", "16", "--lr", "0.002"]
 
 
@@ -45,9 +45,9 @@ def tiny(tmp_path_factory):
     root = tmp_path_factory.mktemp("madness_tiny")
     save_real_data(root / "real.npz", load_real_data("digits", 8, seed=0, max_train=80, max_test=60))
     assert run_script("madness_train_lenet", "--data", root / "real.npz", "--epochs", "2", "--out", root / "lenet.ckpt", "--out-info", root / "lenet.json") == 0
-    assert run_script("madness_train_initial", "--data", root / "real.npz", "--epochs", "1", "--channels", "8", "8", "--n-T", "50",
+    assert run_script("madness_train_initial", "--data", root / "real.npz", "--n-epoch", "1", "--block-out-channels", "8", "8", "--n-t", "50",
                       *TINY_TRAIN, "--device", "cpu", "--out", root / "initial.ckpt", "--out-info", root / "initial.json") == 0
-    assert run_script("madness_sample", "--model", root / "initial.ckpt", "--n", "20", "--w", "0", *TINY_SAMPLING, "--device", "cpu",
+    assert run_script("madness_sample", "--model", root / "initial.ckpt", "--n-with-w", "20", "--w", "0", *TINY_SAMPLING, "--device", "cpu",
                       "--out", root / "initial_data.npz", "--out-info", root / "initial_data.json") == 0
     return root
 
@@ -56,7 +56,7 @@ def generation(tiny, out: Path, scenario: str, g: int, synthetic: Path, prev_mod
     out.mkdir(parents=True, exist_ok=True)
     return run_script(
         "madness_generation", "--scenario", scenario, "--generation", g, "--w", "0", "--real", tiny / "real.npz",
-        "--synthetic", synthetic, "--prev-model", prev_model, "--epochs", "2", "--n-next", "10", "--n-eval", "12",
+        "--synthetic", synthetic, "--prev-model", prev_model, "--n-epoch", "2", "--n-next", "10", "--n-eval", "12",
         *TINY_TRAIN, *TINY_SAMPLING, "--device", "cpu", *extra,
         "--out-model", out / f"model_{g}.ckpt", "--out-next", out / f"next_{g}.npz", "--out-eval", out / f"eval_{g}.npz",
         "--out-info", out / f"info_{g}.json",
@@ -92,15 +92,15 @@ def test_fresh_real_images_are_never_reused_and_run_out_loudly():
 def test_each_image_depends_only_on_its_own_seed(tiny):
     model = load_model_checkpoint(tiny / "initial.ckpt")
     cfg = model.scheduler_config
-    x_one_batch, y = sample_images(model.unet, cfg, 9, 0.0, SamplingConfig(num_inference_steps=3, batch_size=9), "s", 1)
-    x_small_batches, _ = sample_images(model.unet, cfg, 9, 0.0, SamplingConfig(num_inference_steps=3, batch_size=2), "s", 1)
+    x_one_batch, y = sample_images(model.model, cfg, 9, 0.0, SamplerSettings(3, 9), "s", 1)
+    x_small_batches, _ = sample_images(model.model, cfg, 9, 0.0, SamplerSettings(3, 2), "s", 1)
     assert torch.allclose(torch.from_numpy(x_one_batch), torch.from_numpy(x_small_batches), atol=1e-5)
     assert np.array_equal(y, np.arange(9) % 10) and x_one_batch.min() >= -1 and x_one_batch.max() <= 1
-    x_other_seed, _ = sample_images(model.unet, cfg, 9, 0.0, SamplingConfig(num_inference_steps=3, batch_size=9), "s", 2)
+    x_other_seed, _ = sample_images(model.model, cfg, 9, 0.0, SamplerSettings(3, 9), "s", 2)
     assert not np.allclose(x_one_batch, x_other_seed)
     # the seed's w: eps = (1 + w) eps_cond - w eps_null, i.e. guidance scale 1 + w
     assert guidance_scale(0) == 1.0 and guidance_scale(0.5) == 1.5
-    x_guided, _ = sample_images(model.unet, cfg, 9, 2.0, SamplingConfig(num_inference_steps=3, batch_size=9), "s", 1)
+    x_guided, _ = sample_images(model.model, cfg, 9, 2.0, SamplerSettings(3, 9), "s", 1)
     assert not np.allclose(x_one_batch, x_guided)
 
 
@@ -112,7 +112,7 @@ def test_a_generation_is_reproducible_and_continues_its_parent(tiny, tmp_path):
         a, b = load_npz(tmp_path / "a" / name), load_npz(tmp_path / "b" / name)
         assert all(np.array_equal(a[k], b[k]) for k in a), name  # same config and seed, same arrays
     model_a, model_b = (load_model_checkpoint(tmp_path / run / "model_0.ckpt") for run in "ab")
-    assert all(torch.equal(p, q) for p, q in zip(model_a.unet.state_dict().values(), model_b.unet.state_dict().values()))
+    assert all(torch.equal(p, q) for p, q in zip(model_a.model.state_dict().values(), model_b.model.state_dict().values()))
     x_next, y_next = load_images(tmp_path / "a" / "next_0.npz")
     assert x_next.shape == (10, 1, 8, 8) and load_images(tmp_path / "a" / "eval_0.npz")[0].shape == (12, 1, 8, 8)
     info = load_json(tmp_path / "a" / "info_0.json")
@@ -138,12 +138,12 @@ def test_fresh_generations_add_new_real_images(tiny, tmp_path):
 
 
 def test_generation_zero_can_take_the_first_images_of_the_initial_set(tiny, tmp_path, capsys):
-    assert generation(tiny, tmp_path, "fresh", 0, tiny / "initial_data.npz", tiny / "initial.ckpt", "--n-real", "5", "--synthetic-limit", "6") == 0
+    assert generation(tiny, tmp_path, "fresh", 0, tiny / "initial_data.npz", tiny / "initial.ckpt", "--n-real", "5", "--n-initial", "6") == 0
     info = load_json(tmp_path / "info_0.json")
     assert info["n_synthetic"] == 6 and info["n_real"] == 5
-    assert generation(tiny, tmp_path, "fresh", 0, tiny / "initial_data.npz", tiny / "initial.ckpt", "--n-real", "5", "--synthetic-limit", "21") == 2
+    assert generation(tiny, tmp_path, "fresh", 0, tiny / "initial_data.npz", tiny / "initial.ckpt", "--n-real", "5", "--n-initial", "21") == 2
     err = capsys.readouterr().err
-    assert "--synthetic-limit 21: " in err and "holds only 20 images" in err
+    assert "--n-initial 21: " in err and "holds only 20 images" in err
 
 
 def test_bad_generation_inputs_are_one_clear_error(tiny, tmp_path, capsys):
@@ -227,7 +227,7 @@ def test_jacobian_signals_take_the_mean_over_images_per_timestep():
 def test_evaluation_scripts_chain_into_detection_and_figures(tiny, tmp_path, capsys):
     probes = tmp_path / "probes.npz"
     assert run_script("madness_make_probes", "--data", tiny / "real.npz", "--num-images", "3", "--timesteps", "5", "30",
-                      "--n-T", "50", "--out", probes) == 0
+                      "--n-t", "50", "--out", probes) == 0
     previous = (tiny / "initial_data.npz", tiny / "initial.ckpt")
     metrics, jacobians = [], []
     for g in range(2):

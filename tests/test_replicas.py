@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import torch
 
-from gensynth.diffusion import UNetConfig, load_model_checkpoint, make_sampler
+from gensynth.diffusion import SamplerSettings, UNetConfig, load_model_checkpoint
 from gensynth.errors import GensynthError
 from gensynth.io import load_npz, save_npz, sha256_file
 from gensynth.replicas.data import (
@@ -24,7 +24,7 @@ from gensynth.replicas.data import (
     save_slice_dataset,
     save_test_distribution,
 )
-from gensynth.replicas.generate import META_CONFIG_KEYS, META_KEYS, META_SAMPLER_KEYS, REPLICA_ARRAYS, SamplerSettings, generate_replica, plan_replica
+from gensynth.replicas.generate import META_CONFIG_KEYS, META_KEYS, META_SAMPLER_KEYS, REPLICA_ARRAYS, generate_replica, plan_replica
 from gensynth.replicas.phantom import PhantomConfig, make_phantom
 from gensynth.replicas.qa import condition_count_mismatches, layout_problems, mask_nonempty, replica_qa
 from gensynth.replicas.train import ReplicaTrainSettings, export_model, load_model_config, train_replica_model
@@ -231,14 +231,13 @@ def test_samples_do_not_depend_on_the_batch(tiny_model, eta):
     """Batch 1 and batch 7: the same seeds and, within float16 rounding, the same images and masks."""
     loaded = load_model_checkpoint(tiny_model / "best.ckpt")
     plan = plan_replica(DISTRIBUTION, Z_BINS, seed_base=42, replica_id=0)
-    scheduler = make_sampler("ddim", loaded.scheduler_config)
-    one = generate_replica(loaded.unet, scheduler, plan, SamplerSettings(5, eta, 1.0, batch_size=1))
-    seven = generate_replica(loaded.unet, scheduler, plan, SamplerSettings(5, eta, 1.0, batch_size=7))
+    one = generate_replica(loaded.model, loaded.scheduler_config, plan, SamplerSettings(5, 1, eta=eta))
+    seven = generate_replica(loaded.model, loaded.scheduler_config, plan, SamplerSettings(5, 7, eta=eta))
     np.testing.assert_array_equal(one["seed"], seven["seed"])
     for name in ("images", "masks"):
         np.testing.assert_allclose(one[name].astype(np.float32), seven[name].astype(np.float32), atol=2e-3)
     assert np.abs(one["images"].astype(np.float32)).max() > 0.1, "samples must not be trivially constant"
-    other = generate_replica(loaded.unet, scheduler, plan_replica(DISTRIBUTION, Z_BINS, 42, 1), SamplerSettings(5, eta, 1.0, 7))
+    other = generate_replica(loaded.model, loaded.scheduler_config, plan_replica(DISTRIBUTION, Z_BINS, 42, 1), SamplerSettings(5, 7, eta=eta))
     assert np.abs(other["images"].astype(np.float32) - seven["images"].astype(np.float32)).mean() > 0.01
 
 
@@ -325,8 +324,8 @@ def test_training_resumes_exactly_and_extends(tmp_path, tiny_phantom):
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-6) and a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-6)
     for name in ("best.ckpt", "last.ckpt"):
         a, b = (load_model_checkpoint(tmp_path / d / name) for d in ("straight", "resumed"))
-        for key, value in a.unet.state_dict().items():
-            torch.testing.assert_close(value, b.unet.state_dict()[key], rtol=1e-5, atol=1e-6)
+        for key, value in a.model.state_dict().items():
+            torch.testing.assert_close(value, b.model.state_dict()[key], rtol=1e-5, atol=1e-6)
     # other data: a fresh run, not a resumed one (its first epoch is trained again)
     fresh = train_replica_model(train, "other-sha", Z_BINS, TINY_UNET, one, torch.device("cpu"), tmp_path / "resumed")
     assert len(fresh["epochs"]) == 1

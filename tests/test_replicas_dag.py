@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from conftest import snakemake
-from gensynth.io import load_npz
+from gensynth.io import load_npz, save_npz
 from gensynth.replicas.data import load_test_distribution
 from gensynth.replicas.generate import META_CONFIG_KEYS, META_KEYS, META_SAMPLER_KEYS, sample_seed
 
@@ -122,8 +122,8 @@ def test_bad_replicas_config_is_one_line(project):
 
 def test_users_files_replace_the_phantom(project):
     (project / "mine").mkdir()
-    (project / "mine" / "train.npz").write_bytes(b"")  # a dry-run only needs the files to exist
-    (project / "mine" / "test.npz").write_bytes(b"")
+    for split in ("train", "test"):  # the DAG reads only the slices' size
+        save_npz(project / "mine" / f"{split}.npz", {"images": np.zeros((2, 16, 16), np.float16)})
     (project / "files.yaml").write_text(
         "replicas:\n  data:\n    source: files\n    train_npz: mine/train.npz\n    test_npz: mine/test.npz\n"
     )
@@ -132,3 +132,6 @@ def test_users_files_replace_the_phantom(project):
     assert "make_replica_phantom" not in stats and stats["replica_test_distribution"] == 1
     assert "--data mine/train.npz" in output and "distribution --test mine/test.npz" in output
     assert "--real mine/test.npz" in output
+    save_npz(project / "mine" / "train.npz", {"images": np.zeros((2, 18, 18), np.float16)})
+    result = snakemake(project, "-n", "--configfile", "files.yaml", check=False)
+    assert "config key 'replicas.data.train_npz' = 18: expected a slice size divisible by 2**2" in result.stdout + result.stderr

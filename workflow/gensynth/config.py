@@ -42,7 +42,7 @@ def _with_defaults(validator_class):
     def set_defaults(validator, properties, instance, schema):
         if isinstance(instance, dict):
             for name, subschema in properties.items():
-                if "$ref" in subschema:
+                if "default" not in subschema and "$ref" in subschema:  # a default beside the $ref wins
                     subschema = validator._resolver.lookup(subschema["$ref"]).contents
                 if "default" in subschema and name not in instance:
                     instance[name] = copy.deepcopy(subschema["default"])
@@ -61,10 +61,15 @@ def key_path(error: jsonschema.ValidationError) -> str:
     return parts or "(top level)"
 
 
+def format_value(value: Any) -> str:
+    """A config value as YAML writes it inline: ``a``, ``3``, ``[50, 900]``, ``''``."""
+    return yaml.safe_dump(value, default_flow_style=True, sort_keys=False, width=10_000).strip().removesuffix("...").strip()
+
+
 def describe(error: jsonschema.ValidationError) -> str:
     """One line: which key, which value, what was expected."""
     key, kind, expected = key_path(error), error.validator, error.validator_value
-    value = yaml.safe_dump(error.instance, default_flow_style=True, width=10_000).strip().removesuffix("...").strip()
+    value = format_value(error.instance)
     if kind == "required":
         missing = [name for name in expected if name not in error.instance]
         return f"config key '{key}': missing required key '{missing[0]}'"
@@ -89,10 +94,39 @@ def describe(error: jsonschema.ValidationError) -> str:
     return f"config key '{key}' = {value}: expected {expectation}"
 
 
+SCALAR_TYPES = {"integer": int, "number": (int, float), "boolean": bool}
+
+
+def coerce_strings(value: Any, schema: dict[str, Any], registry: Registry) -> Any:
+    """Snakemake hands nested ``--config`` values over as strings (``'10'`` for 10): read each string the
+    schema wants as a number, boolean or list as YAML, and keep it when that gives the wanted type.
+    ``--config`` and ``--configfile`` overrides then give the same config."""
+    if "$ref" in schema:
+        schema = registry.contents(schema["$ref"])
+    wanted = schema.get("type")
+    if isinstance(value, str) and wanted in (*SCALAR_TYPES, "array"):
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError:
+            return value
+        matches = isinstance(parsed, list) if wanted == "array" else isinstance(parsed, SCALAR_TYPES[wanted])
+        if matches and not (wanted != "boolean" and isinstance(parsed, bool)):
+            return coerce_strings(parsed, schema, registry)
+        return value
+    if isinstance(value, dict) and "properties" in schema:
+        return {k: coerce_strings(v, schema["properties"][k], registry) if k in schema["properties"] else v for k, v in value.items()}
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        return [coerce_strings(item, schema["items"], registry) for item in value]
+    return value
+
+
 def validate_config(config: dict[str, Any], schema_dir: Path = SCHEMA_DIR) -> dict[str, Any]:
     """Validate in place, filling defaults; raise GensynthError with one line on the first problem."""
     registry = load_schema_registry(schema_dir)
     schema = registry.contents(TOP_SCHEMA)
+    coerced = coerce_strings(config, schema, registry)
+    config.clear()
+    config.update(coerced)
     validator = DefaultFillingValidator(schema, registry=registry)
     errors = sorted(validator.iter_errors(config), key=lambda e: (len(list(e.absolute_path)), list(map(str, e.absolute_path))))
     if errors:
@@ -131,6 +165,8 @@ def schema_default(module: str, key: str) -> Any:
     """
     node = module_schema(module)
     for part in key.split("."):
+        if node.get("type") == "array":  # a list of objects: the key is one item's (atoms' versions)
+            node = node["items"]
         properties = node.get("properties", {})
         if part not in properties:
             raise KeyError(f"{module}.schema.yaml has no key {key!r} (at {part!r})")

@@ -169,6 +169,22 @@ def load_npz(path: str | os.PathLike, required: Iterable[str] = ()) -> dict[str,
     return arrays
 
 
+def npz_member_shape(path: str | os.PathLike, name: str) -> tuple[int, ...]:
+    """The shape of one array of an NPZ, from its header alone (cheap: nothing is decompressed but the header)."""
+    path = Path(path)
+    _require_file(path, "NPZ file")
+    try:
+        with zipfile.ZipFile(path) as archive, archive.open(f"{name}.npy") as member:
+            major, _ = np.lib.format.read_magic(member)
+            read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+            shape, _, _ = read_header(member)
+    except KeyError:
+        raise GensynthError(f"{path}: missing array {name!r}") from None
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise GensynthError(f"{path}: not a readable NPZ file ({exc})") from None
+    return tuple(shape)
+
+
 def load_json(path: str | os.PathLike) -> Any:
     path = Path(path)
     _require_file(path, "JSON file")

@@ -1,73 +1,206 @@
-"""The madness DAG's file layout and input functions (plain Python: the rules read it at parse time)."""
+"""What the DAG knows of madness: the file layout of the loops, the input functions, the flags, the checks.
+
+Plain Python (the Snakefile reads it at parse time); MNIST's IDX files are opened only to read their headers.
+"""
 
 from __future__ import annotations
 
+import gzip
+import math
 import os
 import shlex
+from typing import Any
 
+from ..dagtools import config_error, config_flags, one_of
 from ..errors import GensynthError
-from .naming import MNIST_FILES, w_label
+from .naming import DIGITS_COUNT, MNIST_FILES, SCENARIOS, w_label
 
 ROOT = "results/madness"
 LOOP = f"{ROOT}/{{scenario}}/w{{w}}"  # one scenario's loop at one w
-INITIAL_MODEL = f"{ROOT}/initial/model_initial.ckpt"
-INITIAL_DATA = f"{ROOT}/initial/gen_data_initial_w{{w}}.npz"
 FIGURES = f"{ROOT}/figures"
+DATA = {"npz": f"{ROOT}/data/real.npz", "info": f"{ROOT}/data/real.json"}
+LENET = {"ckpt": f"{ROOT}/feature_extractor/lenet.ckpt", "info": f"{ROOT}/feature_extractor/lenet.json"}
+PROBES = f"{ROOT}/probes/probes.npz"
+INITIAL = {"ckpt": f"{ROOT}/initial/model_initial.ckpt", "info": f"{ROOT}/initial/model_initial.json"}
+INITIAL_DATA = {"npz": f"{ROOT}/initial/gen_data_initial_w{{w}}.npz", "info": f"{ROOT}/initial/gen_data_initial_w{{w}}.json"}
+GENERATION = {
+    "model": f"{LOOP}/model_{{g}}_w{{w}}.ckpt",
+    "next": f"{LOOP}/gen_data_{{g}}_w{{w}}.npz",
+    "eval": f"{LOOP}/eval_{{g}}_w{{w}}.npz",
+    "info": f"{LOOP}/generation_{{g}}_w{{w}}.json",
+}
+METRICS = {"json": f"{LOOP}/metrics_{{g}}_w{{w}}.json", "tsne": f"{LOOP}/tsne_{{g}}_w{{w}}.png"}
+JACOBIAN = f"{LOOP}/jacobian_{{g}}_w{{w}}.npz"
+DETECTION = {"json": f"{LOOP}/detection_w{{w}}.json", "figure": f"{FIGURES}/{{scenario}}_w{{w}}_signals.png"}
+CURVES = {"curves": f"{FIGURES}/{{scenario}}_w{{w}}_metrics.png", "spectra": f"{FIGURES}/{{scenario}}_w{{w}}_spectra.png"}
+COMPARISON = {"table": f"{ROOT}/summary_w{{w}}.csv", "figure": f"{FIGURES}/fid_scenarios_w{{w}}.png"}
+SCENARIO_PATTERN = one_of(SCENARIOS)
+GENERATION_PATTERN = r"\d+"
+NORM_GROUPS = 8  # the UNets' group norm: channels come in multiples of it
+
+# Config keys each script takes as flags (one flag per key, spelled from the key); "scenarios.*" is the job's scenario.
+SCRIPT_FLAGS = {
+    "madness_prepare_data": ("data.image_size", "data.test_fraction", "data.max_train", "data.max_test", "seed"),
+    "madness_train_lenet": ("feature_extractor.epochs", "feature_extractor.batch_size", "feature_extractor.lr", "seed"),
+    "madness_make_probes": ("jacobian.num_images", "jacobian.timesteps", "model.n_T", "model.beta_start", "model.beta_end", "seed"),
+    "madness_train_initial": ("initial.n_epoch", "model.architecture", "model.block_out_channels", "model.layers_per_block",
+                              "model.attention", "model.n_T", "model.beta_start", "model.beta_end", "train.batch_size", "train.lr",
+                              "train.cond_dropout", "train.ema_decay", "seed"),
+    "madness_sample": ("initial.N_with_w", "sampling.sampler", "sampling.num_inference_steps", "sampling.eta", "sampling.max_c", "seed"),
+    "madness_generation": ("train.warm_start", "N_eval", "train.batch_size", "train.lr", "train.cond_dropout", "train.ema_decay",
+                           "sampling.sampler", "sampling.num_inference_steps", "sampling.eta", "sampling.max_c", "seed"),
+    "madness_metrics": ("feature_extractor.min_accuracy", "metrics.nearest_k", "metrics.n_bootstrap", "metrics.tsne_points",
+                        "metrics.tsne_perplexity", "seed"),
+    "madness_jacobian": ("jacobian.method", "jacobian.k"),
+    "madness_detect": ("detection.k", "detection.n_bootstrap", "seed"),
+}
 
 
-def w_labels(section: dict) -> list[str]:
+def w_labels(section: dict[str, Any]) -> list[str]:
     return [w_label(w) for w in section["guidance_weights"]]
 
 
-def per_generation(section: dict, pattern: str, scenario: str, w: str) -> list[str]:
+def w_pattern(section: dict[str, Any]) -> str:
+    return one_of(w_labels(section))
+
+
+def per_generation(section: dict[str, Any], pattern: str, scenario: str, w: str) -> list[str]:
     """``pattern`` (with {scenario}, {w}, {g}) for every generation of one scenario's loop at one w."""
     return [pattern.format(scenario=scenario, w=w, g=g) for g in range(section["scenarios"][scenario]["generations"])]
+
+
+def each_generation(section: dict[str, Any], pattern: str):
+    """Input function: ``pattern`` for every generation of the job's scenario and w."""
+    return lambda wildcards: per_generation(section, pattern, wildcards.scenario, wildcards.w)
 
 
 def previous_generation(scenario: str, w: str, g: int | str) -> dict[str, str]:
     """Generation g reads generation g-1's samples and checkpoint (the initial ones for g = 0)."""
     g = int(g)
     if g == 0:
-        return {"synthetic": INITIAL_DATA.format(w=w), "prev_model": INITIAL_MODEL}
-    loop = LOOP.format(scenario=scenario, w=w)
-    return {"synthetic": f"{loop}/gen_data_{g - 1}_w{w}.npz", "prev_model": f"{loop}/model_{g - 1}_w{w}.ckpt"}
+        return {"synthetic": INITIAL_DATA["npz"].format(w=w), "prev_model": INITIAL["ckpt"]}
+    return {
+        "synthetic": GENERATION["next"].format(scenario=scenario, w=w, g=g - 1),
+        "prev_model": GENERATION["model"].format(scenario=scenario, w=w, g=g - 1),
+    }
 
 
-def mnist_inputs(section: dict) -> list[str]:
-    """mnist_idx: the four IDX files (plain or .gz), so that new files rebuild everything; digits: none."""
+def generation_flags(section: dict[str, Any], scenario: str, g: int | str) -> str:
+    """The scenario's own settings for generation g: n_epoch, N_next, n_real (fresh), N_initial (at g = 0 only)."""
+    own = section["scenarios"][scenario]
+    keys = ["n_epoch", "N_next", *(["n_real"] if "n_real" in own else []), *(["N_initial"] if int(g) == 0 else [])]
+    return config_flags(own, keys)
+
+
+def mnist_paths(section: dict[str, Any]) -> list[str]:
+    """mnist_idx: the four IDX files found in mnist_dir (plain or .gz; validate() has checked they exist), so that
+    new files rebuild everything; digits: none."""
     data = section["data"]
     if data["source"] != "mnist_idx":
         return []
-    directory = data["mnist_dir"]
-    if not directory:
-        raise GensynthError("config key 'madness.data.mnist_dir' = '': expected the folder of the MNIST IDX files when madness.data.source is mnist_idx")
-    found = []
-    for stem in MNIST_FILES.values():
-        existing = [path for path in (f"{directory}/{stem}", f"{directory}/{stem}.gz") if os.path.isfile(path)]
-        if not existing:
-            raise GensynthError(f"config key 'madness.data.mnist_dir' = {directory!r}: {stem} (or {stem}.gz) not found there")
-        found.append(existing[0])
-    return found
+    return [find_idx(data["mnist_dir"], stem) for stem in MNIST_FILES.values()]
 
 
-def compare_flags(section: dict, metrics_pattern: str, w: str) -> str:
+def idx_candidates(directory: str, stem: str) -> list[str]:
+    return [os.path.join(directory, stem), os.path.join(directory, f"{stem}.gz")]
+
+
+def source_flags(section: dict[str, Any]) -> str:
+    data = section["data"]
+    flags = f"--source {data['source']}"
+    return flags + (f" --mnist-dir {shlex.quote(data['mnist_dir'])}" if data["source"] == "mnist_idx" else "")
+
+
+def compare_flags(section: dict[str, Any], w: str) -> str:
     """``--scenario NAME METRICS...`` for every scenario that runs, at one w."""
     return " ".join(
-        f"--scenario {s} " + " ".join(shlex.quote(p) for p in per_generation(section, metrics_pattern, s, w))
+        f"--scenario {s} " + " ".join(shlex.quote(p) for p in per_generation(section, METRICS["json"], s, w))
         for s in section["scenarios"]["run"]
     )
 
 
-def final_outputs(section: dict) -> list[str]:
+def final_outputs(section: dict[str, Any]) -> list[str]:
     """What `rule all` builds: per w, the comparison; per scenario and w, detection and figures."""
     paths = []
     for w in w_labels(section):
-        paths += [f"{ROOT}/summary_w{w}.csv", f"{FIGURES}/fid_scenarios_w{w}.png"]
+        paths += [p.format(w=w) for p in COMPARISON.values()]
         for s in section["scenarios"]["run"]:
-            paths += [
-                f"{LOOP.format(scenario=s, w=w)}/detection_w{w}.json",
-                f"{FIGURES}/{s}_w{w}_signals.png",
-                f"{FIGURES}/{s}_w{w}_metrics.png",
-                f"{FIGURES}/{s}_w{w}_spectra.png",
-            ]
+            paths += [p.format(scenario=s, w=w) for p in (*DETECTION.values(), *CURVES.values())]
     return paths
+
+
+def validate(section: dict[str, Any], config: dict[str, Any]) -> None:
+    """What a job would refuse later: the MNIST files, image size against the model and LeNet, probe timesteps
+    against n_T, set sizes against what each generation needs."""
+    num_train, num_test = real_split_sizes(section["data"])
+    check_model(section["model"], section["data"]["image_size"])
+    n_T = section["model"]["n_T"]
+    late = [t for t in section["jacobian"]["timesteps"] if t >= n_T]
+    if late:
+        raise config_error("madness.jacobian.timesteps", section["jacobian"]["timesteps"], f"timesteps below model.n_T = {n_T}")
+    for scenario in SCENARIOS:
+        own = section["scenarios"][scenario]
+        if own["N_initial"] > section["initial"]["N_with_w"]:
+            raise config_error(f"madness.scenarios.{scenario}.N_initial", own["N_initial"],
+                               f"at most initial.N_with_w = {section['initial']['N_with_w']} (the initial set's size)")
+    fresh = section["scenarios"]["fresh"]
+    if "fresh" in section["scenarios"]["run"] and fresh["n_real"] * fresh["generations"] > num_train:
+        raise config_error("madness.scenarios.fresh.n_real", fresh["n_real"],
+                           f"at most {num_train // fresh['generations']}: {fresh['generations']} generations of new real images "
+                           f"from {num_train} real training images")
+    nearest_k = section["metrics"]["nearest_k"]
+    if section["N_eval"] <= nearest_k or num_test <= nearest_k:
+        raise config_error("madness.metrics.nearest_k", nearest_k,
+                           f"fewer than N_eval = {section['N_eval']} and the {num_test} real test images (PRDC's k-th neighbour)")
+
+
+def check_model(model: dict[str, Any], image_size: int) -> None:
+    channels = model["block_out_channels"]
+    if any(c % NORM_GROUPS for c in channels):
+        raise config_error("madness.model.block_out_channels", channels, f"multiples of {NORM_GROUPS} (the UNet's group norm)")
+    if model["architecture"] == "context_unet":
+        if len(channels) != 2 or channels[1] != 2 * channels[0]:
+            raise config_error("madness.model.block_out_channels", channels, "[n_feat, 2 * n_feat] for context_unet (its two levels)")
+        if model["attention"] or model["layers_per_block"] != 1:
+            raise config_error("madness.model.attention", model["attention"], "false with layers_per_block 1 for context_unet")
+    divisor = max(4, 2 ** (len(channels) - 1))  # LeNet's two poolings, the UNet's levels
+    if image_size % divisor:
+        raise config_error("madness.data.image_size", image_size,
+                           f"a multiple of {divisor} (LeNet's two 2x poolings and the {len(channels)} levels of model.block_out_channels)")
+
+
+def real_split_sizes(data: dict[str, Any]) -> tuple[int, int]:
+    """Training and test images the data rule will keep (the MNIST files checked, their headers read)."""
+    if data["source"] == "digits":
+        n_test = math.ceil(data["test_fraction"] * DIGITS_COUNT)  # scikit-learn's train_test_split rounds the test share up
+        num_train, num_test = DIGITS_COUNT - n_test, n_test
+    else:
+        files = {name: find_idx(data["mnist_dir"], stem) for name, stem in MNIST_FILES.items()}
+        num_train, num_test = idx_count(files["y_train"]), idx_count(files["y_test"])
+    return at_most(num_train, data["max_train"]), at_most(num_test, data["max_test"])
+
+
+def at_most(count: int, limit: int) -> int:
+    return min(count, limit) if limit else count
+
+
+def find_idx(directory: str, stem: str) -> str:
+    if not directory:
+        raise config_error("madness.data.mnist_dir", directory, "the folder of the four MNIST IDX files when data.source is mnist_idx")
+    found = [p for p in idx_candidates(directory, stem) if os.path.isfile(p)]
+    if not found:
+        raise config_error("madness.data.mnist_dir", directory, f"a folder holding {stem} (or {stem}.gz): not found there")
+    return found[0]
+
+
+def idx_count(path: str) -> int:
+    """The item count of an IDX file from its header (a gzipped one decompressed just that far)."""
+    opener = gzip.open if path.endswith(".gz") else open
+    try:
+        with opener(path, "rb") as handle:
+            header = handle.read(8)
+    except OSError as exc:
+        raise GensynthError(f"{path}: not readable ({exc})") from None
+    if len(header) < 8 or header[:2] != b"\0\0":
+        raise GensynthError(f"{path}: not an IDX file (expected the magic number 0x0000, a type code and rank)")
+    return int.from_bytes(header[4:8], "big")

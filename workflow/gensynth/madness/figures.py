@@ -1,4 +1,4 @@
-"""The madness figures (matplotlib, Agg): metric curves, Jacobian spectra, signals, scenario comparison."""
+"""The madness figures (matplotlib, Agg): metric curves, Jacobian spectra, signals, t-SNE, scenario comparison."""
 
 from __future__ import annotations
 
@@ -70,6 +70,17 @@ def signal_departures(detection: dict, title: str):
         ax.legend(fontsize=6, loc="best")
     axes[0].set_ylabel("z = (s_g - s_0) / sqrt(sd_0² + sd_g²)")
     fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def tsne_figure(embedding: np.ndarray, generated: np.ndarray, title: str):
+    """A generation's t-SNE: real test features and generated ones, embedded together."""
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.scatter(*embedding[~generated].T, s=6, alpha=0.6, label="real (test split)", color="tab:blue")
+    ax.scatter(*embedding[generated].T, s=6, alpha=0.6, label="generated", color="tab:red")
+    ax.set(title=title, xticks=[], yticks=[])
+    ax.legend(loc="best", fontsize=8, markerscale=2)
     fig.tight_layout()
     return fig
 

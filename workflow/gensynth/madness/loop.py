@@ -16,15 +16,23 @@ metrics). The guidance weight ``w`` of the seed is the guidance scale ``1 + w``,
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+from diffusers import DDPMScheduler
 
-from ..diffusion import Trainer, TrainConfig, make_sampler, prepare_for_inference, sample
+from ..config import schema_default
+from ..diffusion import (
+    SAMPLERS, DiffusionTrainConfig, SamplerSettings, UNetConfig, build_model, diffusion_trainer, load_model_checkpoint,
+    make_train_scheduler, sample_shape, seeded_samples,
+)
 from ..errors import GensynthError
-from ..progress import progress
-from ..seeding import numpy_generator, sha256_seed, torch_generator
+from ..io import sha256_file
+from ..seeding import numpy_generator, sha256_seed
+from ..training import ResumeFile, Trainer, train_epochs
+from . import context_unet  # noqa: F401  (registers the seed's architecture, for its checkpoints)
 from .data import NUM_CLASSES, RealData
 from .naming import SCENARIOS, w_label
 
@@ -53,7 +61,9 @@ class TrainingSet:
     real_indices: np.ndarray  # indices into the real training split
 
 
-def training_set(scenario: str, generation: int, synthetic: tuple[np.ndarray, np.ndarray], real: RealData, n_real: int, seed: int) -> TrainingSet:
+def training_set(
+    scenario: str, generation: int, synthetic: tuple[np.ndarray, np.ndarray], real: RealData, n_real: int, seed: int
+) -> TrainingSet:
     x_syn, y_syn = synthetic
     if scenario == "full_synthetic":
         real_indices = np.arange(0)
@@ -70,68 +80,112 @@ def training_set(scenario: str, generation: int, synthetic: tuple[np.ndarray, np
     return TrainingSet(torch.from_numpy(x), torch.from_numpy(y), len(y_syn), real_indices)
 
 
-def train(trainer: Trainer, data: TrainingSet, epochs: int) -> list[float]:
-    """``epochs`` passes over the data; returns each epoch's mean loss."""
-    return [trainer.train_epoch(data.x, data.y) for _ in progress(range(epochs), desc="Training", unit="epoch")]
+def train(trainer: Trainer, data: TrainingSet, epochs: int, resume: ResumeFile | None = None) -> list[float]:
+    """``epochs`` passes over the data (resumable); returns each epoch's mean loss."""
+    history = train_epochs(trainer, epochs, lambda epoch: {"loss": trainer.train_epoch(data.x, data.y)}, resume=resume, desc="training")
+    return [record["loss"] for record in history]
 
 
-@dataclass
-class SamplingConfig:
-    sampler: str = "ddim"  # ddim or ddpm (the seed's ancestral sampler)
-    num_inference_steps: int = 25
-    eta: float = 0.0  # DDIM stochasticity
-    batch_size: int = 500  # the seed's max_c
-
-
-def sample_images(unet, scheduler_config: dict, n: int, w: float, cfg: SamplingConfig, *seed_parts) -> tuple[np.ndarray, np.ndarray]:
+def sample_images(model, scheduler_config: dict, n: int, w: float, settings: SamplerSettings, *seed_parts) -> tuple[np.ndarray, np.ndarray]:
     """``n`` images with labels 0, 1, ..., 9, 0, 1, ...; image i comes from the seed (*seed_parts, i) alone.
 
-    Returns x (n, C, S, S) float32 clipped to [-1, 1] and y (n,) int64.
+    Returns x (n, C, S, S) float32 clipped to [-1, 1] and y (n,) int64. The guidance scale is 1 + w.
     """
-    unet = prepare_for_inference(unet)
-    labels = torch.arange(n) % NUM_CLASSES  # (n,)
-    chunks = []
-    for start in range(0, n, cfg.batch_size):
-        stop = min(start + cfg.batch_size, n)
-        generators = [torch_generator(sha256_seed(*seed_parts, i), unet.device) for i in range(start, stop)]
-        x = sample(
-            unet, make_sampler(cfg.sampler, scheduler_config), labels[start:stop], generators,
-            cfg.num_inference_steps, guidance_scale=guidance_scale(w), eta=cfg.eta,
-        )  # (b, C, S, S)
-        chunks.append(x.clamp(-1.0, 1.0).cpu().numpy())
-    x = np.concatenate(chunks) if chunks else np.zeros((0, unet.config.in_channels, unet.config.sample_size, unet.config.sample_size), np.float32)
-    return x.astype(np.float32), labels.numpy().astype(np.int64)
+    labels = np.arange(n, dtype=np.int64) % NUM_CLASSES  # (n,)
+    seeds = np.array([sha256_seed(*seed_parts, i) for i in range(n)], dtype=np.int64)
+    settings = dataclasses.replace(settings, guidance_scale=guidance_scale(w))
+    chunks = list(seeded_samples(model, scheduler_config, labels, seeds, settings))
+    x = np.concatenate(chunks) if chunks else np.zeros((0, *sample_shape(model)), np.float32)
+    return x.astype(np.float32), labels
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("model and noise schedule (madness.model)")
+    group.add_argument("--architecture", choices=("unet2d", "context_unet"), default=schema_default("madness", "model.architecture"),
+                       help="unet2d (diffusers' UNet2DModel) or the seed's context_unet")
+    group.add_argument("--block-out-channels", type=int, nargs="+", default=schema_default("madness", "model.block_out_channels"),
+                       help="channels per level (context_unet: n_feat 2*n_feat)")
+    group.add_argument("--layers-per-block", type=int, default=schema_default("madness", "model.layers_per_block"))
+    group.add_argument("--attention", action=argparse.BooleanOptionalAction, default=schema_default("madness", "model.attention"),
+                       help="self-attention below the top level")
+    group.add_argument("--n-t", type=int, default=schema_default("madness", "model.n_T"), help="diffusion timesteps n_T (linear betas)")
+    group.add_argument("--beta-start", type=float, default=schema_default("madness", "model.beta_start"))
+    group.add_argument("--beta-end", type=float, default=schema_default("madness", "model.beta_end"))
+
+
+def model_config(args: argparse.Namespace, image_shape: tuple[int, ...]) -> UNetConfig:
+    """The class-conditional UNet of ``--architecture`` for images of ``image_shape`` (C, S, S)."""
+    if args.n_t < 2 or not 0 < args.beta_start < args.beta_end < 1:
+        raise GensynthError(
+            f"--n-t {args.n_t} (>= 2), --beta-start {args.beta_start} < --beta-end {args.beta_end} (both in (0, 1)): out of range"
+        )
+    channels, size = image_shape[0], image_shape[-1]
+    return UNetConfig(
+        sample_size=size, in_channels=channels, out_channels=channels, num_classes=NUM_CLASSES,
+        block_out_channels=tuple(args.block_out_channels), layers_per_block=args.layers_per_block, attention=args.attention,
+        architecture=args.architecture, num_train_timesteps=args.n_t if args.architecture == "context_unet" else None,
+    )
+
+
+def train_scheduler(args: argparse.Namespace):
+    return make_train_scheduler(args.n_t, beta_start=args.beta_start, beta_end=args.beta_end)
 
 
 def add_training_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("training (gensynth.diffusion.TrainConfig)")
-    group.add_argument("--lr", type=float, default=TrainConfig.lr)
-    group.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
-    group.add_argument("--cond-dropout", type=float, default=TrainConfig.cond_dropout, help="probability of the null condition")
-    group.add_argument("--ema-decay", type=float, default=TrainConfig.ema_decay)
+    group = parser.add_argument_group("training (madness.train)")
+    group.add_argument("--checkpoint-every", type=float, default=600.0,
+                       help="seconds between resumable checkpoints (.<out>.resume beside the model; a rerun continues from it)")
+    group.add_argument("--lr", type=float, default=schema_default("madness", "train.lr"))
+    group.add_argument("--batch-size", type=int, default=schema_default("madness", "train.batch_size"))
+    group.add_argument("--cond-dropout", type=float, default=schema_default("madness", "train.cond_dropout"),
+                       help="probability of the null condition")
+    group.add_argument("--ema-decay", type=float, default=schema_default("madness", "train.ema_decay"))
 
 
-def train_config(args: argparse.Namespace, seed: int) -> TrainConfig:
+def resume_file(args: argparse.Namespace, output: str, inputs: dict[str, str]) -> ResumeFile:
+    """The job's resume file; it continues only a run of the same flags on the same inputs."""
+    settings = {k: v for k, v in vars(args).items() if not k.startswith("out") and k not in ("threads", "device", "checkpoint_every")}
+    return ResumeFile.beside(output, args.checkpoint_every, settings=settings, inputs={k: sha256_file(p) for k, p in inputs.items()})
+
+
+def train_config(args: argparse.Namespace, seed: int) -> DiffusionTrainConfig:
     if args.batch_size < 1 or args.lr <= 0 or not 0.0 <= args.cond_dropout < 1.0 or not 0.0 < args.ema_decay < 1.0:
         raise GensynthError(
             f"training flags: --batch-size {args.batch_size} (>= 1), --lr {args.lr} (> 0), "
             f"--cond-dropout {args.cond_dropout} (in [0, 1)), --ema-decay {args.ema_decay} (in (0, 1)) out of range"
         )
-    return TrainConfig(lr=args.lr, batch_size=args.batch_size, cond_dropout=args.cond_dropout, ema_decay=args.ema_decay, seed=seed)
+    return DiffusionTrainConfig(lr=args.lr, batch_size=args.batch_size, cond_dropout=args.cond_dropout, ema_decay=args.ema_decay, seed=seed)
 
 
 def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("sampling")
-    group.add_argument("--sampler", choices=("ddim", "ddpm"), default=SamplingConfig.sampler)
-    group.add_argument("--num-inference-steps", type=int, default=SamplingConfig.num_inference_steps)
-    group.add_argument("--eta", type=float, default=SamplingConfig.eta)
-    group.add_argument("--sample-batch-size", type=int, default=SamplingConfig.batch_size, help="images per sampling batch (max_c)")
+    group = parser.add_argument_group("sampling (madness.sampling)")
+    group.add_argument("--sampler", choices=SAMPLERS, default=schema_default("madness", "sampling.sampler"))
+    group.add_argument("--num-inference-steps", type=int, default=schema_default("madness", "sampling.num_inference_steps"))
+    group.add_argument("--eta", type=float, default=schema_default("madness", "sampling.eta"))
+    group.add_argument("--max-c", type=int, default=schema_default("madness", "sampling.max_c"),
+                       help="images per sampling batch (the seed's max_c; does not change the images)")
 
 
-def sampling_config(args: argparse.Namespace) -> SamplingConfig:
-    if args.num_inference_steps < 1 or args.sample_batch_size < 1:
-        raise GensynthError(f"--num-inference-steps {args.num_inference_steps} and --sample-batch-size {args.sample_batch_size}: expected >= 1")
-    return SamplingConfig(args.sampler, args.num_inference_steps, args.eta, args.sample_batch_size)
+def sampler_settings(args: argparse.Namespace) -> SamplerSettings:
+    if args.num_inference_steps < 1 or args.max_c < 1:
+        raise GensynthError(f"--num-inference-steps {args.num_inference_steps} and --max-c {args.max_c}: expected >= 1")
+    return SamplerSettings(args.num_inference_steps, args.max_c, sampler=args.sampler, eta=args.eta)
+
+
+def starting_trainer(prev_model: str, warm_start: bool, config: DiffusionTrainConfig, init_seed: int, device) -> tuple[Trainer, UNetConfig]:
+    """Warm: the previous generation's training state (weights, optimizer, EMA) continued on new data
+    with this generation's own random stream. Cold: a freshly initialised model of the same settings."""
+    previous = load_model_checkpoint(prev_model, use_ema=False, device=device)
+    train_scheduler = DDPMScheduler.from_config(previous.scheduler_config)
+    if not warm_start:
+        torch.manual_seed(init_seed)
+        return diffusion_trainer(build_model(previous.cfg).to(device), train_scheduler, config), previous.cfg
+    if "trainer" not in previous.state:
+        raise GensynthError(f"{prev_model}: holds no training state to warm-start from (save it with its Trainer)")
+    trainer = diffusion_trainer(previous.model, train_scheduler, config)
+    trainer.load_state_dict(previous.state["trainer"])
+    trainer.generator.manual_seed(config.seed)
+    return trainer, previous.cfg
 
 
 def sample_seed_parts(seed: int, scenario: str, w: float, generation: int, purpose: str) -> tuple:

@@ -1,6 +1,7 @@
 """Names shared by the rules and the scripts (no heavy imports: the Snakefile reads this at parse time)."""
 
 SCENARIOS = ("full_synthetic", "fresh", "augmented_synthetic")
+DIGITS_COUNT = 1797  # images in scikit-learn's bundled digits
 
 
 def w_label(w: float) -> str:

@@ -21,16 +21,13 @@ array                shape       dtype
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 
-from ..diffusion import sample
-from ..progress import progress
-from ..seeding import sha256_seed, torch_generator
+from ..diffusion import SamplerSettings, seeded_samples
+from ..seeding import sha256_seed
 from .data import DOMAIN_MAPPING, DOMAIN_NAMES, condition_token
 
 REPLICA_ARRAYS = {
@@ -92,34 +89,13 @@ def plan_replica(distribution: pd.DataFrame, z_bins: int, seed_base: int, replic
     return plan
 
 
-@dataclass
-class SamplerSettings:
-    num_inference_steps: int = 200
-    eta: float = 0.0
-    guidance_scale: float = 1.0
-    batch_size: int = 16
-
-
-def generate_batches(
-    unet, scheduler, tokens: np.ndarray, seeds: np.ndarray, settings: SamplerSettings, show_progress: bool | None = None
-) -> Iterator[np.ndarray]:
-    """Samples in batches, each from its own generator: (B, 2, H, H) float32 clipped to [-1, 1] per batch."""
-    starts = range(0, len(tokens), settings.batch_size)
-    for start in progress(starts, desc="Replica batches", unit="batch", show=show_progress):
-        stop = start + settings.batch_size
-        labels = torch.from_numpy(tokens[start:stop].astype(np.int64))  # (B,)
-        generators = [torch_generator(int(seed)) for seed in seeds[start:stop]]  # on the CPU: same noise on any device
-        x = sample(unet, scheduler, labels, generators, settings.num_inference_steps, settings.guidance_scale, settings.eta)
-        yield x.clamp(-1, 1).cpu().numpy()  # (B, 2, H, H)
-
-
-def generate_replica(unet, scheduler, plan: dict[str, np.ndarray], settings: SamplerSettings) -> dict[str, np.ndarray]:
-    """The replica's nine arrays, in the seed's order and dtypes."""
-    n, size = len(plan["seed"]), unet.config.sample_size
+def generate_replica(model, scheduler_config: dict, plan: dict[str, np.ndarray], settings: SamplerSettings) -> dict[str, np.ndarray]:
+    """The replica's nine arrays, in the seed's order and dtypes; sample i from its own seed ``plan["seed"][i]``."""
+    n, size = len(plan["seed"]), model.config.sample_size
     images = np.empty((n, size, size), dtype=np.float16)
     masks = np.empty((n, size, size), dtype=np.float16)
     start = 0
-    for batch in generate_batches(unet, scheduler, plan["condition_token"], plan["seed"], settings):
+    for batch in seeded_samples(model, scheduler_config, plan["condition_token"], plan["seed"], settings):  # (b, 2, H, H)
         images[start : start + len(batch)] = batch[:, 0]
         masks[start : start + len(batch)] = batch[:, 1]
         start += len(batch)

@@ -23,10 +23,10 @@ import torch
 import yaml
 
 from ..diffusion import (
-    Trainer,
-    TrainConfig,
+    DiffusionTrainConfig,
     UNetConfig,
-    build_unet,
+    build_model,
+    diffusion_trainer,
     load_model_checkpoint,
     make_train_scheduler,
     save_model_checkpoint,
@@ -58,8 +58,8 @@ class ReplicaTrainSettings:
     def train_scheduler(self):
         return make_train_scheduler(self.num_train_timesteps, self.beta_schedule, prediction_type=self.prediction_type)
 
-    def trainer_config(self) -> TrainConfig:
-        return TrainConfig(lr=self.lr, batch_size=self.batch_size, cond_dropout=self.cond_dropout, ema_decay=self.ema_decay, seed=self.seed)
+    def trainer_config(self) -> DiffusionTrainConfig:
+        return DiffusionTrainConfig(lr=self.lr, batch_size=self.batch_size, cond_dropout=self.cond_dropout, ema_decay=self.ema_decay, seed=self.seed)
 
 
 def split_validation(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -117,12 +117,12 @@ def train_replica_model(
     resumed = load_resume_state(resume_dir, run_id, settings.epochs)
     if resumed is None:
         torch.manual_seed(settings.seed)
-        unet = build_unet(unet_cfg).to(device)
-        trainer = Trainer(unet, scheduler, settings.trainer_config())
+        unet = build_model(unet_cfg).to(device)
+        trainer = diffusion_trainer(unet, scheduler, settings.trainer_config())
         history = {"epochs": [], "best_epoch": None, "best_val_loss": None, "n_train": len(train_index), "n_val": len(val_index)}
     else:
-        unet = resumed.unet.to(device)
-        trainer = Trainer(unet, scheduler, settings.trainer_config())
+        unet = resumed.model.to(device)
+        trainer = diffusion_trainer(unet, scheduler, settings.trainer_config())
         trainer.load_state_dict(resumed.state["trainer"])
         history = resumed.state["extra"]["history"]
         log.info("resuming after epoch %d from %s", len(history["epochs"]), resume_dir / "last.ckpt")

@@ -10,7 +10,9 @@ null token ``K``, so classifier-free guidance works as with ``UNet2DModel``.
 Built with diffusers' ``ModelMixin``/``ConfigMixin`` and the call signature of ``UNet2DModel``
 (``model(x, t, class_labels=y).sample``; ``config.sample_size``, ``in_channels``,
 ``num_class_embeds``), so ``gensynth.diffusion``'s trainer, sampler and checkpoints and the
-Jacobian code take either model.
+Jacobian code take either model. Importing this module registers it as the architecture
+``context_unet`` of ``gensynth.diffusion`` (settings: its ``UNetConfig`` with
+``block_out_channels [n_feat, 2 n_feat]``).
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from diffusers.models.unets.unet_2d import UNet2DOutput
 from torch import nn
+
+from ..diffusion.models import UNetConfig, check_norm_groups, register_architecture
+from ..errors import GensynthError
 
 
 class ResidualConvBlock(nn.Module):
@@ -124,3 +129,34 @@ class ContextUnet(ModelMixin, ConfigMixin):
         hidden = self.up2(hidden, down1)  # (B, n, S, S)
         eps = self.out(torch.cat((hidden, x), dim=1))  # (B, C, S, S)
         return UNet2DOutput(sample=eps) if return_dict else (eps,)
+
+
+def check_context_unet(cfg: UNetConfig) -> None:
+    check_norm_groups(cfg)
+    channels = list(cfg.block_out_channels)
+    if len(channels) != 2 or channels[1] != 2 * channels[0]:
+        raise GensynthError(f"context_unet: block_out_channels {channels}; expected [n_feat, 2 * n_feat] (its two levels)")
+    if cfg.attention or cfg.layers_per_block != 1:
+        raise GensynthError(
+            f"context_unet: attention {cfg.attention}, layers_per_block {cfg.layers_per_block}; "
+            "it has no attention and one block per level (set attention false, layers_per_block 1)"
+        )
+    if cfg.sample_size % 4:
+        raise GensynthError(f"context_unet: sample_size {cfg.sample_size}; expected a multiple of 4 (two 2x poolings)")
+    if not cfg.num_train_timesteps or cfg.num_train_timesteps < 1:
+        raise GensynthError(f"context_unet: num_train_timesteps {cfg.num_train_timesteps}; expected the schedule's T >= 1")
+
+
+def build_context_unet(cfg: UNetConfig) -> ContextUnet:
+    return ContextUnet(
+        sample_size=cfg.sample_size,
+        in_channels=cfg.in_channels,
+        out_channels=cfg.out_channels,
+        n_feat=cfg.block_out_channels[0],
+        num_class_embeds=cfg.num_classes + 1,
+        num_train_timesteps=cfg.num_train_timesteps,
+        norm_num_groups=cfg.norm_num_groups,
+    )
+
+
+register_architecture("context_unet", build_context_unet, check_context_unet)

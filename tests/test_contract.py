@@ -1,0 +1,150 @@
+"""The module contract: every module registered everywhere, every script's defaults the schema's, every
+config error caught before any job, and no run that takes another configuration's results for sources."""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import importlib.util
+import os
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT, snakemake
+from gensynth.config import module_schema, schema_default
+from gensynth.dagtools import flag_name, key_path
+from gensynth.madness.naming import MNIST_FILES
+from gensynth.modules import MODULES, module_dag
+
+SHARED_SCHEMAS = {"config", "resources"}
+
+
+def test_every_module_is_registered_in_every_place():
+    top = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
+    assert top["properties"]["modules"]["items"]["enum"] == list(MODULES), "config.schema.yaml's modules enum"
+    assert [name for name in top["properties"] if name not in ("modules", "device")] == list(MODULES)
+    assert set(top["required"]) == {"modules", *MODULES}
+    schemas = {p.name.removesuffix(".schema.yaml") for p in (ROOT / "workflow/schemas").glob("*.schema.yaml")}
+    assert schemas - SHARED_SCHEMAS == set(MODULES), "one schema file per module"
+    includes = re.findall(r'^include: "workflow/rules/(\w+)\.smk"$', (ROOT / "Snakefile").read_text(), re.M)
+    assert includes == ["common", *MODULES], "one include per module in the Snakefile, after common.smk"
+    assert {p.stem for p in (ROOT / "workflow/rules").glob("*.smk")} == {"common", *MODULES}
+    config = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    assert [name for name in config if name not in ("modules", "device")] == list(MODULES), "config/config.yaml sections"
+    for name in MODULES:
+        dag = module_dag(name)
+        assert callable(dag.validate) and callable(dag.final_outputs) and isinstance(dag.SCRIPT_FLAGS, dict), name
+        assert (ROOT / "config/full" / f"{name}.yaml").is_file(), f"config/full/{name}.yaml"
+        assert (ROOT / "docs" / f"{name}.md").is_file(), f"docs/{name}.md"
+        assert list(ROOT.glob(f"tests/test_{name}*.py")), f"tests/test_{name}*.py"
+        rules = set(re.findall(r"^ *rule (\w+):", (ROOT / "workflow/rules" / f"{name}.smk").read_text(), re.M))
+        assert rules == set(module_schema(name)["properties"]["resources"]["properties"]), f"{name}: a resources entry per rule"
+
+
+def test_every_report_caption_exists():
+    for smk in (ROOT / "workflow/rules").glob("*.smk"):
+        for caption in re.findall(r'caption="([^"]+)"', smk.read_text()):
+            assert (ROOT / "workflow/rules" / caption).resolve().is_file(), f"{smk.name}: {caption}"
+
+
+def load_script(stem: str):
+    spec = importlib.util.spec_from_file_location(f"script_{stem}", ROOT / "scripts" / f"{stem}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def parser_actions(script: str) -> dict[str, argparse.Action]:
+    """Option string -> action of a script's parser (``"name sub"`` for a subcommand's)."""
+    stem, _, command = script.partition(" ")
+    parser = load_script(stem).build_parser()
+    if command:
+        subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        parser = subparsers.choices[command]
+    return {option: action for action in parser._actions for option in action.option_strings}
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_every_scripts_flags_exist_with_the_schemas_defaults(module):
+    for script, keys in module_dag(module).SCRIPT_FLAGS.items():
+        actions = parser_actions(script)
+        for key in keys:
+            name = flag_name(key)
+            assert name in actions, f"{script}: no flag {name} for {module}.{key_path(key)}"
+            action = actions[name]
+            if not action.required:
+                assert action.default == schema_default(module, key_path(key)), f"{script} {name}: default is not the schema's"
+
+
+def test_one_key_has_one_flag_name_in_every_module():
+    flags: dict[str, set[str]] = {}
+    for module in MODULES:
+        for keys in module_dag(module).SCRIPT_FLAGS.values():
+            for key in keys:
+                flags.setdefault(key_path(key).rsplit(".", 1)[-1], set()).add(flag_name(key))
+    assert {leaf: names for leaf, names in flags.items() if len(names) > 1} == {}
+
+
+def idx_headers(directory: Path, n_train: int = 60_000, n_test: int = 10_000) -> None:
+    """MNIST's four files as far as the DAG reads them: their IDX headers (the data rule would read the rest)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for split, n in (("train", n_train), ("test", n_test)):
+        for kind, shape in (("x", (n, 28, 28)), ("y", (n,))):
+            header = bytes([0, 0, 0x08, len(shape)]) + b"".join(size.to_bytes(4, "big") for size in shape)
+            with gzip.open(directory / f"{MNIST_FILES[f'{kind}_{split}']}.gz", "wb") as handle:
+                handle.write(header)
+
+
+def test_a_full_scale_run_never_takes_the_default_runs_results_as_sources(project):
+    """In a tree that holds the default run's results, the full-scale madness config either fails with one
+    line naming the missing MNIST files or schedules the full-scale jobs: never "Nothing to be done"."""
+    dry = snakemake(project, "-n", "--cores", "1", "--config", "modules=[madness]").stdout
+    for stamp, line in enumerate(re.findall(r"output: (.+)", dry)):  # the default results, in the order jobs make them
+        for path in line.split(", "):
+            (project / path).parent.mkdir(parents=True, exist_ok=True)
+            (project / path).write_bytes(b"x")
+            os.utime(project / path, (1e9 + stamp, 1e9 + stamp))
+    assert "Nothing to be done" in snakemake(project, "-n", "--cores", "1", "--config", "modules=[madness]").stdout
+
+    full = ["-n", "--cores", "1", "--configfile", "config/full/madness.yaml", "--config", "modules=[madness]"]
+    result = snakemake(project, *full, check=False)
+    assert result.returncode != 0
+    assert ("invalid config: config key 'madness.data.mnist_dir' = datasets/mnist: expected a folder holding "
+            "train-images-idx3-ubyte (or train-images-idx3-ubyte.gz): not found there") in result.stdout + result.stderr
+    for flags in ([], ["--forceall"]):
+        assert "Nothing to be done" not in snakemake(project, *full, *flags, check=False).stdout
+
+    idx_headers(project / "datasets/mnist")
+    scheduled = snakemake(project, *full).stdout
+    assert "madness_prepare_data" in scheduled and "madness_generation" in scheduled and "Nothing to be done" not in scheduled
+
+
+@pytest.mark.parametrize("text,message", [
+    # atoms: the generator module is only imported by the job
+    ("atoms:\n  versions:\n    - {name: v, num_images: 10, generator: 'no_such_module:make'}\n",
+     "config key 'atoms.versions[0].generator' = no_such_module:make: expected an importable module (no_such_module not found)"),
+    # replicas: a slice size the UNet's levels cannot halve (the training job used to fail)
+    ("replicas:\n  phantom: {image_size: 34}\n",
+     "config key 'replicas.phantom.image_size' = 34: expected a slice size divisible by 2**2"),
+    ("replicas:\n  data: {source: files, train_npz: mine/train.npz, test_npz: mine/test.npz}\n",
+     "config key 'replicas.data.train_npz' = mine/train.npz: expected an existing file (not found)"),
+    # madness: the issue's case, image size 10 and a probe timestep beyond n_T
+    ("madness:\n  data: {image_size: 10}\n  jacobian: {timesteps: [50, 900]}\n",
+     "config key 'madness.data.image_size' = 10: expected a multiple of 4"),
+    ("madness:\n  jacobian: {timesteps: [50, 900]}\n",
+     "config key 'madness.jacobian.timesteps' = [50, 900]: expected timesteps below model.n_T = 500"),
+    ("madness:\n  scenarios:\n    fresh: {n_real: 400}\n",
+     "config key 'madness.scenarios.fresh.n_real' = 400: expected at most 251"),
+    ("madness:\n  scenarios:\n    full_synthetic: {N_initial: 101}\n",
+     "config key 'madness.scenarios.full_synthetic.N_initial' = 101: expected at most initial.N_with_w = 100"),
+])
+def test_config_errors_a_job_would_meet_stop_the_dry_run_with_one_line(project, text, message):
+    (project / "bad.yaml").write_text(text)
+    result = snakemake(project, "-n", "--cores", "1", "--configfile", "bad.yaml", check=False)
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    errors = [line for line in output.splitlines() if line.startswith("invalid config:")]
+    assert len(errors) == 1 and message in errors[0], output[-2000:]

@@ -1,0 +1,78 @@
+"""What the DAG knows of atoms: one dataset per configured version, its files, its flags and its checks.
+
+Plain Python (the Snakefile reads it at parse time): no NumPy work, no torch.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from typing import Any
+
+from ..dagtools import config_error, config_flags, one_of
+
+ROOT = "results/atoms"
+FILES = {
+    "train": "train.npz",
+    "val": "val.npz",
+    "test": "test.npz",
+    "metadata": "metadata.json",
+    "report": "validation_report.png",
+}
+VERSION_DIR = f"{ROOT}/{{version}}"
+# The keys of a version that scripts/generate_dataset.py takes as flags (the seed's names where it has them).
+SCRIPT_FLAGS = {
+    "generate_dataset": ("versions.num_images", "versions.seed", "versions.grid_size", ("versions.splits.train", "--train-fraction"),
+                         ("versions.splits.val", "--val-fraction"), ("versions.splits.test", "--test-fraction"), "versions.generator"),
+}
+
+
+def path(name: str, version: str = "{version}") -> str:
+    return f"{ROOT}/{version}/{FILES[name]}"
+
+
+def versions(section: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {version["name"]: version for version in section["versions"]}
+
+
+def version_flags(section: dict[str, Any], name: str) -> str:
+    """The flags of version ``name`` (its keys are ``versions.<key>`` in SCRIPT_FLAGS, as in the schema)."""
+    return config_flags({"versions": versions(section)[name]}, SCRIPT_FLAGS["generate_dataset"])
+
+
+def version_pattern(section: dict[str, Any]) -> str:
+    return one_of(versions(section))
+
+
+def final_outputs(section: dict[str, Any]) -> list[str]:
+    return [path(name, version) for version in versions(section) for name in FILES]
+
+
+def validate(section: dict[str, Any], config: dict[str, Any]) -> None:
+    """Unique names, splits summing to 1, and a generator that can be found."""
+    seen = set()
+    for index, version in enumerate(section["versions"]):
+        key = f"atoms.versions[{index}]"
+        if version["name"] in seen:
+            raise config_error(f"{key}.name", version["name"], "a name no other version has")
+        seen.add(version["name"])
+        total = sum(version["splits"].values())
+        if abs(total - 1.0) > 1e-6:
+            raise config_error(f"{key}.splits", version["splits"], f"fractions summing to 1, not {total:g}")
+        check_generator(f"{key}.generator", version["generator"])
+
+
+def check_generator(key: str, spec: str) -> None:
+    """``path/to/file.py:function`` must name a file (relative to the working directory), ``module:function``
+    a module that can be imported (it is not imported here)."""
+    target = spec.rsplit(":", 1)[0]
+    if target.endswith(".py"):
+        if not os.path.isfile(target):
+            raise config_error(key, spec, f"a generator file that exists ({target} not found)")
+        return
+    try:
+        found = importlib.util.find_spec(target)
+    except (ImportError, ValueError):
+        found = None
+    if found is None:
+        raise config_error(key, spec, f"an importable module ({target} not found)")

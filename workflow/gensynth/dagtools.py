@@ -1,0 +1,80 @@
+"""What every module's ``dag.py`` shares: flags from config keys, rule resources, wildcard patterns, config checks.
+
+Plain Python without heavy imports: the Snakefile reads it at parse time.
+
+A config key reaches its script as one flag spelled from the key's last part, the same in every
+module: ``block_out_channels`` is ``--block-out-channels``, ``N_next`` ``--n-next``; a
+``(key, flag)`` pair keeps a flag a seed's users already type (atoms' ``--train-fraction``). Lists become
+space-separated values (``nargs="+"``), booleans ``--key`` / ``--no-key``
+(``argparse.BooleanOptionalAction``), strings are shell-quoted.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+from collections.abc import Iterable
+from typing import Any
+
+from .config import format_value
+from .errors import GensynthError
+
+
+FlagKey = str | tuple[str, str]  # a dotted config key, or (key, the seed's flag)
+
+
+def flag_name(key: FlagKey) -> str:
+    if isinstance(key, tuple):
+        return key[1]
+    return "--" + key.rsplit(".", 1)[-1].lower().replace("_", "-")
+
+
+def key_path(key: FlagKey) -> str:
+    return key[0] if isinstance(key, tuple) else key
+
+
+def lookup(section: dict[str, Any], key: str) -> Any:
+    value = section
+    for part in key.split("."):
+        value = value[part]
+    return value
+
+
+def flag(key: FlagKey, value: Any) -> str:
+    name = flag_name(key)
+    if isinstance(value, bool):
+        return name if value else f"--no-{name[2:]}"
+    if isinstance(value, (list, tuple)):
+        return f"{name} {' '.join(shlex.quote(str(v)) for v in value)}"
+    return f"{name} {shlex.quote(str(value))}"
+
+
+def config_flags(section: dict[str, Any], keys: Iterable[FlagKey]) -> str:
+    """``--key value`` for each dotted key of ``section``, in order."""
+    return " ".join(flag(key, lookup(section, key_path(key))) for key in keys)
+
+
+
+def rule_resources(section: dict[str, Any], rule: str) -> dict[str, int]:
+    """The rule's ``mem_mb`` and ``runtime`` (minutes) from the module's ``resources`` section."""
+    return dict(section["resources"][rule])
+
+
+def one_of(values: Iterable[str]) -> str:
+    """A wildcard constraint that admits exactly these values."""
+    return "|".join(re.escape(str(v)) for v in values)
+
+
+def config_error(key: str, value: Any, expected: str) -> GensynthError:
+    """One line: which key, which value, what was expected (the schema's errors read the same)."""
+    return GensynthError(f"config key '{key}' = {format_value(value)}: expected {expected}")
+
+
+def require_file(key: str, path: str) -> None:
+    """A file the config names must exist when the DAG is built, so that no job later finds it missing
+    (and Snakemake never mistakes older results for sources)."""
+    if not path:
+        raise config_error(key, path, "a path to a file")
+    if not os.path.isfile(path):
+        raise config_error(key, path, "an existing file (not found)")

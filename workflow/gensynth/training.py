@@ -1,0 +1,224 @@
+"""Training shared by every model of the pipeline: AdamW, an EMA of the weights, state that resumes a run exactly.
+
+A :class:`Trainer` knows nothing of what it trains: its ``loss(model, batch, generator)`` computes the
+loss of one minibatch (a tuple of tensors on the model's device), drawing any randomness it needs from
+``generator``, the trainer's own CPU ``torch.Generator``. The same generator shuffles the minibatches,
+so a run is reproducible on any device, and :meth:`Trainer.state_dict` (step, optimizer moments, EMA,
+generator) continues it exactly after a restart.
+
+The diffusion models train through :mod:`gensynth.diffusion.training` (its loss is DDPM's); the
+spectral denoiser through its own Noise2Noise loss. :func:`train_epochs` runs the epochs of a job,
+logs a progress line at intervals and keeps a :class:`ResumeFile`, so a job killed at its walltime
+continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from diffusers.training_utils import EMAModel
+
+from .errors import GensynthError
+from .io import load_checkpoint, save_checkpoint
+from .progress import ProgressLog
+from .seeding import torch_generator
+
+log = logging.getLogger(__name__)
+
+Batch = tuple[torch.Tensor, ...]
+LossFn = Callable[[torch.nn.Module, Batch, torch.Generator], torch.Tensor]
+
+
+@dataclass
+class TrainConfig:
+    lr: float = 2e-4  # AdamW learning rate
+    batch_size: int = 64
+    ema_decay: float = 0.999  # diffusers' EMA warm-up ramps the decay up to this
+    grad_clip: float = 1.0  # max gradient norm
+    seed: int = 0  # shuffling and every random draw of the loss
+
+
+@dataclass
+class Trainer:
+    """AdamW + EMA around ``loss``; ``eval_loss`` (default: ``loss``) scores held-out data."""
+
+    model: torch.nn.Module
+    loss: LossFn
+    config: TrainConfig
+    eval_loss: LossFn | None = None
+    step: int = 0
+    optimizer: torch.optim.Optimizer = field(init=False)
+    ema: EMAModel = field(init=False)
+    generator: torch.Generator = field(init=False)
+
+    def __post_init__(self):
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.config.lr)
+        self.ema = EMAModel(self.model.parameters(), decay=self.config.ema_decay, use_ema_warmup=True, power=3 / 4)
+        self.generator = torch_generator(self.config.seed)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def batches(self, *tensors: torch.Tensor) -> Iterator[Batch]:
+        """One shuffled pass over equally long tensors, in minibatches on the model's device."""
+        order = torch.randperm(tensors[0].shape[0], generator=self.generator)
+        for start in range(0, len(order), self.config.batch_size):
+            index = order[start : start + self.config.batch_size]
+            yield tuple(t[index].to(self.device) for t in tensors)
+
+    def train_step(self, *batch: torch.Tensor) -> float:
+        self.model.train()
+        loss = self.loss(self.model, batch, self.generator)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+        self.optimizer.step()
+        self.ema.step(self.model.parameters())
+        self.step += 1
+        return float(loss.detach())
+
+    def train_epoch(self, *tensors: torch.Tensor) -> float:
+        """One epoch; returns the mean training loss over its minibatches."""
+        losses = [self.train_step(*batch) for batch in self.batches(*tensors)]
+        return sum(losses) / len(losses)
+
+    @torch.no_grad()
+    def evaluate(self, *tensors: torch.Tensor, seed: int = 0) -> float:
+        """Loss of the EMA weights on held-out data, with fixed randomness (comparable across epochs)."""
+        generator = torch_generator(seed)
+        loss_fn = self.eval_loss or self.loss
+        total, count = 0.0, 0
+        with self.ema_weights():
+            self.model.eval()
+            for start in range(0, tensors[0].shape[0], self.config.batch_size):
+                batch = tuple(t[start : start + self.config.batch_size].to(self.device) for t in tensors)
+                total += float(loss_fn(self.model, batch, generator)) * len(batch[0])
+                count += len(batch[0])
+        return total / count
+
+    @contextlib.contextmanager
+    def ema_weights(self) -> Iterator[None]:
+        """Swap the EMA weights into the model for the duration of the block."""
+        self.ema.store(self.model.parameters())
+        self.ema.copy_to(self.model.parameters())
+        try:
+            yield
+        finally:
+            self.ema.restore(self.model.parameters())
+
+    def ema_state_dict(self) -> dict[str, torch.Tensor]:
+        with self.ema_weights():
+            return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "optimizer": self.optimizer.state_dict(),
+            "ema": self.ema.state_dict(),
+            "generator": self.generator.get_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue a saved run; the configured learning rate and EMA decay win over the saved ones."""
+        self.step = int(state["step"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.config.lr
+        self.ema.load_state_dict(state["ema"])
+        self.ema.to(self.device)  # its shadow weights load on the CPU
+        self.ema.decay = self.config.ema_decay
+        self.generator.set_state(state["generator"])
+
+
+def run_fingerprint(**parts: Any) -> str:
+    """SHA-256 of what a resumed run must share with the interrupted one (data digests, settings)."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+@dataclass
+class ResumeFile:
+    """A training job's resumable state, saved atomically at most every ``every_s`` seconds and at the end.
+
+    It lives beside the job's outputs but is not one of them, so Snakemake keeps it when the job is
+    killed (a walltime limit): the rerun continues from the last save, to the same final weights as
+    an uninterrupted run (training draws all its randomness from the trainer's own generator).
+    """
+
+    path: Path
+    fingerprint: str  # see run_fingerprint
+    every_s: float = 600.0
+    last_save: float = field(default_factory=time.monotonic)
+
+    def load(self) -> dict[str, Any] | None:
+        """The saved state if it belongs to this run, else None (and why, in the log)."""
+        if not self.path.exists():
+            return None
+        try:
+            state = load_checkpoint(self.path)
+        except GensynthError as exc:
+            log.warning("not resuming: %s", exc)
+            return None
+        if state.get("fingerprint") != self.fingerprint:
+            log.info("not resuming from %s: it was trained on other data or settings", self.path)
+            return None
+        return state
+
+    def due(self) -> bool:
+        return time.monotonic() - self.last_save >= self.every_s
+
+    def save(self, state: dict[str, Any]) -> None:
+        save_checkpoint(self.path, {**state, "fingerprint": self.fingerprint})
+        self.last_save = time.monotonic()
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+    @classmethod
+    def beside(cls, output: str | Path, every_s: float = 600.0, **fingerprint: Any) -> ResumeFile:
+        """The resume file of the job that writes ``output``: ``.<name>.resume`` in its folder."""
+        output = Path(output)
+        return cls(output.parent / f".{output.name}.resume", run_fingerprint(**fingerprint), every_s)
+
+
+def train_epochs(
+    trainer: Trainer,
+    epochs: int,
+    epoch: Callable[[int], dict[str, Any]],
+    resume: ResumeFile | None = None,
+    stop: Callable[[list[dict[str, Any]]], bool] | None = None,
+    desc: str = "training",
+    log_every_s: float = 30.0,
+) -> list[dict[str, Any]]:
+    """Epochs 1..``epochs`` (or on from a saved state), ``epoch(n)`` returning the epoch's record (its losses).
+
+    After each epoch: a progress line at most every ``log_every_s`` seconds (in a job's log too, not
+    only on a terminal), and the resume file when due. ``stop(history)`` ends the run early (early
+    stopping). Returns the history, one record per epoch, ``{"epoch": n, **record}``.
+    """
+    history: list[dict[str, Any]] = []
+    state = resume.load() if resume else None
+    if state is not None:
+        trainer.model.load_state_dict(state["model"])
+        trainer.load_state_dict(state["trainer"])
+        history = list(state["history"])
+        log.info("%s: resuming after epoch %d from %s", desc, len(history), resume.path)
+    progress_log = ProgressLog(desc, total=epochs, unit="epoch", every_s=log_every_s)
+    for number in range(len(history) + 1, epochs + 1):
+        if stop is not None and stop(history):
+            log.info("%s: stopped after epoch %d", desc, len(history))
+            break
+        history.append({"epoch": number, **epoch(number)})
+        progress_log.update(number, step=trainer.step, **{k: v for k, v in history[-1].items() if k != "epoch"})
+        if resume is not None and (resume.due() or number == epochs):
+            resume.save({"model": trainer.model.state_dict(), "trainer": trainer.state_dict(), "history": history})
+    return history

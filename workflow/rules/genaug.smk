@@ -1,0 +1,1 @@
+# genaug (being built)
