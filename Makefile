@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 CORES ?= 2
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: run test dry-run lint setup clean
+.PHONY: run test dry-run lint setup clean slurm-profile
 
 setup: $(STAMP)
 
@@ -21,14 +21,22 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/snakemake --profile profiles/local --cores $(CORES)
 
-test: $(STAMP)
+# Lint first (seconds): snakefmt and ruff, pinned in the test extras.
+test: $(STAMP) lint
 	$(BIN)/python -m pytest
 
 dry-run: $(STAMP)
 	$(BIN)/snakemake -n -p --cores $(CORES)
 
 lint: $(STAMP)
-	$(BIN)/snakemake --lint
+	$(BIN)/snakefmt --check Snakefile workflow/rules
+	$(BIN)/ruff check
+
+# `snakemake --profile slurm` looks for the profile in ~/.config/snakemake/, not in profiles/: link it there.
+slurm-profile:
+	mkdir -p $(HOME)/.config/snakemake
+	ln -sfn $(CURDIR)/profiles/slurm $(HOME)/.config/snakemake/slurm
+	@echo "snakemake --profile slurm now uses $(CURDIR)/profiles/slurm"
 
 clean:
 	rm -rf results logs benchmarks .snakemake

@@ -19,6 +19,9 @@ include: "workflow/rules/denoise.smk"
 include: "workflow/rules/genaug.smk"
 
 
+annotate_jobs()
+
+
 rule all:
     default_target: True
     input:

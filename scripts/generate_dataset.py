@@ -116,7 +116,7 @@ def main(argv=None) -> int:
         "num_images": args.num_images, "seed": args.seed, "grid_size": args.grid_size,
         "splits": fractions, "generator": generator.name,
     }
-    provenance = Provenance(config=generation_params, device="cpu")
+    provenance = Provenance(generation_params, device="cpu")
     began = time.perf_counter()
     with staged_dataset(output_dir, overwrite=args.overwrite) as stage:
         print(f"\nGenerating {args.num_images:,} images...", flush=True)

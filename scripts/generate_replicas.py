@@ -81,6 +81,8 @@ def main(argv=None) -> int:
     log.info("replica %d: %d samples in %d conditions, %d DDIM steps", args.replica_id, len(plan["seed"]), len(distribution), settings.num_inference_steps)
     arrays = generate_replica(loaded.model, loaded.scheduler_config, plan, settings)
     name = replica_name(args.replica_id)
+    npz = args.out_dir / f"{name}.npz"
+    save_npz(npz, arrays)
     meta = replica_meta(
         args.replica_id,
         args.seed_base,
@@ -92,9 +94,8 @@ def main(argv=None) -> int:
         settings=settings,
         use_ema=args.use_ema,
         ema_loaded=loaded.ema_loaded,
-        provenance=provenance.record({"checkpoint": args.checkpoint, "config": args.config, "test_csv": args.test_csv}),
+        provenance=provenance.record({"checkpoint": args.checkpoint, "config": args.config, "test_csv": args.test_csv}, {"npz": npz}),
     )
-    save_npz(args.out_dir / f"{name}.npz", arrays)
     save_json(args.out_dir / f"{name}_meta.json", meta)
     return 0
 

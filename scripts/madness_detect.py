@@ -1,10 +1,14 @@
-"""Detection for one scenario and w: the generation at which each signal (FID, PRDC, each Jacobian
-statistic at each probe timestep) first departs from its generation-0 baseline, and one figure of
-every signal's z-score. The rule is in gensynth.madness.detection and written into the JSON.
+"""Detection at one w: for every scenario, the generation at which each signal (FID, PRDC, each Jacobian
+statistic at each probe timestep) departs from generation 0 beyond the spread of the loop's training-seed
+replicates, Holm-corrected; the rule's error rates measured on the control scenarios and between replicates.
+The rule is in gensynth.madness.detection and written into each JSON.
 
-Example: python scripts/madness_detect.py --metrics results/madness/fresh/w0/metrics_{0,1,2,3}_w0.json \
-    --jacobians results/madness/fresh/w0/jacobian_{0,1,2,3}_w0.npz --k 3 \
-    --out results/madness/fresh/w0/detection_w0.json --out-figure results/madness/fresh/w0/signals_w0.png
+Example (files replicate-major: rep0's generations 0..G-1, then rep1's, ...):
+    python scripts/madness_detect.py --replicates 3 \
+        --scenario full_synthetic --metrics results/madness/full_synthetic/w0/rep{0,1,2}/metrics_{0,1,2,3,4}_w0.json \
+        --jacobians results/madness/full_synthetic/w0/rep{0,1,2}/jacobian_{0,1,2,3,4}_w0.npz \
+        --scenario fresh --metrics ... --jacobians ... \
+        --out-json full.json fresh.json --out-figure full.png fresh.png --out-error-rates rates.png
 """
 
 from __future__ import annotations
@@ -16,10 +20,10 @@ import sys
 from gensynth.cli import run_main
 from gensynth.config import schema_default
 from gensynth.errors import GensynthError
-from gensynth.io import load_json, save_figure, save_json
+from gensynth.io import save_figure, save_json
 from gensynth.madness.detection import JACOBIAN_STATS, detect, jacobian_signals, load_jacobian_stats, sample_signals
-from gensynth.madness.evaluation import METRICS
-from gensynth.madness.figures import signal_departures
+from gensynth.madness.evaluation import add_scenario_arguments, load_metrics, scenario_files
+from gensynth.madness.figures import error_rates, signal_departures
 from gensynth.provenance import Provenance
 from gensynth.seeding import sha256_seed
 
@@ -28,37 +32,43 @@ log = logging.getLogger("madness.detect")
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--metrics", nargs="+", required=True, help="metrics JSON of generations 0, 1, ... in order")
-    parser.add_argument("--jacobians", nargs="+", required=True, help="Jacobian NPZ of generations 0, 1, ... in order")
-    parser.add_argument("--k", type=float, default=schema_default("madness", "detection.k"), help="departure threshold in standard deviations")
-    parser.add_argument("--n-bootstrap", type=int, default=schema_default("madness", "detection.n_bootstrap"), help="resamples of the probe images")
-    parser.add_argument("--label", default="", help="figure title")
+    add_scenario_arguments(parser, jacobians=True)
+    parser.add_argument("--replicates", type=int, default=schema_default("madness", "detection.replicates"),
+                        help="replicates R of each scenario's loop (the files are replicate-major)")
+    parser.add_argument("--alpha", type=float, default=schema_default("madness", "detection.alpha"),
+                        help="family-wise error rate per scenario (Holm over signals x generations)")
+    parser.add_argument("--n-bootstrap", type=int, default=schema_default("madness", "detection.n_bootstrap"),
+                        help="resamples of the replicate chains for each departure's interval")
+    parser.add_argument("--label", default="", help="figure titles, e.g. 'w=0'")
     parser.add_argument("--seed", type=int, default=schema_default("madness", "seed"))
-    parser.add_argument("--out", required=True, help="detection JSON")
-    parser.add_argument("--out-figure", required=True, help="signals figure")
+    parser.add_argument("--out-json", nargs="+", required=True, help="detection JSON per scenario, in --scenario order")
+    parser.add_argument("--out-figure", nargs="+", required=True, help="signals figure per scenario, in --scenario order")
+    parser.add_argument("--out-error-rates", required=True, help="figure: the rule's measured error rates")
     return parser
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    if len(args.metrics) != len(args.jacobians) or len(args.metrics) < 2:
-        raise GensynthError(f"--metrics ({len(args.metrics)} files) and --jacobians ({len(args.jacobians)}): expected the same number, >= 2 generations")
-    if args.k <= 0 or args.n_bootstrap < 2:
-        raise GensynthError(f"--k {args.k} (> 0) and --n-bootstrap {args.n_bootstrap} (>= 2): out of range")
+    if not 0 < args.alpha < 1 or args.n_bootstrap < 10:
+        raise GensynthError(f"--alpha {args.alpha} (in (0, 1)) and --n-bootstrap {args.n_bootstrap} (>= 10): out of range")
+    groups = scenario_files(args, args.replicates)
+    if len(args.out_json) != len(groups) or len(args.out_figure) != len(groups):
+        raise GensynthError(f"--out-json and --out-figure: expected one each per --scenario ({len(groups)}), "
+                            f"got {len(args.out_json)} and {len(args.out_figure)}")
     provenance = Provenance(vars(args), "cpu")
-    metrics = [load_json(path) for path in args.metrics]
-    for path, record in zip(args.metrics, metrics):
-        missing = [name for name in METRICS if name not in record]
-        if missing:
-            raise GensynthError(f"{path}: missing metric(s) {', '.join(missing)} (expected the output of madness_metrics.py)")
-    stats, _, timesteps = load_jacobian_stats(args.jacobians, JACOBIAN_STATS)
-    signals = sample_signals(metrics, METRICS) + jacobian_signals(stats, timesteps, JACOBIAN_STATS, args.n_bootstrap,
-                                                                   sha256_seed("madness", args.seed, "probe-bootstrap"))
-    detection = detect(signals, args.k)
-    save_figure(signal_departures(detection, args.label), args.out_figure, dpi=120)
-    inputs = {f"metrics_{g}": p for g, p in enumerate(args.metrics)} | {f"jacobian_{g}": p for g, p in enumerate(args.jacobians)}
-    save_json(args.out, {**detection, "provenance": provenance.record(inputs)})
-    log.info("earliest departures: %s", detection["earliest_departure"])
+    signals = {}
+    for name, (metrics, jacobians) in groups.items():
+        stats = [load_jacobian_stats(chain, JACOBIAN_STATS) for chain in jacobians]
+        signals[name] = sample_signals(load_metrics(metrics)) + jacobian_signals([s for s, _, _ in stats], stats[0][2])
+    records = detect(signals, args.alpha, args.n_bootstrap, sha256_seed("madness", args.seed, "departure-bootstrap"))
+    inputs = {f"{name}_{kind}_{i}": p for name, files in groups.items() for kind, chains in zip(("metrics", "jacobian"), files)
+              for i, p in enumerate(p for chain in chains for p in chain)}
+    for (name, record), out_json, out_figure in zip(records.items(), args.out_json, args.out_figure):
+        save_figure(signal_departures(record, f"{name}, {args.label}".strip(", ")), out_figure, dpi=120)
+        save_json(out_json, {**record, "provenance": provenance.record(inputs)})
+        log.info("%s: earliest departures %s; fired on controls: %s", name, record["earliest_departure"],
+                 {c: r["fired"] for c, r in record["error_rates"]["controls"].items()})
+    save_figure(error_rates(records, args.alpha, args.label), args.out_error_rates, dpi=120)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
-"""Figures of one scenario and w: FID/PRDC curves and Jacobian spectra across generations.
+"""Figures of one scenario and w: FID/PRDC curves over its replicates, and the Jacobian spectra across generations.
 
-Example: python scripts/madness_figures.py --metrics results/madness/fresh/w0/metrics_{0,1,2,3}_w0.json \
-    --jacobians results/madness/fresh/w0/jacobian_{0,1,2,3}_w0.npz --label "fresh, w=0" \
-    --out-curves results/madness/figures/fresh_w0_metrics.png --out-spectra results/madness/figures/fresh_w0_spectra.png
+Example (files replicate-major):
+    python scripts/madness_figures.py --replicates 3 --scenario fresh \
+        --metrics results/madness/fresh/w0/rep{0,1,2}/metrics_{0,1,2,3,4}_w0.json \
+        --jacobians results/madness/fresh/w0/rep{0,1,2}/jacobian_{0,1,2,3,4}_w0.npz --label "fresh, w=0" \
+        --out-curves results/madness/figures/fresh_w0_metrics.png --out-spectra results/madness/figures/fresh_w0_spectra.png
 """
 
 from __future__ import annotations
@@ -10,17 +12,21 @@ from __future__ import annotations
 import argparse
 import sys
 
+import numpy as np
+
 from gensynth.cli import run_main
+from gensynth.config import schema_default
 from gensynth.errors import GensynthError
-from gensynth.io import load_json, save_figure
+from gensynth.io import save_figure
 from gensynth.madness.detection import load_jacobian_stats
+from gensynth.madness.evaluation import add_scenario_arguments, load_metrics, scenario_files
 from gensynth.madness.figures import jacobian_spectra, metric_curves
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--metrics", nargs="+", required=True, help="metrics JSON of generations 0, 1, ... in order")
-    parser.add_argument("--jacobians", nargs="+", required=True, help="Jacobian NPZ of generations 0, 1, ... in order")
+    add_scenario_arguments(parser, jacobians=True)
+    parser.add_argument("--replicates", type=int, default=schema_default("madness", "detection.replicates"))
     parser.add_argument("--label", default="", help="figure title")
     parser.add_argument("--out-curves", required=True)
     parser.add_argument("--out-spectra", required=True)
@@ -29,10 +35,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    if len(args.metrics) != len(args.jacobians):
-        raise GensynthError(f"--metrics ({len(args.metrics)} files) and --jacobians ({len(args.jacobians)}): expected one of each per generation")
-    save_figure(metric_curves([load_json(p) for p in args.metrics], args.label), args.out_curves, dpi=120)
-    _, eigenvalues, timesteps = load_jacobian_stats(args.jacobians, ())
+    groups = scenario_files(args, args.replicates)
+    if len(groups) != 1:
+        raise GensynthError(f"--scenario given {len(groups)} times: the figures are of one scenario")
+    metrics, jacobians = next(iter(groups.values()))
+    save_figure(metric_curves(load_metrics(metrics), args.label), args.out_curves, dpi=120)
+    per_chain = [load_jacobian_stats(chain, ())[1:] for chain in jacobians]  # (eigenvalues per generation, timesteps)
+    eigenvalues = [np.concatenate([chain[0][g] for chain in per_chain]) for g in range(len(jacobians[0]))]  # probes of every replicate
+    timesteps = np.concatenate([chain[1] for chain in per_chain])
     save_figure(jacobian_spectra(eigenvalues, timesteps, args.label), args.out_spectra, dpi=120)
 
 

@@ -24,11 +24,10 @@ from gensynth.io import save_json
 from gensynth.madness.data import load_images, load_real, save_images
 from gensynth.madness.loop import (
     add_sampling_arguments, add_training_arguments, resume_file, sample_images, sample_seed_parts, sampler_settings, starting_trainer,
-    train, train_config, trainer_seed, training_set,
+    init_seed, train, train_config, trainer_seed, training_set,
 )
-from gensynth.madness.naming import SCENARIOS, w_label
+from gensynth.madness.naming import SCENARIOS
 from gensynth.provenance import Provenance
-from gensynth.seeding import sha256_seed
 
 log = logging.getLogger("madness.generation")
 
@@ -38,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--scenario", choices=SCENARIOS, required=True)
     parser.add_argument("--generation", type=int, required=True, help="g >= 0")
     parser.add_argument("--w", type=float, required=True, help="guidance weight w of the sampled sets (scale 1 + w)")
+    parser.add_argument("--replicate", type=int, default=0, help="which training-seed replicate of the loop (its seeds; 0 = the loop's own)")
     parser.add_argument("--real", required=True, help="real-data NPZ")
     parser.add_argument("--synthetic", required=True, help="the previous generation's samples (initial set for g = 0)")
     parser.add_argument("--prev-model", required=True, help="the previous generation's checkpoint (model_initial for g = 0)")
@@ -63,10 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None):
     args = build_parser().parse_args(argv)
     counts = (args.n_epoch, args.n_next, args.n_eval)
-    if args.generation < 0 or min(counts) < 1 or min(args.n_real, args.n_initial, args.w) < 0:
+    if args.generation < 0 or min(counts) < 1 or min(args.n_real, args.n_initial, args.w, args.replicate) < 0:
         raise GensynthError(
             f"--generation {args.generation} (>= 0), --n-epoch {args.n_epoch}, --n-next {args.n_next}, --n-eval {args.n_eval} (>= 1), "
-            f"--n-real {args.n_real}, --n-initial {args.n_initial} and --w {args.w} (>= 0): out of range"
+            f"--n-real {args.n_real}, --n-initial {args.n_initial}, --w {args.w} and --replicate {args.replicate} (>= 0): out of range"
         )
     if args.scenario == "fresh" and args.n_real < 1:
         raise GensynthError("--n-real: the fresh scenario adds n_real >= 1 new real images per generation")
@@ -79,9 +79,9 @@ def main(argv=None):
             raise GensynthError(f"--n-initial {args.n_initial}: {args.synthetic} holds only {len(y_synthetic)} images")
         x_synthetic, y_synthetic = x_synthetic[: args.n_initial], y_synthetic[: args.n_initial]
     data = training_set(args.scenario, args.generation, (x_synthetic, y_synthetic), real, args.n_real, args.seed)
-    config = train_config(args, trainer_seed(args.seed, args.scenario, args.w, args.generation))
-    init_seed = sha256_seed("madness", args.seed, args.scenario, w_label(args.w), args.generation, "init")
-    trainer, cfg = starting_trainer(args.prev_model, args.warm_start, config, init_seed, device)
+    config = train_config(args, trainer_seed(args.seed, args.scenario, args.w, args.generation, args.replicate))
+    cold_seed = init_seed(args.seed, args.scenario, args.w, args.generation, args.replicate)
+    trainer, cfg = starting_trainer(args.prev_model, args.warm_start, config, cold_seed, device)
     inputs = {"real": args.real, "synthetic": args.synthetic, "prev_model": args.prev_model}
     resume = resume_file(args, args.out_model, inputs)
     losses = train(trainer, data, args.n_epoch, resume)
@@ -91,20 +91,21 @@ def main(argv=None):
     settings = sampler_settings(args)
     with trainer.ema_weights():  # sample with the weights the checkpoint's users load
         for n, out, purpose in ((args.n_next, args.out_next, "next"), (args.n_eval, args.out_eval, "eval")):
-            seed_parts = sample_seed_parts(args.seed, args.scenario, args.w, args.generation, purpose)
+            seed_parts = sample_seed_parts(args.seed, args.scenario, args.w, args.generation, purpose, args.replicate)
             x, y = sample_images(trainer.model, scheduler_config(train_scheduler), n, args.w, settings, *seed_parts)
             save_images(out, x, y)
     save_json(args.out_info, {
         "scenario": args.scenario,
         "generation": args.generation,
         "w": args.w,
+        "replicate": args.replicate,
         "warm_start": args.warm_start,
         "n_synthetic": data.n_synthetic,
         "n_real": len(data.real_indices),
         "real_indices": data.real_indices.tolist() if args.scenario == "fresh" else None,
         "steps": trainer.step,
         "epoch_losses": losses,
-        "provenance": provenance.record(inputs),
+        "provenance": provenance.record(inputs, {"model": args.out_model, "next": args.out_next, "eval": args.out_eval}),
     })
     resume.remove()
     log.info("%s generation %d (w=%g): %d synthetic + %d real images, %d steps, last loss %.4f",

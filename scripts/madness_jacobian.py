@@ -33,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="checkpoint (its EMA weights: the model that sampled)")
     parser.add_argument("--probes", required=True, help="probe NPZ (madness_make_probes.py)")
-    parser.add_argument("--method", choices=METHODS, default=schema_default("madness", "jacobian.method"), help="auto: exact up to 1,024 dimensions, else lanczos")
+    parser.add_argument("--method", choices=METHODS, default=schema_default("madness", "jacobian.method"),
+                        help="auto: exact up to 1,024 dimensions, else lanczos")
     parser.add_argument("--k", type=int, default=schema_default("madness", "jacobian.k"), help="eigenvalues per probe for lanczos")
     add_device_arguments(parser)
     parser.add_argument("--out", required=True, help="NPZ: eigenvalues (P, K), timesteps, labels, image_index, one array per statistic")

@@ -36,10 +36,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lenet", required=True, help="feature-extractor checkpoint")
     parser.add_argument("--samples", required=True, help="generated images NPZ (x, y)")
     parser.add_argument("--label", default="", help="figure title, e.g. 'fresh, generation 2, w=0'")
-    parser.add_argument("--min-accuracy", type=float, default=schema_default("madness", "feature_extractor.min_accuracy"), help="refuse an extractor below this test accuracy")
+    parser.add_argument("--min-accuracy", type=float, default=schema_default("madness", "feature_extractor.min_accuracy"),
+                        help="refuse an extractor below this test accuracy")
     parser.add_argument("--nearest-k", type=int, default=schema_default("madness", "metrics.nearest_k"), help="k of PRDC")
-    parser.add_argument("--n-bootstrap", type=int, default=schema_default("madness", "metrics.n_bootstrap"), help="resamples of the generated set for the spreads")
-    parser.add_argument("--tsne-points", type=int, default=schema_default("madness", "metrics.tsne_points"), help="at most this many real and generated points in the t-SNE")
+    parser.add_argument("--n-bootstrap", type=int, default=schema_default("madness", "metrics.n_bootstrap"),
+                        help="resamples of the generated set for the spreads")
+    parser.add_argument("--tsne-points", type=int, default=schema_default("madness", "metrics.tsne_points"),
+                        help="at most this many real and generated points in the t-SNE")
     parser.add_argument("--tsne-perplexity", type=float, default=schema_default("madness", "metrics.tsne_perplexity"))
     parser.add_argument("--seed", type=int, default=schema_default("madness", "seed"))
     parser.add_argument("--threads", type=int, default=1)

@@ -49,7 +49,7 @@ def main(argv=None):
     x, y = sample_images(model.model, model.scheduler_config, args.n_with_w, args.w, sampler_settings(args),
                          *sample_seed_parts(args.seed, args.tag, args.w, -1, "data"))
     save_images(args.out, x, y)
-    save_json(args.out_info, {"n": args.n_with_w, "w": args.w, "provenance": provenance.record({"model": args.model})})
+    save_json(args.out_info, {"n": args.n_with_w, "w": args.w, "provenance": provenance.record({"model": args.model}, {"npz": args.out})})
     log.info("sampled %d images at w=%g", args.n_with_w, args.w)
 
 

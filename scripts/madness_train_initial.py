@@ -59,9 +59,9 @@ def main(argv=None):
     data = TrainingSet(torch.from_numpy(real.x_train), torch.from_numpy(real.y_train), 0, np.arange(len(real.y_train)))
     resume = resume_file(args, args.out, {"data": args.data})
     losses = train(trainer, data, args.n_epoch, resume)
-    info = {"epoch_losses": losses, "steps": trainer.step, "num_train": len(data.y), "provenance": provenance.record({"data": args.data})}
     save_model_checkpoint(args.out, model, cfg, scheduler, trainer, extra={"epoch_losses": losses})
-    save_json(args.out_info, info)
+    provenance_record = provenance.record({"data": args.data}, {"checkpoint": args.out})
+    save_json(args.out_info, {"epoch_losses": losses, "steps": trainer.step, "num_train": len(data.y), "provenance": provenance_record})
     resume.remove()
     log.info("model_initial: %d steps, last epoch loss %.4f", trainer.step, losses[-1])
 

@@ -48,13 +48,14 @@ def main(argv=None):
     x_test, y_test = torch.from_numpy(real.x_test), torch.from_numpy(real.y_test)
     model = build_lenet(LeNetConfig(image_size=x_train.shape[-1], in_channels=x_train.shape[1]), args.seed)
     losses = train_lenet(model, x_train, y_train, LeNetTrainConfig(args.epochs, args.batch_size, args.lr, args.seed))
+    test_accuracy = accuracy(model, x_test, y_test)
+    save_lenet(args.out, model, {"test_accuracy": test_accuracy})
     info = {
-        "test_accuracy": accuracy(model, x_test, y_test),
+        "test_accuracy": test_accuracy,
         "train_accuracy": accuracy(model, x_train, y_train),
         "epoch_losses": losses,
-        "provenance": provenance.record({"data": args.data}),
+        "provenance": provenance.record({"data": args.data}, {"checkpoint": args.out}),
     }
-    save_lenet(args.out, model, {"test_accuracy": info["test_accuracy"]})
     save_json(args.out_info, info)
     log.info("LeNet test accuracy %.4f (train %.4f)", info["test_accuracy"], info["train_accuracy"])
 

@@ -66,7 +66,7 @@ def main(argv=None) -> int:
     history = train_replica_model(dataset, data_sha256, args.z_bins, unet_cfg, settings, device, args.resume_dir)
     data = {"path": str(args.data), "sha256": data_sha256, "n_train": history["n_train"], "n_val": history["n_val"]}
     export_model(args.resume_dir, args.out, args.config_out, args.z_bins, unet_cfg, settings, history, data)
-    save_history(args.history, history, provenance.record({"data": args.data}))
+    save_history(args.history, history, provenance.record({"data": args.data}, {"checkpoint": args.out, "config": args.config_out}))
     return 0
 
 

@@ -47,7 +47,8 @@ def digests(directory: Path) -> dict[str, str]:
     [
         (["--num-images", 0], "error: --num-images 0: expected a positive number of images"),
         (["--num-images", -5], "error: --num-images -5: expected a positive number of images"),
-        (["--num-images", 10, "--train-fraction", 0.9], "error: split fractions --train-fraction 0.9 + --val-fraction 0.1 + --test-fraction 0.1 = 1.1: expected them to sum to 1"),
+        (["--num-images", 10, "--train-fraction", 0.9],
+         "error: split fractions --train-fraction 0.9 + --val-fraction 0.1 + --test-fraction 0.1 = 1.1: expected them to sum to 1"),
         (["--num-images", 10, "--val-fraction", -0.1, "--train-fraction", 1.0], "error: --val-fraction = -0.1: expected a fraction between 0 and 1"),
         (["--num-images", 10, "--grid-size", 2], "error: --grid-size 2: expected at least 4 pixels"),
         (["--num-images", 10, "--seed", -1], "error: --seed -1: expected an integer from 0 to 4294967295"),
@@ -178,7 +179,7 @@ def test_metadata_has_every_field_of_the_seed_and_the_files_digests(tmp_path):
         assert metadata["files"][name] == {"sha256": sha256_file(out / name), "size_bytes": (out / name).stat().st_size}
     provenance = metadata["provenance"]
     assert provenance["git_commit"] and provenance["packages"]["numpy"] == np.__version__
-    assert provenance["config"]["seed"] == 7
+    assert provenance["arguments"]["seed"] == 7
     corpus = load_corpus(out)
     assert {name: len(split[1]) for name, split in corpus.items()} == {"train": 700, "val": 200, "test": 100}
     assert all(split[0].dtype == np.uint8 and split[0].shape[1:] == (16, 16) for split in corpus.values())

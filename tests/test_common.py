@@ -5,10 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import pickle
-import subprocess
 import sys
-import zipfile
 
 import numpy as np
 import pytest

@@ -11,7 +11,8 @@ from conftest import ROOT, snakemake
 EXPECTED_RULES = {
     "atoms": {"atoms_dataset"},
     "replicas": {"make_replica_phantom", "train_replica_model", "generate_replica", "replicas_qa"},
-    "madness": {"madness_prepare_data", "madness_train_lenet", "madness_train_initial", "madness_generation", "madness_metrics", "madness_jacobian", "madness_detect"},
+    "madness": {"madness_prepare_data", "madness_train_lenet", "madness_train_initial", "madness_generation", "madness_metrics",
+                "madness_jacobian", "madness_detect"},
 }
 
 

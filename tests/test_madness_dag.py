@@ -19,11 +19,11 @@ def job_blocks(output: str) -> list[str]:
     return re.split(r"\n(?=(?:local)?rule \w+:)", output)[1:]
 
 
-def generation_jobs(output: str) -> list[tuple[str, str, int]]:
-    """(scenario, w, g) of every madness_generation job of a dry-run."""
+def generation_jobs(output: str) -> list[tuple[str, str, int, int]]:
+    """(scenario, w, replicate, g) of every madness_generation job of a dry-run."""
     jobs = [block for block in job_blocks(output) if block.startswith("rule madness_generation:")]
-    found = [re.search(r"wildcards: scenario=(\w+), w=([\d.]+), g=(\d+)", job) for job in jobs]
-    return sorted((m.group(1), m.group(2), int(m.group(3))) for m in found)
+    found = [re.search(r"wildcards: scenario=(\w+), w=([\d.]+), rep=(\d+), g=(\d+)", job) for job in jobs]
+    return sorted((m.group(1), m.group(2), int(m.group(3)), int(m.group(4))) for m in found)
 
 
 def test_a_loop_of_g_generations_is_a_chain_of_files(project):
@@ -33,14 +33,15 @@ def test_a_loop_of_g_generations_is_a_chain_of_files(project):
     output = snakemake(project, "-n", "-p", "--configfile", "three.yaml", "--cores", "2",
                        "results/madness/full_synthetic/w0/detection_w0.json").stdout
     stats = job_stats(output)
-    assert stats["madness_generation"] == stats["madness_metrics"] == stats["madness_jacobian"] == 3
+    assert stats["madness_generation"] == stats["madness_metrics"] == stats["madness_jacobian"] == 3 * 3  # 3 replicates
     assert stats["madness_train_initial"] == stats["madness_sample_initial"] == stats["madness_train_lenet"] == 1
-    assert generation_jobs(output) == [("full_synthetic", "0", g) for g in range(3)]
-    # each generation reads the one before through its files
-    for g in (1, 2):
-        command = next(line for line in output.splitlines() if f"--generation {g} " in line)
-        assert f"--synthetic results/madness/full_synthetic/w0/gen_data_{g - 1}_w0.npz" in command
-        assert f"--prev-model results/madness/full_synthetic/w0/model_{g - 1}_w0.ckpt" in command
+    assert generation_jobs(output) == [("full_synthetic", "0", r, g) for r in range(3) for g in range(3)]
+    # each generation reads the one before of its own replicate through its files
+    for r in range(3):
+        for g in (1, 2):
+            command = next(line for line in output.splitlines() if f"--generation {g} " in line and f"--replicate {r} " in line)
+            assert f"--synthetic results/madness/full_synthetic/w0/rep{r}/gen_data_{g - 1}_w0.npz" in command
+            assert f"--prev-model results/madness/full_synthetic/w0/rep{r}/model_{g - 1}_w0.ckpt" in command
     first = next(line for line in output.splitlines() if "--generation 0 " in line)
     assert "--synthetic results/madness/initial/gen_data_initial_w0.npz" in first and "--n-epoch 2 --n-next 10" in first
     jobs = [block for block in job_blocks(output) if re.match(r"rule madness_(generation|jacobian|train_initial):", block)]
@@ -48,9 +49,9 @@ def test_a_loop_of_g_generations_is_a_chain_of_files(project):
 
 
 def test_one_generations_checkpoint_builds_exactly_its_chain(project):
-    output = snakemake(project, "-n", "--cores", "2", "results/madness/fresh/w0/model_2_w0.ckpt").stdout
+    output = snakemake(project, "-n", "--cores", "2", "results/madness/fresh/w0/rep1/model_2_w0.ckpt").stdout
     stats = job_stats(output)
-    assert generation_jobs(output) == [("fresh", "0", g) for g in range(3)]
+    assert generation_jobs(output) == [("fresh", "0", 1, g) for g in range(3)]
     assert set(stats) == {"madness_prepare_data", "madness_train_initial", "madness_sample_initial", "madness_generation"}
 
 
@@ -69,16 +70,19 @@ def test_every_w_and_only_the_configured_scenarios_run(project):
     )
     output = snakemake(project, "-n", "-p", "--configfile", "ws.yaml", "--cores", "2", "--config", "modules=[madness]").stdout
     stats = job_stats(output)
-    assert generation_jobs(output) == sorted((s, w, g) for s in ("augmented_synthetic", "fresh") for w in ("0", "0.5") for g in range(2))
-    assert stats["madness_sample_initial"] == 2 and stats["madness_compare"] == 2 and stats["madness_detect"] == 4
+    assert generation_jobs(output) == sorted(
+        (s, w, r, g) for s in ("augmented_synthetic", "fresh") for w in ("0", "0.5") for r in range(3) for g in range(2)
+    )
+    assert stats["madness_sample_initial"] == 2 and stats["madness_compare"] == 2 and stats["madness_detect"] == 2  # one per w
     assert "--w 0.5" in output and "--n-real 10" in output
     fresh = [line for line in output.splitlines() if "madness_generation.py --scenario fresh" in line]
-    assert all(("--n-initial 30 " in line) == ("--generation 0 " in line) for line in fresh) and len(fresh) == 4
+    assert all(("--n-initial 30 " in line) == ("--generation 0 " in line) for line in fresh) and len(fresh) == 2 * 3 * 2
     assert "full_synthetic" not in output
 
 
 def test_unknown_targets_fail_at_parse_time(project):
-    for target in ("results/madness/full_synth/w0/model_0_w0.ckpt", "results/madness/fresh/w0.5/model_0_w0.5.ckpt"):
+    for target in ("results/madness/full_synth/w0/rep0/model_0_w0.ckpt", "results/madness/fresh/w0.5/rep0/model_0_w0.5.ckpt",
+                   "results/madness/fresh/w0/rep3/model_0_w0.ckpt"):
         result = snakemake(project, "-n", "--cores", "1", target, check=False)
         assert result.returncode != 0 and "MissingRuleException" in result.stdout + result.stderr, target
 

@@ -6,7 +6,6 @@ Everything runs on 8x8 digits and a tiny UNet, so the module's unit tests stay f
 from __future__ import annotations
 
 import importlib.util
-import json
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,6 @@ from gensynth.diffusion import SamplerSettings, load_model_checkpoint, make_trai
 from gensynth.errors import GensynthError
 from gensynth.io import load_json, load_npz
 from gensynth.madness.data import load_images, load_real, load_real_data, save_real_data
-from gensynth.madness.detection import Signal, bootstrap_mean, detect, first_departure, jacobian_signals, z_scores
 from gensynth.madness.evaluation import METRICS, metrics_with_bootstrap, tsne_embedding
 from gensynth.madness.jacobian import spectrum_stats
 from gensynth.madness.loop import fresh_real_indices, guidance_scale, sample_images, training_set
@@ -185,79 +183,51 @@ def test_metric_values_match_the_formulas_and_have_a_spread():
     assert embedding.shape == (100, 2) and generated.sum() == 50 and not generated[:50].any()
 
 
-def test_departure_rule_on_known_numbers():
-    values, std = np.array([10.0, 11.0, 14.0, 30.0]), np.array([1.0, 1.0, 1.0, 1.0])
-    assert np.allclose(z_scores(values, std), [0, 1 / np.sqrt(2), 4 / np.sqrt(2), 20 / np.sqrt(2)])
-    assert first_departure(values, std, k=3) == 3  # 4 / sqrt 2 = 2.83 stays inside k = 3
-    assert first_departure(values, std, k=2) == 2
-    assert first_departure(-values, std, k=2) == 2  # either direction
-    assert first_departure(values, std, k=100) is None
-    assert first_departure(np.array([1.0, 1.0, 2.0]), np.zeros(3), k=3) == 2  # zero spread: any change departs
-    assert z_scores(np.array([1.0, 1.0]), np.zeros(2)).tolist() == [0.0, 0.0]
-    mean, spread = bootstrap_mean(np.array([1.0, 2.0, 3.0, 4.0]), 2000, np.random.default_rng(0))
-    assert mean == 2.5 and spread == pytest.approx(np.std([1, 2, 3, 4]) / 2, rel=0.1)  # sd of a mean of 4 draws
-
-
-def test_detection_record_orders_the_signals():
-    signals = [
-        Signal("fid", "sample", np.array([10.0, 10.5, 11.0, 40.0]), np.full(4, 1.0)),
-        Signal("trace@t=50", "jacobian", np.array([5.0, 9.0, 12.0, 15.0]), np.full(4, 0.5)),
-        Signal("recall", "sample", np.array([0.9, 0.9, 0.9, 0.9]), np.full(4, 0.01)),
-    ]
-    record = detect(signals, k=3)
-    assert record["signals"]["fid"]["first_departure"] == 3 and record["signals"]["trace@t=50"]["first_departure"] == 1
-    assert record["signals"]["recall"]["first_departure"] is None
-    assert record["departure_order"] == [{"signal": "trace@t=50", "generation": 1}, {"signal": "fid", "generation": 3}]
-    assert record["earliest_departure"] == {"sample": 3, "jacobian": 1}
-    json.dumps(record)  # plain JSON
-    with pytest.raises(GensynthError, match="different numbers of generations"):
-        detect(signals + [Signal("x", "sample", np.zeros(2), np.zeros(2))], k=3)
-
-
-def test_jacobian_signals_take_the_mean_over_images_per_timestep():
-    timesteps = np.array([5, 40, 5, 40, 5, 40])
-    stats = [{"trace": np.array([1.0, 10, 2, 20, 3, 30])}, {"trace": np.array([2.0, 10, 3, 20, 4, 30])}]
-    signals = {s.name: s for s in jacobian_signals(stats, timesteps, ("trace",), n_bootstrap=100, seed=0)}
-    assert set(signals) == {"trace@t=5", "trace@t=40"}
-    assert np.allclose(signals["trace@t=5"].values, [2.0, 3.0]) and np.allclose(signals["trace@t=40"].values, [20.0, 20.0])
-    # the same resamples in each generation: a shift of every image by 1 leaves the spread unchanged
-    assert signals["trace@t=5"].std[0] == pytest.approx(signals["trace@t=5"].std[1])
-
-
 def test_evaluation_scripts_chain_into_detection_and_figures(tiny, tmp_path, capsys):
     probes = tmp_path / "probes.npz"
     assert run_script("madness_make_probes", "--data", tiny / "real.npz", "--num-images", "3", "--timesteps", "5", "30",
                       "--n-t", "50", "--out", probes) == 0
-    previous = (tiny / "initial_data.npz", tiny / "initial.ckpt")
-    metrics, jacobians = [], []
-    for g in range(2):
-        assert generation(tiny, tmp_path, "full_synthetic", g, *previous) == 0
-        previous = (tmp_path / f"next_{g}.npz", tmp_path / f"model_{g}.ckpt")
-        metrics.append(tmp_path / f"metrics_{g}.json")
-        jacobians.append(tmp_path / f"jacobian_{g}.npz")
-        assert run_script("madness_metrics", "--real", tiny / "real.npz", "--lenet", tiny / "lenet.ckpt", "--samples", tmp_path / f"eval_{g}.npz",
-                          "--min-accuracy", "0", "--n-bootstrap", "5", "--tsne-points", "12", "--tsne-perplexity", "5",
-                          "--out", metrics[-1], "--out-tsne", tmp_path / f"tsne_{g}.png") == 0
-        assert run_script("madness_jacobian", "--model", tmp_path / f"model_{g}.ckpt", "--probes", probes, "--device", "cpu", "--out", jacobians[-1]) == 0
+    metrics, jacobians = [], []  # replicate-major
+    for r in range(2):
+        out = tmp_path / f"rep{r}"
+        previous = (tiny / "initial_data.npz", tiny / "initial.ckpt")
+        for g in range(2):
+            assert generation(tiny, out, "full_synthetic", g, *previous, "--replicate", str(r)) == 0
+            previous = (out / f"next_{g}.npz", out / f"model_{g}.ckpt")
+            metrics.append(out / f"metrics_{g}.json")
+            jacobians.append(out / f"jacobian_{g}.npz")
+            assert run_script("madness_metrics", "--real", tiny / "real.npz", "--lenet", tiny / "lenet.ckpt", "--samples", out / f"eval_{g}.npz",
+                              "--min-accuracy", "0", "--n-bootstrap", "5", "--tsne-points", "12", "--tsne-perplexity", "5",
+                              "--out", metrics[-1], "--out-tsne", out / f"tsne_{g}.png") == 0
+            assert run_script("madness_jacobian", "--model", out / f"model_{g}.ckpt", "--probes", probes, "--device", "cpu",
+                              "--out", jacobians[-1]) == 0
+    # replicates differ only by their training seed: another model and other samples from the same parent
+    assert not np.array_equal(load_images(tmp_path / "rep0" / "eval_0.npz")[0], load_images(tmp_path / "rep1" / "eval_0.npz")[0])
     record = load_json(metrics[0])
     assert record["num_generated"] == 12 and record["num_real"] == 60 and set(METRICS) <= set(record)
-    assert (tmp_path / "tsne_0.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "rep0" / "tsne_0.png").read_bytes()[:4] == b"\x89PNG"
     spectrum = load_npz(jacobians[1])
     assert spectrum["eigenvalues"].shape == (6, 64)  # exact: all 8 x 8 eigenvalues of each of 3 images x 2 timesteps
     assert np.all(np.diff(spectrum["eigenvalues"], axis=1) <= 1e-9)  # descending
     assert spectrum["trace"][4] == pytest.approx(spectrum_stats(spectrum["eigenvalues"][4])["trace"])
-    assert run_script("madness_detect", "--metrics", *metrics, "--jacobians", *jacobians, "--k", "3",
-                      "--out", tmp_path / "detection.json", "--out-figure", tmp_path / "signals.png") == 0
-    detection = load_json(tmp_path / "detection.json")
-    assert detection["num_generations"] == 2 and "fid" in detection["signals"] and "effective_rank@t=30" in detection["signals"]
-    assert run_script("madness_figures", "--metrics", *metrics, "--jacobians", *jacobians, "--out-curves", tmp_path / "curves.png",
-                      "--out-spectra", tmp_path / "spectra.png") == 0
-    assert run_script("madness_compare", "--scenario", "full_synthetic", *metrics, "--scenario", "again", *metrics,
-                      "--out-table", tmp_path / "summary.csv", "--out-figure", tmp_path / "fid.png") == 0
+    group = ["--metrics", *metrics, "--jacobians", *jacobians]
+    assert run_script("madness_detect", "--replicates", "2", "--scenario", "full_synthetic", *group, "--scenario", "fresh", *group,
+                      "--n-bootstrap", "10", "--out-json", tmp_path / "full.json", tmp_path / "fresh.json",
+                      "--out-figure", tmp_path / "full.png", tmp_path / "fresh.png", "--out-error-rates", tmp_path / "rates.png") == 0
+    detection = load_json(tmp_path / "full.json")
+    assert detection["num_generations"] == 2 and detection["replicates"] == 2
+    assert "fid" in detection["signals"] and "effective_rank@t=30" in detection["signals"]
+    assert detection["signals"]["fid"]["values"] == [[load_json(m)["fid"]["value"] for m in metrics[:2]],
+                                                     [load_json(m)["fid"]["value"] for m in metrics[2:]]]
+    assert detection["error_rates"]["controls"]["fresh"]["tests"] == detection["tests"]
+    assert run_script("madness_figures", "--replicates", "2", "--scenario", "full_synthetic", *group,
+                      "--out-curves", tmp_path / "curves.png", "--out-spectra", tmp_path / "spectra.png") == 0
+    assert run_script("madness_compare", "--replicates", "2", "--scenario", "full_synthetic", "--metrics", *metrics,
+                      "--scenario", "again", "--metrics", *metrics, "--out-table", tmp_path / "summary.csv", "--out-figure", tmp_path / "fid.png") == 0
     table = (tmp_path / "summary.csv").read_text().splitlines()
-    assert table[0].startswith("scenario,generation,fid,fid_std") and len(table) == 5
-    assert all((tmp_path / name).read_bytes()[:4] == b"\x89PNG" for name in ("signals.png", "curves.png", "spectra.png", "fid.png"))
-    # one generation's files for two: refused
-    assert run_script("madness_detect", "--metrics", *metrics, "--jacobians", jacobians[0], "--out", tmp_path / "x.json",
-                      "--out-figure", tmp_path / "x.png") == 2
-    assert "expected the same number" in capsys.readouterr().err
+    assert table[0].startswith("scenario,replicate,generation,fid,") and len(table) == 1 + 2 * 2 * 2
+    assert all((tmp_path / name).read_bytes()[:4] == b"\x89PNG" for name in ("full.png", "rates.png", "curves.png", "spectra.png", "fid.png"))
+    # files that do not split into the replicates: refused
+    assert run_script("madness_detect", "--replicates", "3", "--scenario", "full_synthetic", *group, "--out-json", tmp_path / "x.json",
+                      "--out-figure", tmp_path / "x.png", "--out-error-rates", tmp_path / "y.png") == 2
+    assert "4 files do not split into 3 replicates" in capsys.readouterr().err

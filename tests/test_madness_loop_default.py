@@ -16,7 +16,7 @@ from gensynth.madness.evaluation import METRICS
 CONFIG = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "config.yaml").read_text())["madness"]
 SCENARIOS = CONFIG["scenarios"]["run"]
 W = "0"
-K = CONFIG["detection"]["k"]
+REPLICATES = range(CONFIG["detection"]["replicates"])
 
 
 @pytest.fixture(scope="module")
@@ -24,24 +24,25 @@ def results(default_run) -> Path:
     return default_run / "results" / "madness"
 
 
-def fid_curve(results: Path, scenario: str) -> tuple[np.ndarray, np.ndarray]:
-    records = [load_json(results / scenario / f"w{W}" / f"metrics_{g}_w{W}.json") for g in range(CONFIG["scenarios"][scenario]["generations"])]
-    return np.array([r["fid"]["value"] for r in records]), np.array([r["fid"]["bootstrap_std"] for r in records])
+def fid_curves(results: Path, scenario: str) -> np.ndarray:
+    """FID per replicate and generation, (R, G)."""
+    generations = range(CONFIG["scenarios"][scenario]["generations"])
+    return np.array([[load_json(results / scenario / f"w{W}" / f"rep{r}" / f"metrics_{g}_w{W}.json")["fid"]["value"] for g in generations]
+                     for r in REPLICATES])
 
 
-def clearly_above(a: float, sd_a: float, b: float, sd_b: float) -> bool:
-    """a is at least 1.5 b, and more than 2 combined bootstrap standard deviations above it."""
-    return a >= 1.5 * b and a - b > 2 * np.hypot(sd_a, sd_b)
+def clearly_above(a: np.ndarray, b: np.ndarray) -> bool:
+    """Every replicate of a is at least 1.5 times b's mean, and a's mean more than 2 replicate sds above b's."""
+    return a.min() >= 1.5 * b.mean() and a.mean() - b.mean() > 2 * np.hypot(a.std(ddof=1), b.std(ddof=1))
 
 
 @pytest.mark.dag
 def test_full_synthetic_collapses_and_fresh_data_prevents_it(results):
-    fid, sd = fid_curve(results, "full_synthetic")
-    fresh, fresh_sd = fid_curve(results, "fresh")
-    assert clearly_above(fid[-1], sd[-1], fid[0], sd[0]), f"full_synthetic FID per generation {fid.round(1)}"
-    assert clearly_above(fid[-1], sd[-1], fresh[-1], fresh_sd[-1]), f"full_synthetic {fid.round(1)}, fresh {fresh.round(1)}"
+    fid, fresh = fid_curves(results, "full_synthetic"), fid_curves(results, "fresh")
+    assert clearly_above(fid[:, -1], fid[:, 0]), f"full_synthetic FID per replicate and generation {fid.round(1)}"
+    assert clearly_above(fid[:, -1], fresh[:, -1]), f"full_synthetic {fid.round(1)}, fresh {fresh.round(1)}"
     detection = load_json(results / "full_synthetic" / f"w{W}" / f"detection_w{W}.json")
-    assert detection["earliest_departure"]["sample"] is not None  # the rule sees the collapse too
+    assert detection["signals"]["fid"]["departure"] is not None  # the corrected rule sees the collapse too
 
 
 @pytest.mark.dag
@@ -52,30 +53,34 @@ def test_every_generation_has_its_metrics_spectrum_and_tsne(results):
     count = CONFIG["jacobian"]["num_images"] * len(CONFIG["jacobian"]["timesteps"])
     dim = CONFIG["data"]["image_size"] ** 2
     for scenario in SCENARIOS:
-        loop = results / scenario / f"w{W}"
-        for g in range(CONFIG["scenarios"][scenario]["generations"]):
-            metrics = load_json(loop / f"metrics_{g}_w{W}.json")
-            assert metrics["num_generated"] == CONFIG["N_eval"] and metrics["nearest_k"] == CONFIG["metrics"]["nearest_k"]
-            assert all(metrics[name]["bootstrap_std"] > 0 for name in METRICS)
-            assert metrics["extractor_test_accuracy"] == pytest.approx(lenet["test_accuracy"])
-            spectrum = load_npz(loop / f"jacobian_{g}_w{W}.npz")
-            assert spectrum["eigenvalues"].shape == (count, dim)  # exact at 16 x 16: every eigenvalue
-            assert np.array_equal(spectrum["timesteps"], probes["timesteps"])
-            assert (loop / f"tsne_{g}_w{W}.png").read_bytes()[:4] == b"\x89PNG"
-        detection = load_json(loop / f"detection_w{W}.json")
+        for r in REPLICATES:
+            loop = results / scenario / f"w{W}" / f"rep{r}"
+            for g in range(CONFIG["scenarios"][scenario]["generations"]):
+                metrics = load_json(loop / f"metrics_{g}_w{W}.json")
+                assert metrics["num_generated"] == CONFIG["N_eval"] and metrics["nearest_k"] == CONFIG["metrics"]["nearest_k"]
+                assert all(metrics[name]["bootstrap_std"] > 0 for name in METRICS)
+                assert metrics["extractor_test_accuracy"] == pytest.approx(lenet["test_accuracy"])
+                spectrum = load_npz(loop / f"jacobian_{g}_w{W}.npz")
+                assert spectrum["eigenvalues"].shape == (count, dim)  # exact at 16 x 16: every eigenvalue
+                assert np.array_equal(spectrum["timesteps"], probes["timesteps"])
+                assert (loop / f"tsne_{g}_w{W}.png").read_bytes()[:4] == b"\x89PNG"
+        detection = load_json(results / scenario / f"w{W}" / f"detection_w{W}.json")
         assert set(METRICS) | {"effective_rank@t=50", "trace@t=200"} <= set(detection["signals"])
-        assert "sqrt(sd_0^2 + sd_g^2) > k" in detection["rule"] and detection["k"] == K
+        assert not any(name.startswith("spectral_entropy") for name in detection["signals"])  # exp of effective rank: dropped
+        assert "Holm" in detection["rule"] and detection["alpha"] == CONFIG["detection"]["alpha"]
+        assert detection["replicates"] == len(REPLICATES) and set(detection["error_rates"]["controls"]) == {"fresh", "augmented_synthetic"}
         for figure in ("signals", "metrics", "spectra"):
             assert (results / "figures" / f"{scenario}_w{W}_{figure}.png").stat().st_size > 10_000
+    assert (results / "figures" / f"error_rates_w{W}.png").stat().st_size > 10_000
     table = pd.read_csv(results / f"summary_w{W}.csv")
     assert sorted(table["scenario"].unique()) == sorted(SCENARIOS)
-    assert len(table) == sum(CONFIG["scenarios"][s]["generations"] for s in SCENARIOS)
+    assert len(table) == len(REPLICATES) * sum(CONFIG["scenarios"][s]["generations"] for s in SCENARIOS)
 
 
 @pytest.mark.dag
 def test_fresh_never_reuses_a_real_image(results):
     used = [
-        load_json(results / "fresh" / f"w{W}" / f"generation_{g}_w{W}.json")["real_indices"]
+        load_json(results / "fresh" / f"w{W}" / "rep0" / f"generation_{g}_w{W}.json")["real_indices"]
         for g in range(CONFIG["scenarios"]["fresh"]["generations"])
     ]
     assert all(len(block) == CONFIG["scenarios"]["fresh"]["n_real"] for block in used)

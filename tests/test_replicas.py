@@ -17,7 +17,6 @@ from gensynth.diffusion import SamplerSettings, UNetConfig, load_model_checkpoin
 from gensynth.errors import GensynthError
 from gensynth.io import load_npz, save_npz, sha256_file
 from gensynth.replicas.data import (
-    SliceDataset,
     condition_counts,
     load_slice_dataset,
     load_test_distribution,
@@ -190,7 +189,8 @@ def test_phantom_anatomy_changes_with_z_and_lesions_favour_epilepsy():
 
 def test_distribution_script_counts_a_users_test_set(tmp_path, tiny_phantom, capsys):
     save_slice_dataset(tmp_path / "test.npz", tiny_phantom[1])
-    assert run_script("make_replica_data", "distribution", "--test", str(tmp_path / "test.npz"), "--z-bins", str(Z_BINS), "--test-csv", str(tmp_path / "t.csv")) == 0
+    test_npz = str(tmp_path / "test.npz")
+    assert run_script("make_replica_data", "distribution", "--test", test_npz, "--z-bins", str(Z_BINS), "--test-csv", str(tmp_path / "t.csv")) == 0
     pd.testing.assert_frame_equal(load_test_distribution(tmp_path / "t.csv", Z_BINS), condition_counts(tiny_phantom[1]))
     # the same file against fewer z-bins: one clear error, no CSV
     assert run_script("make_replica_data", "distribution", "--test", str(tmp_path / "test.npz"), "--z-bins", "1", "--test-csv", str(tmp_path / "u.csv")) == 2
@@ -219,7 +219,8 @@ def test_plan_follows_the_seed_formula():
     plan = plan_replica(DISTRIBUTION, Z_BINS, seed_base=42, replica_id=3)
     np.testing.assert_array_equal(plan["k_index"], [0, 1, 2, 0, 1, 0, 1, 2, 3])
     np.testing.assert_array_equal(plan["condition_token"], plan["zbin"] + plan["lesion_present"].astype(np.int32) * Z_BINS)
-    expected = [sha256_seed(42, 3, int(z), int(l), int(d), int(k)) for z, l, d, k in zip(plan["zbin"], plan["lesion_present"], plan["domain"], plan["k_index"])]
+    conditions = zip(plan["zbin"], plan["lesion_present"], plan["domain"], plan["k_index"])
+    expected = [sha256_seed(42, 3, int(z), int(lesion), int(d), int(k)) for z, lesion, d, k in conditions]
     assert plan["seed"].tolist() == expected
     assert (plan["replica_id"] == 3).all() and plan["domain"].tolist() == [0, 0, 0, 1, 1, 0, 0, 0, 0]
     other = plan_replica(DISTRIBUTION, Z_BINS, seed_base=42, replica_id=4)

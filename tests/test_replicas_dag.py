@@ -51,7 +51,8 @@ def test_default_replica_matches_the_seed_tables(results, replica_id):
         assert arrays[name].shape == tuple(n if d == "N" else d for d in shape), name
     assert (arrays["replica_id"] == replica_id).all()
     np.testing.assert_array_equal(arrays["condition_token"], arrays["zbin"] + arrays["lesion_present"].astype(np.int32) * Z_BINS)
-    seeds = [sample_seed(42, replica_id, int(z), int(l), int(d), int(k)) for z, l, d, k in zip(arrays["zbin"], arrays["lesion_present"], arrays["domain"], arrays["k_index"])]
+    conditions = zip(arrays["zbin"], arrays["lesion_present"], arrays["domain"], arrays["k_index"])
+    seeds = [sample_seed(42, replica_id, int(z), int(lesion), int(d), int(k)) for z, lesion, d, k in conditions]
     assert arrays["seed"].tolist() == seeds
     assert np.abs(arrays["images"].astype(np.float32)).max() <= 1 and np.abs(arrays["masks"].astype(np.float32)).max() <= 1
 
@@ -61,7 +62,9 @@ def test_default_replica_matches_the_seed_tables(results, replica_id):
     assert meta["replica_id"] == replica_id and meta["seed_base"] == 42 and meta["n_samples"] == n
     assert meta["n_conditions"] == len(distribution)
     assert meta["config"]["z_bins"] == Z_BINS and meta["config"]["output_dtype"] == "float16" and meta["config"]["ema_loaded"]
-    assert meta["sampler"] == {"type": "DDIM", "num_inference_steps": CONFIG["sample"]["num_inference_steps"], "eta": 0.0, "guidance_scale": CONFIG["sample"]["guidance_scale"]}
+    sampling = CONFIG["sample"]
+    assert meta["sampler"] == {"type": "DDIM", "num_inference_steps": sampling["num_inference_steps"], "eta": 0.0,
+                               "guidance_scale": sampling["guidance_scale"]}
     assert meta["domain_mapping"] == {"control": 0, "epilepsy": 1} and meta["domain_mapping_inverse"] == {"0": "control", "1": "epilepsy"}
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}", meta["generation_timestamp"])
     assert set(meta["provenance"]["inputs"]) == {"checkpoint", "config", "test_csv"}

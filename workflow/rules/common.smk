@@ -8,14 +8,15 @@ from pathlib import Path
 # installed (a snakemake outside .venv, --software-deployment-method conda).
 WORKFLOW_DIR = Path(workflow.basedir) / "workflow"
 sys.path.insert(0, str(WORKFLOW_DIR))
-# (Snakemake formats the prefix too, hence the doubled braces; its default prefix is kept.)
-shell.prefix(f"set -euo pipefail; export PYTHONPATH={shlex.quote(str(WORKFLOW_DIR))}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
 
+from gensynth.codedigest import stamp_command
 from gensynth.config import validate_config
 from gensynth.dagtools import config_flags, rule_resources
 from gensynth.errors import GensynthError
 from gensynth.modules import MODULES, module_dag
+from gensynth.provenance import CONFIG_ENV, RULE_ENV, WILDCARDS_ENV, config_digest, write_config_context
 from snakemake.exceptions import WorkflowError
+from snakemake.settings.types import DeploymentMethod
 
 # The whole config is checked before any job: the schemas first (defaults filled in), then each
 # module's own checks (keys that must agree, files the config names). Every module's rules exist,
@@ -29,8 +30,21 @@ except GensynthError as exc:
     raise WorkflowError(f"invalid config: {exc}") from None
 
 
+# Jobs find gensynth on PYTHONPATH, and the validated config (for their provenance) in CONTEXT_DIR.
+# (Snakemake formats the prefix too, hence the doubled braces; its default prefix is kept.)
+CONTEXT_DIR = Path(".snakemake/gensynth")
+CONFIG_DIGEST = config_digest(config)
+shell.prefix(
+    f"set -euo pipefail; export PYTHONPATH={shlex.quote(str(WORKFLOW_DIR))}${{{{PYTHONPATH:+:$PYTHONPATH}}}} "
+    f"{CONFIG_ENV}={shlex.quote(str(CONTEXT_DIR.resolve() / f'config-{CONFIG_DIGEST[:16]}.json'))}; "
+)
+
 CPU_ENV = "../../envs/cpu.yaml"
 GPU_ENV = "../../envs/cuda.yaml"
+# Jobs run the interpreter Snakemake runs under (whatever PATH the submitting shell has), or with
+# --software-deployment-method conda the environment's own python.
+CONDA = DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
+PYTHON = "python" if CONDA else shlex.quote(sys.executable)
 # Passed to every script so the config's device choice reaches the job.
 DEVICE = config["device"]
 
@@ -38,3 +52,18 @@ DEVICE = config["device"]
 def get_final_output():
     """The final outputs of the modules listed in config["modules"] (the target of the default rule)."""
     return [path for name in config["modules"] for path in module_dag(name).final_outputs(config[name])]
+
+
+def annotate_jobs():
+    """Called once every module's rules are included. Each job's command runs PYTHON, names its rule and
+    wildcards (for the provenance of what it writes) and ends in the digest of its script and the gensynth
+    modules that script imports (gensynth.codedigest): editing that code reruns exactly those jobs,
+    "Code has changed since last execution". The validated config goes to a file the jobs find
+    through $GENSYNTH_CONFIG, with the module of each rule."""
+    modules = {}
+    for each in workflow.rules:
+        modules[each.name] = Path(each.snakefile).stem
+        if each.shellcmd and "scripts/" in each.shellcmd:
+            command = stamp_command(each.shellcmd, Path(workflow.basedir), WORKFLOW_DIR).replace("{PYTHON}", PYTHON)
+            each.shellcmd = f"{RULE_ENV}={each.name} {WILDCARDS_ENV}={{wildcards:q}} {command}"
+    write_config_context(CONTEXT_DIR, config, modules)

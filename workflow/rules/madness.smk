@@ -29,8 +29,7 @@ rule madness_prepare_data:
         source=madness_dag.source_flags(MADNESS),
         flags=config_flags(MADNESS, madness_dag.SCRIPT_FLAGS["madness_prepare_data"]),
     shell:
-        "python scripts/madness_prepare_data.py {params.source} {params.flags} "
-        "--out {output.npz:q} --out-info {output.info:q} > {log:q} 2>&1"
+        "{PYTHON} scripts/madness_prepare_data.py {params.source} {params.flags} " "--out {output.npz:q} --out-info {output.info:q} > {log:q} 2>&1"
 
 
 rule madness_train_lenet:
@@ -51,7 +50,7 @@ rule madness_train_lenet:
     params:
         flags=config_flags(MADNESS, madness_dag.SCRIPT_FLAGS["madness_train_lenet"]),
     shell:
-        "python scripts/madness_train_lenet.py --data {input.data:q} {params.flags} --threads {threads} "
+        "{PYTHON} scripts/madness_train_lenet.py --data {input.data:q} {params.flags} --threads {threads} "
         "--out {output.ckpt:q} --out-info {output.info:q} > {log:q} 2>&1"
 
 
@@ -71,7 +70,7 @@ rule madness_make_probes:
     params:
         flags=config_flags(MADNESS, madness_dag.SCRIPT_FLAGS["madness_make_probes"]),
     shell:
-        "python scripts/madness_make_probes.py --data {input.data:q} {params.flags} --out {output.probes:q} > {log:q} 2>&1"
+        "{PYTHON} scripts/madness_make_probes.py --data {input.data:q} {params.flags} --out {output.probes:q} > {log:q} 2>&1"
 
 
 rule madness_train_initial:
@@ -95,7 +94,7 @@ rule madness_train_initial:
         flags=config_flags(MADNESS, madness_dag.SCRIPT_FLAGS["madness_train_initial"]),
         device=DEVICE,
     shell:
-        "python scripts/madness_train_initial.py --data {input.data:q} {params.flags} "
+        "{PYTHON} scripts/madness_train_initial.py --data {input.data:q} {params.flags} "
         "--threads {threads} --device {params.device:q} --out {output.ckpt:q} --out-info {output.info:q} > {log:q} 2>&1"
 
 
@@ -121,13 +120,13 @@ rule madness_sample_initial:
         flags=config_flags(MADNESS, madness_dag.SCRIPT_FLAGS["madness_sample"]),
         device=DEVICE,
     shell:
-        "python scripts/madness_sample.py --model {input.model:q} --w {wildcards.w} --tag initial {params.flags} "
+        "{PYTHON} scripts/madness_sample.py --model {input.model:q} --w {wildcards.w} --tag initial {params.flags} "
         "--threads {threads} --device {params.device:q} --out {output.data:q} --out-info {output.info:q} > {log:q} 2>&1"
 
 
 rule madness_generation:
     input:
-        unpack(lambda wildcards: madness_dag.previous_generation(wildcards.scenario, wildcards.w, wildcards.g)),
+        unpack(lambda wildcards: madness_dag.previous_generation(wildcards.scenario, wildcards.w, wildcards.rep, wildcards.g)),
         real=madness_dag.DATA["npz"],
     output:
         model=madness_dag.GENERATION["model"],
@@ -135,12 +134,13 @@ rule madness_generation:
         eval=madness_dag.GENERATION["eval"],
         info=madness_dag.GENERATION["info"],
     log:
-        "logs/madness/madness_generation/{scenario}_w{w}_g{g}.log",
+        "logs/madness/madness_generation/{scenario}_w{w}_rep{rep}_g{g}.log",
     benchmark:
-        "benchmarks/madness/madness_generation/{scenario}_w{w}_g{g}.tsv"
+        "benchmarks/madness/madness_generation/{scenario}_w{w}_rep{rep}_g{g}.tsv"
     wildcard_constraints:
         scenario=madness_dag.SCENARIO_PATTERN,
         w=madness_dag.w_pattern(MADNESS),
+        rep=madness_dag.replicate_pattern(MADNESS),
         g=madness_dag.GENERATION_PATTERN,
     conda:
         GPU_ENV
@@ -153,8 +153,8 @@ rule madness_generation:
         flags=config_flags(MADNESS, madness_dag.SCRIPT_FLAGS["madness_generation"]),
         device=DEVICE,
     shell:
-        "python scripts/madness_generation.py --scenario {wildcards.scenario} --generation {wildcards.g} --w {wildcards.w} "
-        "--real {input.real:q} --synthetic {input.synthetic:q} --prev-model {input.prev_model:q} "
+        "{PYTHON} scripts/madness_generation.py --scenario {wildcards.scenario} --generation {wildcards.g} --w {wildcards.w} "
+        "--replicate {wildcards.rep} --real {input.real:q} --synthetic {input.synthetic:q} --prev-model {input.prev_model:q} "
         "{params.scenario_flags} {params.flags} --threads {threads} --device {params.device:q} "
         "--out-model {output.model:q} --out-next {output.next:q} --out-eval {output.eval:q} "
         "--out-info {output.info:q} > {log:q} 2>&1"
@@ -172,15 +172,16 @@ rule madness_metrics:
             caption="../report/madness_tsne.rst",
             category="madness",
             subcategory="t-SNE per generation",
-            labels={"scenario": "{scenario}", "w": "{w}", "generation": "{g}"},
+            labels={"scenario": "{scenario}", "w": "{w}", "replicate": "{rep}", "generation": "{g}"},
         ),
     log:
-        "logs/madness/madness_metrics/{scenario}_w{w}_g{g}.log",
+        "logs/madness/madness_metrics/{scenario}_w{w}_rep{rep}_g{g}.log",
     benchmark:
-        "benchmarks/madness/madness_metrics/{scenario}_w{w}_g{g}.tsv"
+        "benchmarks/madness/madness_metrics/{scenario}_w{w}_rep{rep}_g{g}.tsv"
     wildcard_constraints:
         scenario=madness_dag.SCENARIO_PATTERN,
         w=madness_dag.w_pattern(MADNESS),
+        rep=madness_dag.replicate_pattern(MADNESS),
         g=madness_dag.GENERATION_PATTERN,
     conda:
         CPU_ENV
@@ -188,10 +189,10 @@ rule madness_metrics:
     resources:
         **rule_resources(MADNESS, "madness_metrics"),
     params:
-        label="{scenario}, generation {g}, w={w}",
+        label="{scenario}, replicate {rep}, generation {g}, w={w}",
         flags=config_flags(MADNESS, madness_dag.SCRIPT_FLAGS["madness_metrics"]),
     shell:
-        "python scripts/madness_metrics.py --real {input.real:q} --lenet {input.lenet:q} --samples {input.samples:q} "
+        "{PYTHON} scripts/madness_metrics.py --real {input.real:q} --lenet {input.lenet:q} --samples {input.samples:q} "
         "--label {params.label:q} {params.flags} --threads {threads} "
         "--out {output.json:q} --out-tsne {output.tsne:q} > {log:q} 2>&1"
 
@@ -203,12 +204,13 @@ rule madness_jacobian:
     output:
         npz=madness_dag.JACOBIAN,
     log:
-        "logs/madness/madness_jacobian/{scenario}_w{w}_g{g}.log",
+        "logs/madness/madness_jacobian/{scenario}_w{w}_rep{rep}_g{g}.log",
     benchmark:
-        "benchmarks/madness/madness_jacobian/{scenario}_w{w}_g{g}.tsv"
+        "benchmarks/madness/madness_jacobian/{scenario}_w{w}_rep{rep}_g{g}.tsv"
     wildcard_constraints:
         scenario=madness_dag.SCENARIO_PATTERN,
         w=madness_dag.w_pattern(MADNESS),
+        rep=madness_dag.replicate_pattern(MADNESS),
         g=madness_dag.GENERATION_PATTERN,
     conda:
         GPU_ENV
@@ -220,40 +222,47 @@ rule madness_jacobian:
         flags=config_flags(MADNESS, madness_dag.SCRIPT_FLAGS["madness_jacobian"]),
         device=DEVICE,
     shell:
-        "python scripts/madness_jacobian.py --model {input.model:q} --probes {input.probes:q} {params.flags} "
+        "{PYTHON} scripts/madness_jacobian.py --model {input.model:q} --probes {input.probes:q} {params.flags} "
         "--threads {threads} --device {params.device:q} --out {output.npz:q} > {log:q} 2>&1"
 
 
 rule madness_detect:
     input:
-        metrics=madness_dag.each_generation(MADNESS, madness_dag.METRICS["json"]),
-        jacobians=madness_dag.each_generation(MADNESS, madness_dag.JACOBIAN),
+        metrics=madness_dag.every_scenario(MADNESS, madness_dag.METRICS["json"]),
+        jacobians=madness_dag.every_scenario(MADNESS, madness_dag.JACOBIAN),
     output:
-        json=madness_dag.DETECTION["json"],
-        figure=report(
-            madness_dag.DETECTION["figure"],
+        json=madness_dag.run_outputs(MADNESS, madness_dag.DETECTION["json"]),
+        figures=report(
+            madness_dag.run_outputs(MADNESS, madness_dag.DETECTION["figure"]),
             caption="../report/madness_signals.rst",
             category="madness",
             subcategory="detection",
-            labels={"scenario": "{scenario}", "w": "{w}"},
+            labels={"figure": "signals per scenario", "w": "{w}"},
+        ),
+        error_rates=report(
+            madness_dag.ERROR_RATES,
+            caption="../report/madness_error_rates.rst",
+            category="madness",
+            subcategory="detection",
+            labels={"figure": "error rates", "w": "{w}"},
         ),
     log:
-        "logs/madness/madness_detect/{scenario}_w{w}.log",
+        "logs/madness/madness_detect/w{w}.log",
     benchmark:
-        "benchmarks/madness/madness_detect/{scenario}_w{w}.tsv"
+        "benchmarks/madness/madness_detect/w{w}.tsv"
     wildcard_constraints:
-        scenario=madness_dag.SCENARIO_PATTERN,
         w=madness_dag.w_pattern(MADNESS),
     conda:
         CPU_ENV
     resources:
         **rule_resources(MADNESS, "madness_detect"),
     params:
-        label="{scenario}, w={w}",
+        scenarios=lambda wildcards: madness_dag.scenario_flags(MADNESS, wildcards.w, jacobians=True),
         flags=config_flags(MADNESS, madness_dag.SCRIPT_FLAGS["madness_detect"]),
+        label="w={w}",
     shell:
-        "python scripts/madness_detect.py --metrics {input.metrics:q} --jacobians {input.jacobians:q} "
-        "{params.flags} --label {params.label:q} --out {output.json:q} --out-figure {output.figure:q} > {log:q} 2>&1"
+        "{PYTHON} scripts/madness_detect.py {params.scenarios} {params.flags} --label {params.label:q} "
+        "--out-json {output.json:q} --out-figure {output.figures:q} --out-error-rates {output.error_rates:q} > {log:q} 2>&1"
 
 
 rule madness_figures:
@@ -287,19 +296,17 @@ rule madness_figures:
     resources:
         **rule_resources(MADNESS, "madness_figures"),
     params:
+        flags=config_flags(MADNESS, madness_dag.SCRIPT_FLAGS["madness_figures"]),
         label="{scenario}, w={w}",
     shell:
-        "python scripts/madness_figures.py --metrics {input.metrics:q} --jacobians {input.jacobians:q} "
-        "--label {params.label:q} --out-curves {output.curves:q} --out-spectra {output.spectra:q} > {log:q} 2>&1"
+        "{PYTHON} scripts/madness_figures.py --scenario {wildcards.scenario} --metrics {input.metrics:q} "
+        "--jacobians {input.jacobians:q} {params.flags} --label {params.label:q} "
+        "--out-curves {output.curves:q} --out-spectra {output.spectra:q} > {log:q} 2>&1"
 
 
 rule madness_compare:
     input:
-        lambda wildcards: [
-            path
-            for s in MADNESS["scenarios"]["run"]
-            for path in madness_dag.per_generation(MADNESS, madness_dag.METRICS["json"], s, wildcards.w)
-        ],
+        madness_dag.every_scenario(MADNESS, madness_dag.METRICS["json"]),
     output:
         table=report(
             madness_dag.COMPARISON["table"],
@@ -326,8 +333,9 @@ rule madness_compare:
     resources:
         **rule_resources(MADNESS, "madness_compare"),
     params:
-        scenarios=lambda wildcards: madness_dag.compare_flags(MADNESS, wildcards.w),
+        scenarios=lambda wildcards: madness_dag.scenario_flags(MADNESS, wildcards.w, jacobians=False),
+        flags=config_flags(MADNESS, madness_dag.SCRIPT_FLAGS["madness_compare"]),
         label="w={w}",
     shell:
-        "python scripts/madness_compare.py {params.scenarios} --label {params.label:q} "
+        "{PYTHON} scripts/madness_compare.py {params.scenarios} {params.flags} --label {params.label:q} "
         "--out-table {output.table:q} --out-figure {output.figure:q} > {log:q} 2>&1"

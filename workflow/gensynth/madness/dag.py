@@ -16,7 +16,8 @@ from ..errors import GensynthError
 from .naming import DIGITS_COUNT, MNIST_FILES, SCENARIOS, w_label
 
 ROOT = "results/madness"
-LOOP = f"{ROOT}/{{scenario}}/w{{w}}"  # one scenario's loop at one w
+SCENARIO_DIR = f"{ROOT}/{{scenario}}/w{{w}}"  # one scenario at one w
+LOOP = f"{SCENARIO_DIR}/rep{{rep}}"  # one replicate of its loop (its own training seed)
 FIGURES = f"{ROOT}/figures"
 DATA = {"npz": f"{ROOT}/data/real.npz", "info": f"{ROOT}/data/real.json"}
 LENET = {"ckpt": f"{ROOT}/feature_extractor/lenet.ckpt", "info": f"{ROOT}/feature_extractor/lenet.json"}
@@ -31,7 +32,8 @@ GENERATION = {
 }
 METRICS = {"json": f"{LOOP}/metrics_{{g}}_w{{w}}.json", "tsne": f"{LOOP}/tsne_{{g}}_w{{w}}.png"}
 JACOBIAN = f"{LOOP}/jacobian_{{g}}_w{{w}}.npz"
-DETECTION = {"json": f"{LOOP}/detection_w{{w}}.json", "figure": f"{FIGURES}/{{scenario}}_w{{w}}_signals.png"}
+DETECTION = {"json": f"{SCENARIO_DIR}/detection_w{{w}}.json", "figure": f"{FIGURES}/{{scenario}}_w{{w}}_signals.png"}
+ERROR_RATES = f"{FIGURES}/error_rates_w{{w}}.png"
 CURVES = {"curves": f"{FIGURES}/{{scenario}}_w{{w}}_metrics.png", "spectra": f"{FIGURES}/{{scenario}}_w{{w}}_spectra.png"}
 COMPARISON = {"table": f"{ROOT}/summary_w{{w}}.csv", "figure": f"{FIGURES}/fid_scenarios_w{{w}}.png"}
 SCENARIO_PATTERN = one_of(SCENARIOS)
@@ -52,7 +54,9 @@ SCRIPT_FLAGS = {
     "madness_metrics": ("feature_extractor.min_accuracy", "metrics.nearest_k", "metrics.n_bootstrap", "metrics.tsne_points",
                         "metrics.tsne_perplexity", "seed"),
     "madness_jacobian": ("jacobian.method", "jacobian.k"),
-    "madness_detect": ("detection.k", "detection.n_bootstrap", "seed"),
+    "madness_detect": ("detection.replicates", "detection.alpha", "detection.n_bootstrap", "seed"),
+    "madness_figures": ("detection.replicates",),
+    "madness_compare": ("detection.replicates",),
 }
 
 
@@ -64,24 +68,44 @@ def w_pattern(section: dict[str, Any]) -> str:
     return one_of(w_labels(section))
 
 
+def replicates(section: dict[str, Any]) -> list[int]:
+    return list(range(section["detection"]["replicates"]))
+
+
+def replicate_pattern(section: dict[str, Any]) -> str:
+    return one_of(replicates(section))
+
+
 def per_generation(section: dict[str, Any], pattern: str, scenario: str, w: str) -> list[str]:
-    """``pattern`` (with {scenario}, {w}, {g}) for every generation of one scenario's loop at one w."""
-    return [pattern.format(scenario=scenario, w=w, g=g) for g in range(section["scenarios"][scenario]["generations"])]
+    """``pattern`` (with {scenario}, {w}, {rep}, {g}) for every replicate and generation of one scenario at one w,
+    replicate-major (rep 0's generations 0, 1, ..., then rep 1's)."""
+    generations = range(section["scenarios"][scenario]["generations"])
+    return [pattern.format(scenario=scenario, w=w, rep=r, g=g) for r in replicates(section) for g in generations]
 
 
 def each_generation(section: dict[str, Any], pattern: str):
-    """Input function: ``pattern`` for every generation of the job's scenario and w."""
+    """Input function: ``pattern`` for every replicate and generation of the job's scenario and w."""
     return lambda wildcards: per_generation(section, pattern, wildcards.scenario, wildcards.w)
 
 
-def previous_generation(scenario: str, w: str, g: int | str) -> dict[str, str]:
-    """Generation g reads generation g-1's samples and checkpoint (the initial ones for g = 0)."""
+def every_scenario(section: dict[str, Any], pattern: str):
+    """Input function: ``pattern`` for every scenario that runs, replicate and generation at the job's w."""
+    return lambda wildcards: [p for s in section["scenarios"]["run"] for p in per_generation(section, pattern, s, wildcards.w)]
+
+
+def run_outputs(section: dict[str, Any], pattern: str) -> list[str]:
+    """``pattern`` for every scenario that runs, its {w} left as a wildcard."""
+    return [pattern.replace("{scenario}", s) for s in section["scenarios"]["run"]]
+
+
+def previous_generation(scenario: str, w: str, rep: int | str, g: int | str) -> dict[str, str]:
+    """Generation g reads generation g-1's samples and checkpoint of its own replicate (the initial ones for g = 0)."""
     g = int(g)
     if g == 0:
         return {"synthetic": INITIAL_DATA["npz"].format(w=w), "prev_model": INITIAL["ckpt"]}
     return {
-        "synthetic": GENERATION["next"].format(scenario=scenario, w=w, g=g - 1),
-        "prev_model": GENERATION["model"].format(scenario=scenario, w=w, g=g - 1),
+        "synthetic": GENERATION["next"].format(scenario=scenario, w=w, rep=rep, g=g - 1),
+        "prev_model": GENERATION["model"].format(scenario=scenario, w=w, rep=rep, g=g - 1),
     }
 
 
@@ -111,19 +135,22 @@ def source_flags(section: dict[str, Any]) -> str:
     return flags + (f" --mnist-dir {shlex.quote(data['mnist_dir'])}" if data["source"] == "mnist_idx" else "")
 
 
-def compare_flags(section: dict[str, Any], w: str) -> str:
-    """``--scenario NAME METRICS...`` for every scenario that runs, at one w."""
-    return " ".join(
-        f"--scenario {s} " + " ".join(shlex.quote(p) for p in per_generation(section, METRICS["json"], s, w))
-        for s in section["scenarios"]["run"]
-    )
+def scenario_flags(section: dict[str, Any], w: str, jacobians: bool) -> str:
+    """``--scenario NAME --metrics ... [--jacobians ...]`` for every scenario that runs, at one w (replicate-major files)."""
+    groups = []
+    for s in section["scenarios"]["run"]:
+        group = f"--scenario {s} --metrics " + " ".join(shlex.quote(p) for p in per_generation(section, METRICS["json"], s, w))
+        if jacobians:
+            group += " --jacobians " + " ".join(shlex.quote(p) for p in per_generation(section, JACOBIAN, s, w))
+        groups.append(group)
+    return " ".join(groups)
 
 
 def final_outputs(section: dict[str, Any]) -> list[str]:
     """What `rule all` builds: per w, the comparison; per scenario and w, detection and figures."""
     paths = []
     for w in w_labels(section):
-        paths += [p.format(w=w) for p in COMPARISON.values()]
+        paths += [p.format(w=w) for p in (*COMPARISON.values(), ERROR_RATES)]
         for s in section["scenarios"]["run"]:
             paths += [p.format(scenario=s, w=w) for p in (*DETECTION.values(), *CURVES.values())]
     return paths

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import GensynthError
+from ..io import load_json
 from ..metrics import fid, prdc
 
 METRICS = ("fid", "precision", "recall", "density", "coverage")
@@ -47,3 +49,46 @@ def tsne_embedding(real: np.ndarray, fake: np.ndarray, max_points: int, perplexi
     perplexity = min(perplexity, (len(points) - 1) / 3)  # scikit-learn needs perplexity < n
     embedding = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed % 2**32).fit_transform(points)
     return embedding, np.r_[np.zeros(len(real), bool), np.ones(len(fake), bool)]
+
+
+def add_scenario_arguments(parser, jacobians: bool) -> None:
+    """``--scenario NAME --metrics FILES... [--jacobians FILES...]``, repeated per scenario (files replicate-major)."""
+    parser.add_argument("--scenario", action="append", required=True, help="a scenario's name; its files follow")
+    parser.add_argument("--metrics", nargs="+", action="append", required=True,
+                        help="the scenario's metrics JSON: replicate 0's generations 0, 1, ..., then replicate 1's, ...")
+    if jacobians:
+        parser.add_argument("--jacobians", nargs="+", action="append", required=True, help="its Jacobian NPZ, in the same order")
+
+
+def chains(files: list[str], replicates: int, what: str) -> list[list[str]]:
+    """Replicate-major files -> [replicate][generation]."""
+    if replicates < 1 or len(files) % replicates:
+        raise GensynthError(f"{what}: {len(files)} files do not split into {replicates} replicates of equal length")
+    per = len(files) // replicates
+    return [files[r * per : (r + 1) * per] for r in range(replicates)]
+
+
+def scenario_files(args, replicates: int) -> dict[str, tuple[list[list[str]], list[list[str]] | None]]:
+    """The ``--scenario`` groups as {name: (metrics[r][g], jacobians[r][g] or None)}."""
+    jacobians = getattr(args, "jacobians", None)
+    if len(args.metrics) != len(args.scenario) or (jacobians is not None and len(jacobians) != len(args.scenario)):
+        raise GensynthError(f"--scenario given {len(args.scenario)} times: expected as many --metrics (and --jacobians) lists")
+    groups = {}
+    for i, name in enumerate(args.scenario):
+        metrics = chains(args.metrics[i], replicates, f"--scenario {name} --metrics")
+        found = None if jacobians is None else chains(jacobians[i], replicates, f"--scenario {name} --jacobians")
+        if found is not None and len(found[0]) != len(metrics[0]):
+            raise GensynthError(f"--scenario {name}: {len(metrics[0])} generations of metrics but {len(found[0])} of Jacobians")
+        groups[name] = (metrics, found)
+    return groups
+
+
+def load_metrics(chains_: list[list[str]]) -> list[list[dict]]:
+    """Each replicate's metrics JSON per generation, checked for every metric."""
+    loaded = [[load_json(path) for path in chain] for chain in chains_]
+    for chain, paths in zip(loaded, chains_):
+        for record, path in zip(chain, paths):
+            missing = [name for name in METRICS if name not in record]
+            if missing:
+                raise GensynthError(f"{path}: missing metric(s) {', '.join(missing)} (expected the output of madness_metrics.py)")
+    return loaded

@@ -13,16 +13,19 @@ from .evaluation import METRICS  # noqa: E402
 METRIC_TITLES = {"fid": "FID (LeNet features)", "precision": "precision", "recall": "recall", "density": "density", "coverage": "coverage"}
 
 
-def metric_curves(metrics_per_generation: list[dict], title: str):
-    """FID and PRDC against generation, with +-1 bootstrap standard deviation."""
-    generations = np.arange(len(metrics_per_generation))
+def metric_curves(metrics: list[list[dict]], title: str):
+    """FID and PRDC against generation: every replicate (thin) and their mean +- sd across replicates.
+    ``metrics[r][g]`` is replicate r's metrics record of generation g."""
+    generations = np.arange(len(metrics[0]))
     fig, axes = plt.subplots(1, len(METRICS), figsize=(3.2 * len(METRICS), 3.0))
     for ax, name in zip(axes, METRICS):
-        values = np.array([m[name]["value"] for m in metrics_per_generation])
-        std = np.array([m[name]["bootstrap_std"] for m in metrics_per_generation])
-        ax.errorbar(generations, values, yerr=std, marker="o", ms=3, capsize=2)
+        values = np.array([[m[name]["value"] for m in chain] for chain in metrics])  # (R, G)
+        for chain in values:
+            ax.plot(generations, chain, color="0.7", lw=0.8)
+        ax.errorbar(generations, values.mean(axis=0), yerr=values.std(axis=0, ddof=1) if len(values) > 1 else None,
+                    marker="o", ms=3, capsize=2, color="tab:blue")
         ax.set(title=METRIC_TITLES[name], xlabel="generation", xticks=generations)
-    fig.suptitle(title)
+    fig.suptitle(f"{title} ({len(metrics)} replicates: grey each, blue mean +- sd)")
     fig.tight_layout()
     return fig
 
@@ -52,24 +55,57 @@ def jacobian_spectra(eigenvalues_per_generation: list[np.ndarray], timesteps: np
 
 
 def signal_departures(detection: dict, title: str):
-    """Every signal's z-score against its generation-0 baseline, with the +-k band of the rule."""
-    k = detection["k"]
+    """Every signal's t statistic against generation 0 (its change over the replicate spread), with the
+    Bonferroni bound of the family (Holm's first, strictest threshold) and the generations Holm rejects ringed."""
+    from scipy import stats
+
+    alpha, tests = detection["alpha"], detection["tests"]
+    df = detection["num_generations"] * (detection["replicates"] - 1)
+    bound = stats.t.ppf(1 - alpha / (2 * tests), df)
     families = (("sample", "sample metrics (LeNet features)"), ("jacobian", "Jacobian spectrum statistics"))
+    generations = np.arange(detection["num_generations"])
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     for ax, (family, family_title) in zip(axes, families):
         for name, record in detection["signals"].items():
             if record["family"] != family:
                 continue
-            z = np.array([np.nan if v is None else v for v in record["z"]], dtype=float)
-            departure = record["first_departure"]
+            t = np.array([np.nan if v is None else v for v in record["t"]], dtype=float)
+            departure = record["departure"]
             label = f"{name} (departs at {departure})" if departure is not None else f"{name} (stays)"
-            ax.plot(np.arange(len(z)), z, marker="o", ms=3, lw=1, label=label)
-        ax.axhspan(-k, k, color="0.85", zorder=0, label=f"|z| <= k = {k:g}")
-        ax.set(title=family_title, xlabel="generation", xticks=np.arange(detection["num_generations"]))
-        ax.set_yscale("symlog", linthresh=max(k, 1.0))
+            line, = ax.plot(generations, t, marker="o", ms=3, lw=1, label=label)
+            rejected = np.array(record["rejected"])
+            ax.scatter(generations[rejected], t[rejected], s=60, facecolors="none", edgecolors=line.get_color())
+        ax.axhspan(-bound, bound, color="0.85", zorder=0, label=f"|t| <= {bound:.2f} (Bonferroni, {tests} tests)")
+        ax.set(title=family_title, xlabel="generation", xticks=generations)
+        ax.set_yscale("symlog", linthresh=max(bound, 1.0))
         ax.legend(fontsize=6, loc="best")
-    axes[0].set_ylabel("z = (s_g - s_0) / sqrt(sd_0² + sd_g²)")
-    fig.suptitle(title)
+    axes[0].set_ylabel("t = mean change / (s sqrt(2/R))")
+    fig.suptitle(f"{title}: family-wise alpha {alpha:g}, Holm; ringed = rejected")
+    fig.tight_layout()
+    return fig
+
+
+def error_rates(records: dict[str, dict], alpha: float, title: str):
+    """The rule's measured error rates: share of tests that fire on each control scenario (where nothing
+    collapses) and between replicates of one generation, against alpha (a family-wise bound)."""
+    names, rates, colours = [], [], []
+    any_record = next(iter(records.values()))
+    for control, rate in any_record["error_rates"]["controls"].items():
+        names.append(f"{control}\n(control)")
+        rates.append(rate["test_rate"])
+        colours.append("tab:orange")
+    for scenario, record in records.items():
+        between = record["error_rates"]["between_replicates"]
+        if between is not None:
+            names.append(f"{scenario}\n(between replicates)")
+            rates.append(between["test_rate"])
+            colours.append("tab:blue")
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.4 * len(names)), 3.6))
+    ax.bar(np.arange(len(names)), rates, color=colours)
+    ax.axhline(alpha, color="k", ls="--", lw=1, label=f"alpha = {alpha:g} (family-wise bound)")
+    ax.set_xticks(np.arange(len(names)), names, fontsize=7)
+    ax.set(ylabel="share of tests that fire", title=f"where nothing collapses, {title}".strip(", "))
+    ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -85,13 +121,14 @@ def tsne_figure(embedding: np.ndarray, generated: np.ndarray, title: str):
     return fig
 
 
-def scenario_comparison(fid_by_scenario: dict[str, tuple[np.ndarray, np.ndarray]], title: str):
-    """FID against generation, one line per scenario (values and bootstrap standard deviations)."""
+def scenario_comparison(fid_by_scenario: dict[str, np.ndarray], title: str):
+    """FID against generation, one line per scenario: the mean over replicates +- their sd. Arrays are (R, G)."""
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    for scenario, (values, std) in fid_by_scenario.items():
-        generations = np.arange(len(values))
-        ax.errorbar(generations, values, yerr=std, marker="o", ms=3, capsize=2, label=scenario)
-    ax.set(title=title, xlabel="generation", ylabel="FID (LeNet features)")
+    for scenario, values in fid_by_scenario.items():
+        generations = np.arange(values.shape[1])
+        spread = values.std(axis=0, ddof=1) if len(values) > 1 else None
+        ax.errorbar(generations, values.mean(axis=0), yerr=spread, marker="o", ms=3, capsize=2, label=scenario)
+    ax.set(title=title, xlabel="generation", ylabel="FID (LeNet features), mean +- sd over replicates")
     ax.legend()
     fig.tight_layout()
     return fig

@@ -188,10 +188,21 @@ def starting_trainer(prev_model: str, warm_start: bool, config: DiffusionTrainCo
     return trainer, previous.cfg
 
 
-def sample_seed_parts(seed: int, scenario: str, w: float, generation: int, purpose: str) -> tuple:
+def loop_parts(seed: int, scenario: str, w: float, replicate: int = 0) -> tuple:
+    """What names one replicate of a scenario's loop in its seeds. Replicate 0 keeps the parts a loop had
+    before replicates existed, so its results stay as they were; replicate r > 0 adds ("replicate", r)."""
+    return ("madness", seed, scenario, w_label(w), *(("replicate", replicate) if replicate else ()))
+
+
+def sample_seed_parts(seed: int, scenario: str, w: float, generation: int, purpose: str, replicate: int = 0) -> tuple:
     """Seed parts of one sampled set; image i of the set uses ``sha256_seed(*parts, i)``."""
-    return ("madness", seed, scenario, w_label(w), generation, purpose)
+    return (*loop_parts(seed, scenario, w, replicate), generation, purpose)
 
 
-def trainer_seed(seed: int, scenario: str, w: float, generation: int) -> int:
-    return sha256_seed("madness", seed, scenario, w_label(w), generation, "train")
+def trainer_seed(seed: int, scenario: str, w: float, generation: int, replicate: int = 0) -> int:
+    return sha256_seed(*loop_parts(seed, scenario, w, replicate), generation, "train")
+
+
+def init_seed(seed: int, scenario: str, w: float, generation: int, replicate: int = 0) -> int:
+    """A cold-started generation's initial weights."""
+    return sha256_seed(*loop_parts(seed, scenario, w, replicate), generation, "init")

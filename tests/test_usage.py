@@ -1,0 +1,204 @@
+"""What a user meets off the `make run` path: jobs run the workflow's Python, code edits rerun exactly their
+artifacts, `--config` overrides, profiles without flags, provenance, a clean report, a README that runs."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import subprocess
+import sys
+import zipfile
+
+import yaml
+
+from conftest import BIN, ENV, ROOT, snakemake
+from gensynth.config_docs import render
+from gensynth.io import sha256_file
+
+# One cheap job of each module whose rules exist in every configuration.
+CHEAP_TARGETS = {
+    "atoms": ("results/atoms/2025-10-22-v1/metadata.json", "scripts/generate_dataset.py", "workflow/gensynth/atoms/lattice.py"),
+    "replicas": ("results/replicas/data/train.npz", "scripts/make_replica_data.py", "workflow/gensynth/replicas/phantom.py"),
+    "madness": ("results/madness/data/real.npz", "scripts/madness_prepare_data.py", "workflow/gensynth/madness/data.py"),
+}
+
+
+def jobs_and_reasons(output: str) -> dict[str, str]:
+    """Rule -> reason of every job in a dry-run."""
+    found = {}
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", output)[1:]:
+        rule = re.match(r"(?:local)?rule (\w+):", block).group(1)
+        reason = re.search(r"reason: (.+)", block)
+        found[rule] = reason.group(1) if reason else ""
+    return {rule: reason for rule, reason in found.items() if rule != "all"}
+
+
+def test_jobs_run_the_workflows_python_whatever_path_says(project):
+    """`.venv/bin/snakemake` from a shell without the venv on PATH: the job still finds torch & co."""
+    env = {**ENV, "PATH": "/usr/bin:/bin"}
+    result = subprocess.run([str(BIN / "snakemake"), CHEAP_TARGETS["replicas"][0], "--cores", "1"], cwd=project, env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert (project / CHEAP_TARGETS["replicas"][0]).is_file()
+
+
+def test_editing_code_reruns_exactly_the_jobs_it_makes(project):
+    targets = [target for target, _, _ in CHEAP_TARGETS.values()]
+    snakemake(project, *targets, "--cores", "2")
+    assert jobs_and_reasons(snakemake(project, "-n", *targets).stdout) == {}
+    for module, (target, script, library) in CHEAP_TARGETS.items():
+        rule = {"atoms": "atoms_dataset", "replicas": "make_replica_phantom", "madness": "madness_prepare_data"}[module]
+        for path in (script, library):
+            original = (project / path).read_text()
+            (project / path).write_text(original + "\n# an edit\n")
+            changed = jobs_and_reasons(snakemake(project, "-n", *targets).stdout)
+            assert changed == {rule: "Code has changed since last execution"}, f"{path}: {changed}"
+            (project / path).write_text(original)
+    # a module none of them imports reruns none of them
+    unused = project / "workflow/gensynth/madness/jacobian.py"
+    unused.write_text(unused.read_text() + "\n# an edit\n")
+    assert jobs_and_reasons(snakemake(project, "-n", *targets).stdout) == {}
+
+
+def commands(output: str) -> list[str]:
+    return sorted(line for line in output.splitlines() if line.startswith("Shell command:"))
+
+
+def test_nested_config_overrides_give_the_same_dag_as_a_config_file(project):
+    target = ["-n", "-p", "--forceall", "results/replicas/replica_000.npz", "results/madness/probes/probes.npz"]
+    (project / "override.yaml").write_text("replicas:\n  sample: {num_inference_steps: 10, use_ema: false}\nmadness:\n  jacobian: {timesteps: [20, 300]}\n")
+    from_file = snakemake(project, *target, "--configfile", "config/config.yaml", "override.yaml").stdout
+    from_flag = snakemake(project, *target, "--config", 'replicas={"sample":{"num_inference_steps":10,"use_ema":false}}',
+                          'madness={"jacobian":{"timesteps":[20,300]}}').stdout
+    assert "--num-inference-steps 10" in from_flag and "--no-use-ema" in from_flag and "--timesteps 20 300" in from_flag
+    strip_digest = re.compile(r"GENSYNTH_\w+=\S* ")
+    assert [strip_digest.sub("", c) for c in commands(from_flag)] == [strip_digest.sub("", c) for c in commands(from_file)]
+
+
+def test_plain_snakemake_runs_with_the_default_profile(project):
+    result = snakemake(project, CHEAP_TARGETS["atoms"][0], check=False)
+    assert result.returncode == 0 and "cores have to be specified" not in result.stdout + result.stderr
+    assert "workflow specific profile profiles/default" in result.stdout + result.stderr
+
+
+CLUSTER_KEYS = re.compile(r"^(executor|jobs|resources|default-resources|set-resources|slurm-.*|retries|latency-wait)$")
+
+
+def test_the_workflow_profile_holds_only_cluster_neutral_keys_and_the_slurm_profile_keeps_its_own(project):
+    default = yaml.safe_load((ROOT / "profiles/default/config.yaml").read_text())
+    assert not [key for key in default if CLUSTER_KEYS.match(key)], "profiles/default overrides --profile keys one by one"
+    local = yaml.safe_load((ROOT / "profiles/local/config.yaml").read_text())
+    assert "gpu=1" in local["resources"], "one GPU job at a time on a local machine"
+    output = snakemake(project, "-n", "--profile", "profiles/slurm", "results/replicas/model/best.ckpt").stdout
+    resources = re.findall(r"resources: (.+)", output)
+    assert resources and all("cpus_per_task=2" in line for line in resources), "the slurm profile's default-resources apply"
+    assert any("gpu=1" in line and "mem_mb=4000" in line for line in resources)
+
+
+def test_the_literal_profile_name_works_after_make_slurm_profile(project, tmp_path):
+    home = tmp_path / "home"
+    result = subprocess.run(["make", "-s", "slurm-profile", f"HOME={home}"], cwd=project, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert (home / ".config/snakemake/slurm/config.yaml").is_file()
+    env = {**ENV, "HOME": str(home)}
+    dry = subprocess.run([str(BIN / "snakemake"), "--profile", "slurm", "-n", "results/replicas/model/best.ckpt"], cwd=project, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert dry.returncode == 0, dry.stdout[-2000:] + dry.stderr[-2000:]
+    assert "Using profiles slurm" in dry.stdout + dry.stderr and "cpus_per_task=2" in dry.stdout
+
+
+def test_the_slurm_test_runs_only_where_asked(tmp_path):
+    env = {key: value for key, value in ENV.items() if key not in ("CI", "GENSYNTH_SLURM_TEST")}
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", str(ROOT / "tests/test_slurm.py")],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert "1 skipped" in result.stdout and "set GENSYNTH_SLURM_TEST=1 (CI sets CI=true)" in result.stdout, result.stdout[-2000:]
+
+
+def test_provenance_names_the_rule_the_config_section_and_the_artifacts_own_digest(default_run):
+    meta = json.loads((default_run / "results/replicas/replica_001_meta.json").read_text())
+    provenance = meta["provenance"]
+    assert provenance["job"] == {"rule": "generate_replica", "wildcards": {"replica_id": "001"}, "slurm_job_id": None}
+    config = yaml.safe_load((default_run / "config/config.yaml").read_text())
+    assert provenance["config"]["module"] == "replicas"
+    assert provenance["config"]["section"]["sample"] == config["replicas"]["sample"]
+    assert re.fullmatch(r"[0-9a-f]{64}", provenance["config"]["sha256"])
+    assert provenance["outputs"]["npz"]["sha256"] == sha256_file(default_run / "results/replicas/replica_001.npz")
+    assert provenance["arguments"]["replica_id"] == 1 and provenance["device"]["name"] == "cpu"
+    generation = json.loads((default_run / "results/madness/fresh/w0/generation_1_w0.json").read_text())["provenance"]
+    assert generation["job"]["wildcards"] == {"scenario": "fresh", "w": "0", "g": "1"}
+    assert generation["outputs"]["model"]["sha256"] == sha256_file(default_run / "results/madness/fresh/w0/model_1_w0.ckpt")
+
+
+def test_the_report_builds_without_docutils_messages(default_run):
+    result = snakemake(default_run, "--report", "report.zip")
+    assert "System Message" not in result.stdout + result.stderr
+    with zipfile.ZipFile(default_run / "report.zip") as archive:
+        pages = [archive.read(name).decode("utf-8", "replace") for name in archive.namelist() if name.endswith((".html", ".js"))]
+    assert pages
+    assert not [page for page in pages if "Docutils System Message" in page or "System Message: " in page]
+    assert any("five" in page for page in pages)  # workflow.rst: the five workflows this DAG runs
+
+
+def readme_commands() -> list[str]:
+    """Every `snakemake ...` command line of the README's code blocks and inline code."""
+    text = (ROOT / "README.md").read_text()
+    found = re.findall(r"^ {4}(snakemake[^\n#]*)", text, re.M) + re.findall(r"`(snakemake [^`]+)`", text)
+    return sorted({line.strip() for line in found if "<" not in line})
+
+
+def test_every_readme_snakemake_command_dry_runs(project, tmp_path):
+    home = tmp_path / "home"
+    subprocess.run(["make", "-s", "slurm-profile", f"HOME={home}"], cwd=project, check=True, capture_output=True, timeout=60)
+    env = {**ENV, "HOME": str(home)}
+    assert len(readme_commands()) >= 8
+    for command in readme_commands():
+        args = shlex.split(command)[1:]
+        if "--report" in args or "--lint" in args:
+            continue  # they need a finished run (the report test above) or are the lint test
+        if "--configfile" in args and any("full/madness" in a for a in args):
+            continue  # needs the MNIST files (test_contract covers it)
+        result = subprocess.run([str(BIN / "snakemake"), *args, "-n"], cwd=project, env=env, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, f"{command}:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
+
+
+def documented_script_calls() -> list[tuple[str, list[str]]]:
+    """(script, flags) of every `python scripts/x.py ...` line of the README and docs/."""
+    calls = []
+    for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        text = path.read_text().replace("\\\n", " ")
+        for script, rest in re.findall(r"python scripts/(\w+)\.py([^\n`]*)", text):
+            calls.append((script, re.findall(r"(?<!\S)(--[a-z][\w-]*)", rest)))
+    return calls
+
+
+def test_every_documented_script_flag_exists():
+    import argparse
+    import importlib.util
+
+    parsers = {}
+    for script, flags in documented_script_calls():
+        if script not in parsers:
+            spec = importlib.util.spec_from_file_location(f"doc_{script}", ROOT / "scripts" / f"{script}.py")
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            parser = module.build_parser() if hasattr(module, "build_parser") else None
+            options = set()
+            for action in [] if parser is None else parser._actions:
+                options.update(action.option_strings)
+                if isinstance(action, argparse._SubParsersAction):
+                    for sub in action.choices.values():
+                        options.update(o for a in sub._actions for o in a.option_strings)
+            parsers[script] = options
+        if parsers[script]:
+            assert not set(flags) - parsers[script], f"scripts/{script}.py has no {sorted(set(flags) - parsers[script])}"
+
+
+def test_config_readme_is_made_from_the_schemas():
+    assert (ROOT / "config/README.md").read_text() == render(), "run: python -m gensynth.config_docs > config/README.md"
+
+
+def test_the_readme_points_nowhere_outside_the_repository():
+    for path in [ROOT / "README.md", *ROOT.glob("docs/*.md"), *ROOT.glob("workflow/report/*.rst")]:
+        text = path.read_text()
+        assert "../shared" not in text and not re.search(r"\bissue \d+", text), path
