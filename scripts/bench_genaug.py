@@ -15,11 +15,11 @@ Random-weight pipelines are saved to a temporary folder first (nothing is downlo
    --memory-batch images at one step from each, with max_models 3 and with all nine held; it reports
    its peak RSS (VmHWM, restarted once torch and diffusers are imported) less its RSS then, and the
    most parameter bytes the cache held at once (on CUDA also torch.cuda.max_memory_allocated);
-3. hit rate: --batches training batches of --batch-size samples, drawn as the mixing rule draws them:
-   a batch is augmented with probability prob (0.5), with k = max(1, round(ratio * batch size))
-   synthetic samples, ratio uniform in mix_ratio_range, their phases drawn from --phase-mix; one
-   request per enabled modality and distinct phase, in the order drawn. Cases: the default (depth_rgb
-   only, three folders), and all four modalities (nine folders) at max_models 3 and 9.
+3. hit rate: --batches training batches of --batch-size samples whose phases are drawn from --phase-mix,
+   planned by the training's own mixing rule (gensynth.genaug.mixing.plan_batch: with probability prob a
+   batch gets k = floor(r B + u) synthetic samples, r uniform in mix_ratio_range, u uniform in [0, 1));
+   one request per planned modality and distinct phase. Cases: the default (depth_rgb only, three
+   folders), and all four modalities (nine folders) at max_models 3 and 9.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ import torch
 from gensynth.cli import run_main
 from gensynth.device import add_device_arguments, use_device
 from gensynth.genaug.augmentation import MODALITIES, MODEL_FOLDERS, PHASES, augmentation_configs, model_folder
+from gensynth.genaug.mixing import plan_batch
 from gensynth.genaug.manager import GenerativeAugmentationManager
 from gensynth.genaug.tiny_sd import build_ddim_pipeline, build_tiny_sd_pipeline
 from gensynth.io import save_json
@@ -159,12 +160,9 @@ def training_requests(configs, args: argparse.Namespace, rng: np.random.Generato
     mix = np.asarray(args.phase_mix) / np.sum(args.phase_mix)
     requests = []
     for _ in range(args.batches):
-        for modality, config in configs.items():
-            if not config.enabled or rng.random() >= config.prob:
-                continue
-            ratio = rng.uniform(*config.mix_ratio_range)
-            phases = rng.choice(PHASES, size=max(1, round(ratio * args.batch_size)), p=mix)
-            requests += [(modality, str(phase)) for phase in dict.fromkeys(phases)]  # distinct, in the order drawn
+        batch_phases = rng.choice(len(PHASES), size=args.batch_size, p=mix)
+        for replacement in plan_batch(batch_phases, configs, rng):
+            requests += [(replacement.modality, PHASES[p]) for p in dict.fromkeys(replacement.phases.tolist())]  # distinct phases
     return requests
 
 

@@ -373,4 +373,4 @@ def test_benchmark_reports_throughput_memory_and_hit_rates(tmp_path):
         assert row["hits"] + row["misses"] == row["requests"] and row["loads"] == row["misses"]
     assert (default["loads"], default["evictions"]) == (3, 0)  # depth_rgb only: its three rgb folders fit
     assert thrashing["evictions"] == thrashing["loads"] - 3 and thrashing["hit_rate"] < roomy["hit_rate"]
-    assert report["provenance"]["config"]["batches"] == 30
+    assert report["provenance"]["arguments"]["batches"] == 30

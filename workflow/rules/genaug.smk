@@ -1,1 +1,181 @@
-# genaug (being built)
+# genaug: visits (phantom or the user's folder) -> per fold, the pipelines of the seed's models_5_7 layout
+# -> per arm and fold, the fusion classifier over all seeds -> per fold, the pipelines' FID -> the comparison.
+from gensynth.genaug import dag as genaug_dag
+
+GENAUG = config["genaug"]
+
+
+localrules:
+    genaug_report,
+
+
+rule genaug_data:
+    input:
+        genaug_dag.data_inputs(GENAUG),
+    output:
+        npz=genaug_dag.DATA["npz"],
+        info=genaug_dag.DATA["info"],
+        splits=report(genaug_dag.DATA["splits"], caption="../report/genaug_splits.rst", category="genaug", subcategory="data"),
+        samples=report(genaug_dag.DATA["samples"], caption="../report/genaug_data.rst", category="genaug", subcategory="data"),
+    log:
+        "logs/genaug/genaug_data.log",
+    benchmark:
+        "benchmarks/genaug/genaug_data.tsv"
+    conda:
+        CPU_ENV
+    resources:
+        **rule_resources(GENAUG, "genaug_data"),
+    params:
+        source=genaug_dag.source_flags(GENAUG),
+        flags=config_flags(GENAUG, genaug_dag.SCRIPT_FLAGS["genaug_data"]),
+    shell:
+        "{PYTHON} scripts/genaug_data.py {params.source} {params.flags} --out {output.npz:q} --out-info {output.info:q} "
+        "--out-splits {output.splits:q} --out-samples {output.samples:q} > {log:q} 2>&1"
+
+
+rule genaug_train_pipeline:
+    input:
+        dataset=genaug_dag.DATA["npz"],
+    output:
+        folder=directory(genaug_dag.MODEL["folder"]),
+        info=genaug_dag.MODEL["info"],
+    log:
+        "logs/genaug/genaug_train_pipeline/fold{fold}_{folder}.log",
+    benchmark:
+        "benchmarks/genaug/genaug_train_pipeline/fold{fold}_{folder}.tsv"
+    wildcard_constraints:
+        fold=genaug_dag.fold_pattern(GENAUG),
+        folder=genaug_dag.FOLDER_PATTERN,
+    conda:
+        GPU_ENV
+    # One thread: the small UNet gains little from a second, and the other core trains another pipeline.
+    threads: 1
+    resources:
+        **rule_resources(GENAUG, "genaug_train_pipeline"),
+        gpu=1,
+    params:
+        flags=config_flags(GENAUG, genaug_dag.SCRIPT_FLAGS["genaug_train_pipeline"]),
+        resume=lambda wildcards: genaug_dag.pipeline_resume(wildcards.fold, wildcards.folder),
+        device=DEVICE,
+    shell:
+        "{PYTHON} scripts/genaug_train_pipeline.py --dataset {input.dataset:q} --fold {wildcards.fold} --folder {wildcards.folder} "
+        "{params.flags} --out {output.folder:q} --out-info {output.info:q} --resume {params.resume:q} "
+        "--threads {threads} --device {params.device:q} > {log:q} 2>&1"
+
+
+rule genaug_classify:
+    input:
+        dataset=genaug_dag.DATA["npz"],
+        models=lambda wildcards: genaug_dag.model_inputs(GENAUG, wildcards.fold, wildcards.arm),
+    output:
+        predictions=genaug_dag.RUN["predictions"],
+        model=genaug_dag.RUN["model"],
+        history=genaug_dag.RUN["history"],
+    log:
+        "logs/genaug/genaug_classify/{arm}_fold{fold}.log",
+    benchmark:
+        "benchmarks/genaug/genaug_classify/{arm}_fold{fold}.tsv"
+    wildcard_constraints:
+        arm=genaug_dag.arm_pattern(GENAUG),
+        fold=genaug_dag.fold_pattern(GENAUG),
+    conda:
+        GPU_ENV
+    threads: 1
+    resources:
+        **rule_resources(GENAUG, "genaug_classify"),
+        gpu=1,
+    params:
+        arm=lambda wildcards: genaug_dag.arm_flags(GENAUG, wildcards.arm),
+        models=lambda wildcards: genaug_dag.models_flag(GENAUG, wildcards.fold, wildcards.arm),
+        flags=config_flags(GENAUG, genaug_dag.SCRIPT_FLAGS["genaug_classify"]),
+        resume_dir=genaug_dag.RUN_RESUME_DIR,
+        device=DEVICE,
+    shell:
+        "{PYTHON} scripts/genaug_classify.py --dataset {input.dataset:q} --fold {wildcards.fold} --arm {wildcards.arm} "
+        "{params.arm} {params.models} {params.flags} --out-predictions {output.predictions:q} --out-model {output.model:q} "
+        "--out-history {output.history:q} --resume-dir {params.resume_dir:q} --threads {threads} --device {params.device:q} "
+        "> {log:q} 2>&1"
+
+
+rule genaug_quality:
+    input:
+        dataset=genaug_dag.DATA["npz"],
+        classifier=genaug_dag.RUN["model"].format(arm=genaug_dag.BASELINE, fold="{fold}"),
+        models=lambda wildcards: genaug_dag.model_inputs(GENAUG, wildcards.fold),
+    output:
+        json=genaug_dag.QUALITY["json"],
+        samples=report(
+            genaug_dag.QUALITY["samples"],
+            caption="../report/genaug_samples.rst",
+            category="genaug",
+            subcategory="pipelines",
+            labels={"figure": "samples", "fold": "{fold}"},
+        ),
+    log:
+        "logs/genaug/genaug_quality/fold{fold}.log",
+    benchmark:
+        "benchmarks/genaug/genaug_quality/fold{fold}.tsv"
+    wildcard_constraints:
+        fold=genaug_dag.fold_pattern(GENAUG),
+    conda:
+        GPU_ENV
+    threads: 1
+    resources:
+        **rule_resources(GENAUG, "genaug_quality"),
+        gpu=1,
+    params:
+        models=lambda wildcards: genaug_dag.models_dir(GENAUG, wildcards.fold),
+        quality=genaug_dag.quality_flags(GENAUG),
+        flags=config_flags(GENAUG, genaug_dag.SCRIPT_FLAGS["genaug_quality"]),
+        device=DEVICE,
+    shell:
+        "{PYTHON} scripts/genaug_quality.py --dataset {input.dataset:q} --fold {wildcards.fold} --classifier {input.classifier:q} "
+        "--models {params.models:q} {params.quality} {params.flags} --out {output.json:q} --out-samples {output.samples:q} "
+        "--threads {threads} --device {params.device:q} > {log:q} 2>&1"
+
+
+rule genaug_report:
+    input:
+        dataset=genaug_dag.DATA["npz"],
+        predictions=[path for paths in genaug_dag.run_files(GENAUG, "predictions").values() for path in paths],
+        histories=[path for paths in genaug_dag.run_files(GENAUG, "history").values() for path in paths],
+        quality=genaug_dag.quality_files(GENAUG),
+    output:
+        table=report(
+            genaug_dag.REPORT["table"],
+            caption="../report/genaug_table.rst",
+            category="genaug",
+            subcategory="comparison",
+            labels={"table": "arms"},
+        ),
+        markdown=genaug_dag.REPORT["markdown"],
+        figure=report(
+            genaug_dag.REPORT["figure"],
+            caption="../report/genaug_comparison.rst",
+            category="genaug",
+            subcategory="comparison",
+            labels={"figure": "arms"},
+        ),
+        quality=report(
+            genaug_dag.REPORT["quality"],
+            caption="../report/genaug_quality.rst",
+            category="genaug",
+            subcategory="pipelines",
+            labels={"table": "FID"},
+        ),
+        json=genaug_dag.REPORT["json"],
+    log:
+        "logs/genaug/genaug_report.log",
+    benchmark:
+        "benchmarks/genaug/genaug_report.tsv"
+    conda:
+        CPU_ENV
+    resources:
+        **rule_resources(GENAUG, "genaug_report"),
+    params:
+        runs=genaug_dag.report_run_flags(GENAUG),
+        flags=config_flags(GENAUG, genaug_dag.SCRIPT_FLAGS["genaug_report"]),
+    shell:
+        "{PYTHON} scripts/genaug_report.py --dataset {input.dataset:q} {params.runs} --quality {input.quality:q} {params.flags} "
+        "--out-table {output.table:q} --out-markdown {output.markdown:q} --out-figure {output.figure:q} "
+        "--out-quality {output.quality:q} --out-json {output.json:q} > {log:q} 2>&1"

@@ -11,11 +11,10 @@ Both write safetensors weights through ``save_pretrained`` and load with ``from_
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import torch
-from diffusers import DDIMPipeline, DDIMScheduler, UNet2DModel
+from diffusers import DDIMPipeline, DDIMScheduler
 
 TOKENIZER_MAX_LENGTH = 77  # CLIP's context length, as in Stable Diffusion
 TEXT_WIDTH = 32  # CLIP hidden size = the UNet's cross-attention width
@@ -74,13 +73,10 @@ def build_ddim_pipeline(
     layers_per_block: int = 1,
     seed: int = 0,
 ) -> Path:
-    """Save a random unconditional DDIMPipeline (UNet2DModel without attention) to ``out_dir``."""
+    """Save a random DDIMPipeline of the pipelines' UNet (gensynth.genaug.pipelines) to ``out_dir``."""
+    from .pipelines import unconditional_unet
+
     torch.manual_seed(seed)
-    blocks = len(block_out_channels)
-    unet = UNet2DModel(
-        sample_size=image_size, in_channels=channels, out_channels=channels, block_out_channels=tuple(block_out_channels),
-        layers_per_block=layers_per_block, down_block_types=("DownBlock2D",) * blocks, up_block_types=("UpBlock2D",) * blocks,
-        norm_num_groups=max(d for d in range(1, 33) if math.gcd(*block_out_channels) % d == 0),  # divides every width
-    )
+    unet = unconditional_unet(channels, image_size, block_out_channels, layers_per_block)
     DDIMPipeline(unet=unet, scheduler=DDIMScheduler()).save_pretrained(out_dir, safe_serialization=True)
     return Path(out_dir)

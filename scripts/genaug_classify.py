@@ -1,0 +1,111 @@
+"""Train the fusion classifier of one arm on one fold, once per seed; predict the fold's test patients.
+
+    python scripts/genaug_classify.py --dataset results/genaug/data/dataset.npz --fold 0 --arm baseline \
+        --no-use-generative-augmentation --seeds 0 1 2 --out-predictions results/genaug/runs/baseline/fold0.npz \
+        --out-history results/genaug/runs/baseline/fold0.json --out-model results/genaug/runs/baseline/fold0.ckpt \
+        --resume-dir results/genaug/runs/resume
+    python scripts/genaug_classify.py ... --arm augmented --use-generative-augmentation --models results/genaug/models/fold0 \
+        --depth-rgb-prob 0.5 --depth-rgb-mix-ratio-range 0.01 0.05 --depth-rgb-inference-steps 10 ...
+
+With the switch on, every training batch goes through the mixing rule (gensynth.genaug.mixing) for
+each enabled modality, drawing from the pipelines in ``--models`` (the seed's {kind}_{phase}
+folders); validation and test visits are never augmented. The log and the history record each
+epoch's synthetic images and the model cache's hit rate.
+
+Outputs: predictions (NPZ: seed, index, label, prediction, probabilities, one row per test visit and
+seed), the EMA weights per seed (checkpoint), the history (JSON, with provenance).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+from gensynth.cli import run_main
+from gensynth.device import add_device_arguments, use_device
+from gensynth.errors import GensynthError
+from gensynth.genaug.augmentation import PHASES, model_folder
+from gensynth.genaug.classifier import ClassifierSettings, Mixer, held_out_predictions, train_classifier
+from gensynth.genaug.data import load_dataset
+from gensynth.genaug.flags import add_augmentation_arguments, configs_from_args, default, prompts_from_arg
+from gensynth.genaug.manager import GenerativeAugmentationManager
+from gensynth.io import save_checkpoint, save_json, save_npz, sha256_file
+from gensynth.provenance import Provenance
+from gensynth.training import run_fingerprint
+
+log = logging.getLogger("genaug_classify")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", required=True, help="the dataset NPZ (scripts/genaug_data.py)")
+    parser.add_argument("--fold", type=int, required=True, help="the fold: train on its training patients, predict its test patients")
+    parser.add_argument("--arm", required=True, help="the arm (baseline, augmented, augmented_prob0.3, ...), recorded in the outputs")
+    parser.add_argument("--models", type=Path, help="the fold's model folders ({kind}_{phase}); needed when augmenting")
+    for field in dataclasses.fields(ClassifierSettings):  # the genaug.classifier section
+        value = default(f"classifier.{field.name}")
+        parser.add_argument(f"--{field.name.replace('_', '-')}", type=type(value), default=value)
+    parser.add_argument("--seeds", type=int, nargs="+", default=default("classifier.seeds"), help="training seeds")
+    add_augmentation_arguments(parser)
+    parser.add_argument("--out-predictions", required=True, help="output: test predictions (NPZ)")
+    parser.add_argument("--out-model", required=True, help="output: the EMA weights per seed (checkpoint)")
+    parser.add_argument("--out-history", required=True, help="output: per seed and epoch, losses, synthetic counts, cache hit rate (JSON)")
+    parser.add_argument("--resume-dir", required=True, type=Path, help="each seed's resumable state (kept beside the outputs)")
+    add_device_arguments(parser)
+    return parser
+
+
+def model_weights(models: Path, configs) -> dict[str, Path]:
+    """The safetensors files of the pipelines the enabled modalities draw from (provenance and resume fingerprint)."""
+    folders = sorted({model_folder(m, p) for m, c in configs.items() if c.enabled for p in PHASES})
+    return {str(path.relative_to(models)): path for folder in folders for path in sorted((models / folder).rglob("*.safetensors"))}
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    device = use_device(args)
+    settings = ClassifierSettings(**{f.name: getattr(args, f.name) for f in dataclasses.fields(ClassifierSettings)})
+    configs = configs_from_args(args)
+    augmenting = any(c.enabled for c in configs.values())
+    if augmenting and args.models is None:
+        raise GensynthError("--models: the folder of the pipelines is needed when augmenting (--use-generative-augmentation with an "
+                            "enabled modality)")
+    config = {"arm": args.arm, "fold": args.fold, "seeds": args.seeds, "classifier": dataclasses.asdict(settings),
+              "augmentation": {m: dataclasses.asdict(c) for m, c in configs.items()}, "augmenting": augmenting}
+    provenance = Provenance(config, str(device))
+    dataset = load_dataset(args.dataset)
+    weights = model_weights(args.models, configs) if augmenting else {}
+    digest = run_fingerprint(dataset=sha256_file(args.dataset), models={name: sha256_file(path) for name, path in weights.items()})
+    manager = GenerativeAugmentationManager(args.models, configs, device, prompts_from_arg(args.prompts)) if augmenting else None
+
+    predictions, states, histories = [], {}, {}
+    for seed in args.seeds:
+        mixer = Mixer(manager, configs, seed, dataset.image_size) if manager is not None else None
+        resume = args.resume_dir / f"{args.arm}_fold{args.fold}_seed{seed}.ckpt"
+        trainer, history = train_classifier(dataset, args.fold, seed, settings, device, mixer, resume, digest, args.arm)
+        held_out = held_out_predictions(trainer, dataset, args.fold)
+        accuracy = float((held_out["prediction"] == held_out["label"]).mean())
+        log.info("%s fold %d seed %d: test accuracy %.3f on %d visits", args.arm, args.fold, seed, accuracy, len(held_out["label"]))
+        predictions.append({"seed": np.full(len(held_out["index"]), seed, dtype=np.int64), **held_out})
+        states[str(seed)] = trainer.ema_state_dict()
+        histories[str(seed)] = {"epochs": history, "test_accuracy": accuracy,
+                                "synthetic": int(sum(r["synthetic"] for r in history)),
+                                "synthetic_per_epoch": float(np.mean([r["synthetic"] for r in history]))}
+
+    save_npz(args.out_predictions, {key: np.concatenate([p[key] for p in predictions]) for key in predictions[0]})
+    save_checkpoint(args.out_model, {"width": settings.width, "seeds": list(args.seeds), "state_dicts": states})
+    cache = manager.cache_info().as_dict() if manager is not None else None
+    save_json(args.out_history, {**config, "cache": cache, "seeds_history": histories,
+                                 "provenance": provenance.record({"dataset": args.dataset, **weights},
+                                                                 {"predictions": args.out_predictions, "model": args.out_model})})
+    if manager is not None:
+        manager.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))

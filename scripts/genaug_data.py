@@ -1,0 +1,91 @@
+"""Make genaug's dataset: the wound phantom's visits or the user's folder, with patient-grouped folds.
+
+    python scripts/genaug_data.py --source phantom --patients 48 --visits 3 --image-size 16 --folds 3 \
+        --out results/genaug/data/dataset.npz --out-info results/genaug/data/dataset.json \
+        --out-splits results/genaug/data/splits.csv --out-samples results/genaug/data/samples.png
+    python scripts/genaug_data.py --source folder --folder wounds --csv labels.csv ...   # the user's images (docs/genaug.md)
+
+``--example-folder DIR`` also writes the visits in the users' layout (PNGs and labels.csv), as a
+template for one's own data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+
+import numpy as np
+from gensynth.cli import run_main
+from gensynth.genaug.augmentation import PHASES
+from gensynth.genaug.data import ROLE_NAMES, read_folder, save_dataset, with_folds, write_folder
+from gensynth.genaug.figures import dataset_figure
+from gensynth.genaug.flags import default
+from gensynth.genaug.phantom import PhantomConfig, make_phantom
+from gensynth.io import atomic_open, save_json
+from gensynth.provenance import Provenance
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--source", choices=("phantom", "folder"), default=default("data.source"))
+    parser.add_argument("--folder", default=default("data.folder"), help="folder: the data folder")
+    parser.add_argument("--csv", default=default("data.csv"), help="folder: the CSV's name inside it")
+    parser.add_argument("--image-size", type=int, default=default("data.image_size"), help="image side in pixels")
+    parser.add_argument("--folds", type=int, default=default("data.folds"), help="patient-grouped folds")
+    parser.add_argument("--val-fraction", type=float, default=default("data.val_fraction"),
+                        help="share of each fold's training patients held out for validation")
+    parser.add_argument("--split-seed", type=int, default=default("data.split_seed"), help="seed of the folds and validation sets")
+    parser.add_argument("--patients", type=int, default=default("phantom.patients"), help="phantom: simulated patients")
+    parser.add_argument("--visits", type=int, default=default("phantom.visits"), help="phantom: visits per patient")
+    parser.add_argument("--seed", type=int, default=default("phantom.seed"), help="phantom: its seed")
+    parser.add_argument("--out", required=True, help="output: the dataset NPZ")
+    parser.add_argument("--out-info", required=True, help="output: counts per phase, fold and split (JSON, with provenance)")
+    parser.add_argument("--out-splits", required=True, help="output: each patient's test fold and validation folds (CSV)")
+    parser.add_argument("--out-samples", required=True, help="output: a few visits of each phase (PNG)")
+    parser.add_argument("--example-folder", help="also write the visits in the users' folder layout here")
+    return parser
+
+
+def counts(dataset, visits: np.ndarray) -> dict:
+    """Visits, patients and visits per phase of a selection (a boolean mask over the visits)."""
+    return {"visits": int(visits.sum()), "patients": len(np.unique(dataset.patient[visits])),
+            "phases": {p: int((visits & (dataset.phase == i)).sum()) for i, p in enumerate(PHASES)}}
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    provenance = Provenance(vars(args))
+    if args.source == "phantom":
+        arrays = make_phantom(PhantomConfig(args.patients, args.visits, args.image_size, args.seed))
+    else:
+        arrays = read_folder(args.folder, args.csv, args.image_size)
+    dataset = with_folds(arrays, args.folds, args.val_fraction, args.split_seed)
+    save_dataset(args.out, dataset)
+    if args.example_folder:
+        write_folder(arrays, args.example_folder)
+
+    patients = np.unique(dataset.patient)
+    with atomic_open(args.out_splits, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["patient", "visits", "phases", "test_fold", "validation_in_folds"])
+        for patient in patients:
+            rows = np.flatnonzero(dataset.patient == patient)
+            validation = [f for f in range(dataset.folds) if (dataset.split[f, rows] == 1).any()]
+            writer.writerow([patient, len(rows), "".join(PHASES[p] for p in dataset.phase[rows]), int(dataset.fold[rows[0]]),
+                             " ".join(map(str, validation))])
+    folds = [{ROLE_NAMES[role]: counts(dataset, dataset.split[f] == role) for role in ROLE_NAMES} for f in range(dataset.folds)]
+    info = {
+        "source": args.source, "visits": len(dataset), "patients": len(patients), "image_size": dataset.image_size,
+        "phases": counts(dataset, np.ones(len(dataset), bool))["phases"], "folds": folds,
+        "provenance": provenance.record({} if args.source == "phantom" else {"csv": f"{args.folder}/{args.csv}"},
+                                        {"dataset": args.out, "splits": args.out_splits}),
+    }
+    save_json(args.out_info, info)
+    dataset_figure(dataset, args.out_samples)
+    print(f"{len(dataset)} visits of {len(patients)} patients, phases {info['phases']}, {dataset.folds} folds -> {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))

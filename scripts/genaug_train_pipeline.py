@@ -1,0 +1,67 @@
+"""Train one per-(modality, phase) diffusion pipeline on one fold's training patients; save it as the seed's model folder.
+
+    python scripts/genaug_train_pipeline.py --dataset results/genaug/data/dataset.npz --fold 0 --folder rgb_I \
+        --out results/genaug/models/fold0/rgb_I --out-info results/genaug/models/fold0/rgb_I.json \
+        --resume results/genaug/models/resume/fold0_rgb_I.ckpt --device auto
+
+The folder is a diffusers DDIMPipeline (save_pretrained, safetensors): model_index.json, unet/,
+scheduler/; GenerativeAugmentationManager loads it with from_pretrained. ``--resume`` keeps the run's
+state: a rerun after a kill continues from the last save.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+from gensynth.cli import run_main
+from gensynth.device import add_device_arguments, use_device
+from gensynth.genaug.augmentation import MODEL_FOLDERS
+from gensynth.genaug.data import load_dataset
+from gensynth.genaug.flags import default
+from gensynth.genaug.pipelines import PipelineSettings, save_pipeline, train_pipeline, training_images
+from gensynth.io import save_json
+from gensynth.provenance import Provenance
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", required=True, help="the dataset NPZ (scripts/genaug_data.py)")
+    parser.add_argument("--fold", type=int, required=True, help="whose training patients the pipeline learns from")
+    parser.add_argument("--folder", required=True, choices=MODEL_FOLDERS, help="the model folder: {kind}_{phase}")
+    parser.add_argument("--out", required=True, type=Path, help="output: the pipeline folder")
+    parser.add_argument("--out-info", required=True, help="output: loss history and settings (JSON, with provenance)")
+    parser.add_argument("--resume", required=True, type=Path, help="the run's resumable state (kept beside the outputs)")
+    for field in dataclasses.fields(PipelineSettings):  # the genaug.pipeline section
+        value = default(f"pipeline.{field.name}")
+        name = f"--{field.name.replace('_', '-')}"
+        if isinstance(value, list):
+            parser.add_argument(name, type=int, nargs="+", default=value)
+        else:
+            parser.add_argument(name, type=type(value), default=value)
+    add_device_arguments(parser)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    device = use_device(args)
+    settings = PipelineSettings(**{f.name: getattr(args, f.name) for f in dataclasses.fields(PipelineSettings)})
+    settings = dataclasses.replace(settings, block_out_channels=tuple(settings.block_out_channels))
+    provenance = Provenance({"fold": args.fold, "folder": args.folder, "pipeline": dataclasses.asdict(settings)}, str(device))
+    dataset = load_dataset(args.dataset)
+    images = training_images(dataset, args.fold, args.folder)
+    pipeline, history = train_pipeline(images, settings, device, args.resume, args.fold, args.folder)
+    save_pipeline(pipeline, args.out)
+    save_json(args.out_info, {"fold": args.fold, "folder": args.folder, "n_images": len(images), "image_size": dataset.image_size,
+                              "parameters": sum(p.numel() for p in pipeline.unet.parameters()), "history": history,
+                              "provenance": provenance.record({"dataset": args.dataset}, {
+                                  str(path.relative_to(args.out.parent)): path for path in sorted(args.out.rglob("*")) if path.is_file()})})
+    print(f"{args.folder}, fold {args.fold}: {len(images)} images, final loss {history[-1]['loss']:.4f} -> {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))

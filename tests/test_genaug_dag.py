@@ -1,0 +1,217 @@
+"""genaug in the DAG: dry-runs of the default and full configs (arms as wildcards), config checks, script defaults,
+and one run of the whole module at toy scale whose table is recomputed from its predictions."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import importlib.util
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from conftest import ROOT, copy_project, snakemake
+from gensynth.config import validate_config
+from gensynth.errors import GensynthError
+from gensynth.genaug import dag
+from gensynth.genaug.data import load_dataset
+from gensynth.genaug.experiment import pool_predictions, summarize
+from gensynth.genaug.flags import default, flag_name, modality_flag_keys
+from gensynth.genaug.tiny_sd import build_ddim_pipeline
+from gensynth.io import load_npz
+
+CONFIG = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+TOY = "tests/configs/genaug_toy.yaml"
+
+
+def job_stats(output: str) -> dict[str, int]:
+    table = output[output.index("Job stats:") :]
+    return {rule: int(count) for rule, count in re.findall(r"^(\w+)\s+(\d+)\s*$", table, flags=re.M)}
+
+
+def jobs_of(output: str, rule: str) -> list[str]:
+    return [block for block in output.split("\n\n") if f"rule {rule}:" in block]
+
+
+def section(**changes) -> dict:
+    """The default genaug section, validated (defaults filled), with dotted keys changed."""
+    config = copy.deepcopy(CONFIG)
+    for key, value in changes.items():
+        node = config["genaug"]
+        *parents, last = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = value
+    return validate_config(config)["genaug"]
+
+
+def test_default_dry_run_trains_the_rgb_pipelines_per_fold_and_both_arms(project):
+    output = snakemake(project, "-n", "-p", "--cores", "2", "--config", "modules=[genaug]").stdout
+    stats = job_stats(output)
+    assert {rule: stats[rule] for rule in ("genaug_data", "genaug_train_pipeline", "genaug_classify", "genaug_quality", "genaug_report")} == {
+        "genaug_data": 1, "genaug_train_pipeline": 9, "genaug_classify": 6, "genaug_quality": 3, "genaug_report": 1}
+    pipelines = sorted(re.search(r"wildcards: fold=(\d), folder=(\w+)", job).groups() for job in jobs_of(output, "genaug_train_pipeline"))
+    assert pipelines == [(str(f), folder) for f in range(3) for folder in ("rgb_I", "rgb_P", "rgb_R")]
+    for rule in ("genaug_train_pipeline", "genaug_classify", "genaug_quality"):
+        assert all(re.search(r"resources: .*\bgpu=1\b", job) for job in jobs_of(output, rule)), rule
+    for job in jobs_of(output, "genaug_classify"):
+        arm = re.search(r"wildcards: arm=(\w+)", job).group(1)
+        if arm == "baseline":
+            assert "--no-use-generative-augmentation" in job and "--models " not in job and "--depth-rgb-prob" not in job
+        else:
+            assert "--use-generative-augmentation" in job and "--models results/genaug/models/fold" in job
+            assert "--depth-rgb-prob 0.5 --depth-rgb-mix-ratio-range 0.01 0.05 --depth-rgb-inference-steps 10" in job
+            assert "--no-thermal-rgb-enabled" in job and "--thermal-rgb-prob" not in job
+
+
+def test_full_config_sweeps_are_arms_and_all_nine_folders_train(project):
+    output = snakemake(project, "-n", "--configfile", "config/full/genaug.yaml", "--cores", "2", "--config", "modules=[genaug]").stdout
+    stats = job_stats(output)
+    arms = ["baseline", "augmented", "augmented_prob0.3", "augmented_prob0.7", "augmented_mix0.05-0.15", "augmented_mix0.15-0.3",
+            "augmented_steps20", "augmented_steps50"]
+    assert stats["genaug_train_pipeline"] == 9 * 5 and stats["genaug_classify"] == len(arms) * 5 and stats["genaug_quality"] == 5
+    found = {re.search(r"wildcards: arm=([\w.-]+), fold=0", job) for job in jobs_of(output, "genaug_classify")}
+    assert sorted(m.group(1) for m in found if m) == sorted(arms)
+    (quality,) = [job for job in jobs_of(output, "genaug_quality") if "fold=0" in job]
+    assert "--inference-steps 10 20 50" in quality and "--folders rgb_I rgb_P rgb_R thermal_map_I" in quality
+    prob = [job for job in jobs_of(output, "genaug_classify") if "arm=augmented_prob0.3, fold=0" in job][0]
+    assert "--depth-rgb-prob 0.3 --depth-rgb-mix-ratio-range 0.01 0.05 --depth-rgb-inference-steps 10" in prob
+    # one arm as a target: only its jobs and what they need; an arm not in the config is no target
+    one = snakemake(project, "-n", "--configfile", "config/full/genaug.yaml", "--cores", "2", "results/genaug/runs/augmented_steps50/fold3.npz").stdout
+    assert job_stats(one)["genaug_classify"] == 1 and job_stats(one)["genaug_train_pipeline"] == 3
+    result = snakemake(project, "-n", "--cores", "1", "results/genaug/runs/augmented_prob0.9/fold0.npz", check=False)
+    assert result.returncode != 0 and "MissingRuleException" in result.stdout + result.stderr
+
+
+BAD_SECTIONS = [
+    ({"use_generative_augmentation": True, "modalities.depth_rgb.enabled": False},
+     "config key 'genaug.use_generative_augmentation' = true: expected at least one modality with enabled: true"),
+    ({"use_generative_augmentation": False, "sweep.prob": [0.3]}, "config key 'genaug.sweep'"),
+    ({"sweep.mix_ratio_range": [[0.2, 0.1]]}, "config key 'genaug.sweep.mix_ratio_range' = [0.2, 0.1]: expected low <= high"),
+    ({"modalities.depth_rgb.mix_ratio_range": [0.05, 0.01]}, "genaug.modalities.depth_rgb.mix_ratio_range' = [0.05, 0.01]: expected low <= high"),
+    ({"pipeline.block_out_channels": [12, 24]}, "genaug.pipeline.block_out_channels' = [12, 24]: expected multiples of 8"),
+    ({"data.image_size": 10, "pipeline.block_out_channels": [8, 16, 16]}, "'genaug.data.image_size' = 10: expected a multiple of 2**2"),
+    ({"classifier.width": 5}, "'genaug.classifier.width' = 5: expected an even number"),
+    ({"phantom.patients": 2}, "'genaug.phantom.patients' = 2: expected at least data.folds = 3"),
+    ({"phantom.patients": 6, "data.val_fraction": 0.9}, "'genaug.data.val_fraction' = 0.9: expected a share that leaves training patients"),
+    ({"data.source": "folder"}, "'genaug.data.folder' = '': expected an existing data folder"),
+    ({"data.source": "folder", "data.folder": "resources"}, "'genaug.data.csv' = resources/labels.csv: expected an existing file"),
+    ({"models.source": "folder", "models.folder": "resources"},
+     "'genaug.models.folder' = resources: expected a folder holding rgb_I/model_index.json"),
+    ({"prompts": "missing.yaml"}, "missing.yaml: prompt templates file not found"),
+    ({"sweep.prob": [0.3, 0.3000001]}, "expected values that name distinct arms"),
+]
+
+
+@pytest.mark.parametrize("changes,message", BAD_SECTIONS, ids=[next(iter(c)) for c, _ in BAD_SECTIONS])
+def test_a_bad_section_is_one_line_naming_the_key(changes, message, monkeypatch):
+    monkeypatch.chdir(ROOT)  # relative paths (prompts, folders) as the Snakefile sees them
+    with pytest.raises(GensynthError) as error:
+        dag.validate(section(**changes), CONFIG)
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_the_default_section_validates_and_names_its_arms(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    dag.validate(section(), CONFIG)
+    assert dag.arms(section()) == ["baseline", "augmented"]
+    assert dag.arms(section(use_generative_augmentation=False)) == ["baseline"] and dag.model_folders(section(use_generative_augmentation=False)) == []
+    swept = section(**{"sweep.prob": [0.3, 0.5], "sweep.inference_steps": [10, 20]})
+    assert dag.arms(swept) == ["baseline", "augmented", "augmented_prob0.3", "augmented_steps20"]  # 0.5 and 10 are the base
+    assert dag.quality_steps(swept) == [10, 20]
+
+
+def parser_of(script: str):
+    spec = importlib.util.spec_from_file_location(script, ROOT / "scripts" / f"{script}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.build_parser()
+
+
+def test_every_scripts_defaults_are_the_schemas():
+    for script, keys in dag.SCRIPT_FLAGS.items():
+        actions = {option: action for action in parser_of(script)._actions for option in action.option_strings}
+        for key in keys:
+            name = key[1] if isinstance(key, tuple) else "--" + key.rsplit(".", 1)[-1].replace("_", "-")
+            assert name in actions, f"{script}: no flag {name} for genaug.{key}"
+            assert actions[name].default == default(key), f"{script} {name}"
+    actions = {option: action for action in parser_of("genaug_classify")._actions for option in action.option_strings}
+    for key, name in modality_flag_keys():
+        assert actions[name].default == default(key), name
+    assert actions["--use-generative-augmentation"].default is default("use_generative_augmentation")
+    quality = {option: action for action in parser_of("genaug_quality")._actions for option in action.option_strings}
+    assert quality[flag_name("depth_map", "batch_limit")].default == default("modalities.depth_map.batch_limit")
+
+
+# -- the module, run once at toy scale ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def toy_run(tmp_path_factory) -> Path:
+    """The module on the toy config, with the user's model folders: three tiny random rgb pipelines."""
+    workdir = copy_project(tmp_path_factory.mktemp("genaug_toy"))
+    for index, folder in enumerate(("rgb_I", "rgb_P", "rgb_R")):
+        build_ddim_pipeline(workdir / "toy_models" / folder, channels=3, image_size=8, block_out_channels=(8, 16), seed=index)
+    snakemake(workdir, "--cores", "2", "--configfile", TOY, "--config", "modules=[genaug]", timeout=900)
+    return workdir
+
+
+def test_toy_run_table_is_the_predictions_summarized(toy_run):
+    results = toy_run / "results" / "genaug"
+    toy = validate_config({**copy.deepcopy(CONFIG), "genaug": {**CONFIG["genaug"], **yaml.safe_load((ROOT / TOY).read_text())["genaug"]}})["genaug"]
+    dataset = load_dataset(results / "data" / "dataset.npz")
+    runs = {arm: [load_npz(results / "runs" / arm / f"fold{f}.npz") for f in range(2)] for arm in ("baseline", "augmented")}
+    experiment = pool_predictions(dataset.phase, dataset.patient, runs)
+    report = toy["report"]
+    expected = summarize(experiment, report["n_bootstrap"], report["confidence"], report["seed"], report["kappa_weights"])
+    with open(results / "results.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["arm"] for row in rows] == ["baseline", "augmented"]
+    for row, recomputed in zip(rows, expected):
+        for column in ("kappa", "kappa_low", "kappa_high", "macro_f1", "accuracy", "accuracy_diff_low"):
+            if recomputed[column] == recomputed[column]:  # not NaN
+                assert float(row[column]) == pytest.approx(recomputed[column], abs=1e-12), column
+    assert float(rows[1]["synthetic_per_epoch"]) > 0 and float(rows[0]["synthetic_per_epoch"]) == 0
+    assert "| augmented | 1 | 0.2-0.5 | 2 |" in (results / "results.md").read_text()
+    for figure in ("comparison.png", "data/samples.png", "quality/fold0_samples.png", "quality/fold1_samples.png"):
+        assert (results / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    summary = json.loads((results / "summary.json").read_text())
+    assert summary["seeds"] == [0, 1] and len(summary["provenance"]["inputs"]) == 1 + 2 * 2 + 2  # dataset, predictions, quality
+
+
+def test_toy_run_logs_synthetic_counts_and_hit_rates_per_epoch(toy_run):
+    log = (toy_run / "logs" / "genaug" / "genaug_classify" / "augmented_fold0.log").read_text()
+    lines = re.findall(r"augmented fold 0 seed (\d), epoch (\d+): (\d+) synthetic images in (\d+) batches, cache hit rate ([\d.]+)", log)
+    assert sorted((seed, epoch) for seed, epoch, *_ in lines) == [(s, str(e)) for s in "01" for e in range(1, 4)]
+    history = json.loads((toy_run / "results" / "genaug" / "runs" / "augmented" / "fold0.json").read_text())
+    for seed, epoch, count, _, rate in lines:
+        record = history["seeds_history"][seed]["epochs"][int(epoch) - 1]
+        assert record["synthetic"] == int(count) > 0 and record["cache_hit_rate"] == pytest.approx(float(rate), abs=1e-3)
+    assert history["cache"]["loads"] <= 3 and history["augmenting"] and "provenance" in history
+    baseline = json.loads((toy_run / "results" / "genaug" / "runs" / "baseline" / "fold0.json").read_text())
+    assert all(r["synthetic"] == 0 for h in baseline["seeds_history"].values() for r in h["epochs"]) and baseline["cache"] is None
+
+
+def test_toy_run_reads_the_users_models_and_tables_their_quality(toy_run):
+    results = toy_run / "results" / "genaug"
+    assert not (results / "models").exists()  # models.source folder: nothing trained
+    history = json.loads((results / "runs" / "augmented" / "fold1.json").read_text())
+    assert sorted(history["provenance"]["inputs"]) == ["dataset", *(f"{f}/unet/diffusion_pytorch_model.safetensors" for f in ("rgb_I", "rgb_P", "rgb_R"))]
+    with open(results / "quality.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert sorted({(r["fold"], r["folder"], r["modality"]) for r in rows}) == sorted(
+        (str(f), folder, m) for f in (0, 1) for folder in ("rgb_I", "rgb_P", "rgb_R") for m in ("depth_rgb", "thermal_rgb"))
+    assert all(r["inference_steps"] == "2" and r["n_synthetic"] == "6" for r in rows)
+    assert np.isfinite([float(r["fid_heldout"]) for r in rows if r["fid_heldout"]]).all()
+
+
+def test_the_dag_module_imports_nothing_heavy():
+    """The Snakefile imports gensynth.genaug.dag at parse time."""
+    code = "import sys, gensynth.genaug.dag; print(sorted(m for m in ('torch', 'diffusers', 'sklearn', 'pandas', 'matplotlib') if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert result.stdout.strip() == "[]"
