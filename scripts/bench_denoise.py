@@ -10,19 +10,24 @@ fused kernels' first-call time (numba's compile, or its cache load when the cach
 
     python scripts/bench_denoise.py --batch 128 --length 601 --d-model 64 --layers 4 --repeats 3 --threads 2
 
-An end-to-end figure: --end-to-end-command runs a command (e.g. scripts/run_denoise_from_manifest.py on
-the default data) once, timed, and reports --end-to-end-spectra divided by its wall time.
+With --manifest-data (the default run's results/denoise/data) and --checkpoint, two end-to-end figures on
+that data, I/O included: the whole scripts/run_denoise_from_manifest.py command (interpreter start and
+imports too), and the manifest run alone (gensynth.denoise.inference.manifest_throughput).
+
+    python scripts/bench_denoise.py --skip-mambapy --manifest-data results/denoise/data \
+        --checkpoint results/denoise/checkpoints/noise2noise/mamba_tiny_uv_best.pt
 """
 
 from __future__ import annotations
 
 import argparse
-import shlex
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from gensynth.cli import run_main
@@ -54,8 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--repeats", type=int, default=3, help="timed forward passes per model (the median is reported)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-mambapy", action="store_true", help="time only the project's models (mambapy's take minutes)")
-    parser.add_argument("--end-to-end-command", help="a command to time once, e.g. 'python scripts/run_denoise_from_manifest.py ...'")
-    parser.add_argument("--end-to-end-spectra", type=int, help="how many spectra --end-to-end-command denoises")
+    parser.add_argument("--manifest-data", type=Path, help="a denoise data folder (manifest_full.csv, spectra/, metadata/) for the end-to-end figures")
+    parser.add_argument("--checkpoint", type=Path, help="the checkpoint the end-to-end figures denoise with")
     parser.add_argument("--out", help="also write the figures as JSON (with provenance) here")
     add_device_arguments(parser)
     parser.set_defaults(threads=2, device="cpu")
@@ -89,19 +94,33 @@ def training_figure(model: MambaUV, spectra: torch.Tensor, dose: torch.Tensor, k
     return Figure(f"MambaUV training step (forward + backward), {kernels} kernels", args.batch / median_seconds(step, args.repeats))
 
 
-def end_to_end_figure(args) -> Figure:
-    start = time.perf_counter()
-    done = subprocess.run(shlex.split(args.end_to_end_command), check=False, capture_output=True, text=True)
-    seconds = time.perf_counter() - start
+def end_to_end_figures(args, device) -> list[Figure]:
+    """The whole script on the manifest (a fresh output tree, so every file is denoised), and the run alone."""
+    from gensynth.denoise.inference import manifest_throughput
+
+    data = args.manifest_data
+    files = dict(manifest=data / "manifest_full.csv", root=data / "spectra", dose_csv=data / "metadata/dose_features.csv",
+                 dose_stats=data / "metadata/dose_stats.json")
+    run = manifest_throughput(files["manifest"], files["root"], args.checkpoint, files["dose_csv"], files["dose_stats"],
+                              batch_size=args.batch, num_workers=1, device=str(device))
+    with tempfile.TemporaryDirectory() as out:
+        command = [sys.executable, str(Path(__file__).with_name("run_denoise_from_manifest.py")), "--manifest", str(files["manifest"]),
+                   "--root-dir", str(files["root"]), "--checkpoint", str(args.checkpoint), "--output-root", out,
+                   "--dose-features-csv", str(files["dose_csv"]), "--dose-stats-json", str(files["dose_stats"]),
+                   "--batch-size", str(args.batch), "--num-workers", "1", "--device", str(device)]
+        start = time.perf_counter()
+        done = subprocess.run(command, check=False, capture_output=True, text=True)
+        seconds = time.perf_counter() - start
     if done.returncode != 0:
-        raise GensynthError(f"--end-to-end-command failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
-    return Figure(f"end to end: {args.end_to_end_command}", args.end_to_end_spectra / seconds)
+        raise GensynthError(f"run_denoise_from_manifest.py failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
+    return [Figure(f"whole run_denoise_from_manifest.py, {run.spectra} spectra", run.spectra / seconds),
+            Figure("the manifest run alone (no interpreter start)", run.spectra_per_s)]
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    if args.end_to_end_command and not args.end_to_end_spectra:
-        raise GensynthError("--end-to-end-command needs --end-to-end-spectra (how many spectra it denoises)")
+    if (args.manifest_data is None) != (args.checkpoint is None):
+        raise GensynthError("--manifest-data and --checkpoint: give both (for the end-to-end figures) or neither")
     device = use_device(args)
     provenance = Provenance(vars(args), device)
 
@@ -140,8 +159,8 @@ def main(argv=None) -> int:
     uv_name = f"MambaUV default (bidirectional, FiLM) forward, {kernels} kernels"
     uv_figure, _ = forward_figure(uv_name, model.eval(), (spectra, dose), None, args)
     figures = [*mambapy_figures, stack_figure, uv_figure, training_figure(model.train(), spectra, dose, kernels, args)]
-    if args.end_to_end_command:
-        figures.append(end_to_end_figure(args))
+    if args.manifest_data is not None:
+        figures += end_to_end_figures(args, device)
 
     print(f"\nbatch {args.batch}, length {args.length}, d_model {args.d_model}, {args.layers} layers, {args.threads} threads, {device}")
     equal = True

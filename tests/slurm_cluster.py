@@ -179,9 +179,10 @@ PartitionName=gpu Nodes={self.host} MaxTime=INFINITE State=UP
             parts.append(f"== {path.name}\n{path.read_text(errors='replace')[-2000:]}")
         return "\n".join(parts)
 
-    def job_partition(self, job_id: str) -> str:
+    def job_fields(self, job_id: str) -> dict[str, str]:
+        """``scontrol show job``'s KEY=VALUE fields (Partition, MinMemoryNode, TimeLimit, ...)."""
         out = run("scontrol", "show", "job", job_id).stdout
-        return next(field.split("=", 1)[1] for field in out.split() if field.startswith("Partition="))
+        return dict(field.split("=", 1) for field in out.split() if "=" in field)
 
 
 def wait_for(condition, seconds: float, what: str, details=lambda: "") -> None:

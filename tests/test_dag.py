@@ -13,6 +13,9 @@ EXPECTED_RULES = {
     "replicas": {"make_replica_phantom", "train_replica_model", "generate_replica", "replicas_qa"},
     "madness": {"madness_prepare_data", "madness_train_lenet", "madness_train_initial", "madness_generation", "madness_metrics",
                 "madness_jacobian", "madness_detect"},
+    "denoise": {"denoise_phantom", "denoise_tune_savgol", "denoise_train", "denoise_shard", "denoise_merge", "denoise_panel_qa",
+                "denoise_plot_roi"},
+    "genaug": {"genaug_data", "genaug_train_pipeline", "genaug_classify", "genaug_quality", "genaug_report"},
 }
 
 

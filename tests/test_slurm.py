@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import snakemake
 from slurm_cluster import Unavailable, slurm_cluster
@@ -43,15 +44,20 @@ def test_jobs_run_through_sbatch_on_the_right_partitions(cluster, project: Path)
         timeout=900,
     )
     assert (project / TARGET).is_file()
-    # Each job's SLURM log is named after its job id; scontrol says where the job ran.
-    partitions = {}
+    # Each job's SLURM log is named after its job id; scontrol says where the job ran and what it asked for.
+    # profiles/default, applied to every run in this folder, must leave the slurm profile's executor and
+    # resources alone: the jobs went through sbatch with the rules' own memory and time.
+    jobs = {}
     for log in (project / ".snakemake/slurm_logs").rglob("*.log"):
         rule = next(part.removeprefix("rule_") for part in log.relative_to(project).parts if part.startswith("rule_"))
-        partitions[rule] = cluster.job_partition(log.stem)
-    assert set(partitions) == CPU_RULES | GPU_RULES, result.stderr[-3000:]
+        jobs[rule] = cluster.job_fields(log.stem)
+    assert set(jobs) == CPU_RULES | GPU_RULES, result.stderr[-3000:]
+    config = yaml.safe_load((project / "config/config.yaml").read_text())["replicas"]["resources"]
     for rule in CPU_RULES:
-        assert partitions[rule] == "cpu"
+        assert jobs[rule]["Partition"] == "cpu"
     for rule in GPU_RULES:
-        assert partitions[rule] == "gpu"
+        assert jobs[rule]["Partition"] == "gpu"
+        assert jobs[rule]["MinMemoryNode"] == f"{config[rule]['mem_mb']}M"
+        assert jobs[rule]["TimeLimit"] == f"{config[rule]['runtime'] // 60:02d}:{config[rule]['runtime'] % 60:02d}:00"
         rule_log = next((project / "logs").rglob(f"{rule}*.log")).read_text()
         assert re.search(r"CUDA_VISIBLE_DEVICES=0\b", rule_log), rule_log[-2000:]

@@ -1,1 +1,237 @@
-# denoise (being built)
+# denoise: UV/Vis spectra (phantom or the user's) -> a tuned Savitzky-Golay baseline and MambaUV trained with
+# Noise2Noise (and on clean targets, for comparison) -> the full manifest denoised in shards -> the validation
+# panel's QA with its four gates -> ROI figures (results/denoise/).
+from gensynth.denoise import dag as denoise_dag
+
+DENOISE = config["denoise"]
+DENOISE_DATA = denoise_dag.data_paths(DENOISE)
+
+
+localrules:
+    denoise_merge,
+
+
+if denoise_dag.uses_phantom(DENOISE):
+
+    rule denoise_phantom:
+        output:
+            root=directory(denoise_dag.PHANTOM["root"]),
+            clean=directory(denoise_dag.PHANTOM["clean"]),
+            grid=denoise_dag.PHANTOM["grid"],
+            manifest_full=denoise_dag.PHANTOM["manifest_full"],
+            manifest_train=denoise_dag.PHANTOM["manifest_train"],
+            manifest_val=denoise_dag.PHANTOM["manifest_val"],
+            panel=denoise_dag.PHANTOM["panel"],
+            dose_features=denoise_dag.PHANTOM["dose_features"],
+            dose_stats=denoise_dag.PHANTOM["dose_stats"],
+            summary=denoise_dag.PHANTOM["summary"],
+        log:
+            "logs/denoise/denoise_phantom.log",
+        benchmark:
+            "benchmarks/denoise/denoise_phantom.tsv"
+        conda:
+            CPU_ENV
+        resources:
+            **rule_resources(DENOISE, "denoise_phantom"),
+        params:
+            flags=config_flags(DENOISE, denoise_dag.SCRIPT_FLAGS["make_denoise_data corpus"]),
+            out_dir=lambda wildcards, output: denoise_dag.data_folder(output.grid, "grid"),
+        shell:
+            "python scripts/make_denoise_data.py corpus --out-dir {params.out_dir:q} {params.flags} > {log:q} 2>&1"
+
+    rule denoise_phantom_staging:
+        output:
+            root=directory(denoise_dag.PHANTOM_STAGING["root"]),
+            manifest=denoise_dag.PHANTOM_STAGING["manifest"],
+            summary=denoise_dag.PHANTOM_STAGING["summary"],
+        log:
+            "logs/denoise/denoise_phantom_staging.log",
+        benchmark:
+            "benchmarks/denoise/denoise_phantom_staging.tsv"
+        conda:
+            CPU_ENV
+        resources:
+            **rule_resources(DENOISE, "denoise_phantom_staging"),
+        params:
+            flags=config_flags(DENOISE, denoise_dag.SCRIPT_FLAGS["make_denoise_data staging"]),
+            out_dir=lambda wildcards, output: denoise_dag.data_folder(output.manifest, "manifest", staging=True),
+        shell:
+            "python scripts/make_denoise_data.py staging --out-dir {params.out_dir:q} {params.flags} > {log:q} 2>&1"
+
+
+rule denoise_tune_savgol:
+    input:
+        manifest=DENOISE_DATA["manifest_train"],
+        root=DENOISE_DATA["root"],
+        grid=DENOISE_DATA["grid"],
+    output:
+        savgol=denoise_dag.SAVGOL,
+    log:
+        "logs/denoise/denoise_tune_savgol.log",
+    benchmark:
+        "benchmarks/denoise/denoise_tune_savgol.tsv"
+    conda:
+        CPU_ENV
+    resources:
+        **rule_resources(DENOISE, "denoise_tune_savgol"),
+    params:
+        flags=config_flags(DENOISE, denoise_dag.SCRIPT_FLAGS["tune_savgol_baseline"]),
+    shell:
+        "python scripts/tune_savgol_baseline.py --train-manifest {input.manifest:q} --root-dir {input.root:q} "
+        "--wavelength-grid {input.grid:q} {params.flags} --out {output.savgol:q} > {log:q} 2>&1"
+
+
+rule denoise_train:
+    input:
+        unpack(lambda wildcards: denoise_dag.train_inputs(DENOISE, wildcards.arm)),
+    output:
+        checkpoint=denoise_dag.CHECKPOINT,
+        metrics=denoise_dag.TRAIN["metrics"],
+        audit=denoise_dag.TRAIN["audit"],
+        summary=denoise_dag.TRAIN["summary"],
+    log:
+        "logs/denoise/denoise_train/{arm}.log",
+    benchmark:
+        "benchmarks/denoise/denoise_train/{arm}.tsv"
+    wildcard_constraints:
+        arm=denoise_dag.arm_pattern(DENOISE),
+    conda:
+        GPU_ENV
+    # One thread each: the two arms train side by side on two cores (a second thread gains little on the small model).
+    threads: 1
+    resources:
+        **rule_resources(DENOISE, "denoise_train"),
+        gpu=1,
+    params:
+        flags=config_flags(DENOISE, denoise_dag.SCRIPT_FLAGS["train_denoiser"]),
+        arm_flags=lambda wildcards: denoise_dag.train_flags(DENOISE, wildcards.arm),
+        log_dir=lambda wildcards: denoise_dag.TRAIN_LOG_DIR.format(arm=wildcards.arm),
+        checkpoint_dir=lambda wildcards: denoise_dag.CHECKPOINT_DIR.format(arm=wildcards.arm),
+        device=DEVICE,
+    shell:
+        "python scripts/train_denoiser.py --train_dir {input.root:q} --train_manifest {input.manifest_train:q} "
+        "--val_dir {input.root:q} --val_manifest {input.manifest_val:q} --wavelength_grid {input.grid:q} "
+        "--dose_features_csv {input.dose_features:q} --dose_stats_json {input.dose_stats:q} {params.arm_flags} {params.flags} "
+        "--log_dir {params.log_dir:q} --checkpoint_dir {params.checkpoint_dir:q} --threads {threads} --device {params.device:q} "
+        "> {log:q} 2>&1"
+
+
+rule denoise_shard:
+    input:
+        unpack(lambda wildcards: denoise_dag.manifest_and_root(DENOISE, wildcards.manifest)),
+        checkpoint=denoise_dag.CHECKPOINT.format(arm=denoise_dag.GATED_ARM),
+        dose_features=DENOISE_DATA["dose_features"],
+        dose_stats=DENOISE_DATA["dose_stats"],
+    output:
+        done=temp(denoise_dag.SHARD),
+    log:
+        "logs/denoise/denoise_shard/{manifest}_{shard}.log",
+    benchmark:
+        "benchmarks/denoise/denoise_shard/{manifest}_{shard}.tsv"
+    wildcard_constraints:
+        manifest=denoise_dag.manifest_pattern(DENOISE),
+        shard=denoise_dag.shard_pattern(DENOISE),
+    conda:
+        GPU_ENV
+    threads: 1
+    resources:
+        **rule_resources(DENOISE, "denoise_shard"),
+        gpu=1,
+    params:
+        flags=config_flags(DENOISE, denoise_dag.SCRIPT_FLAGS["run_denoise_from_manifest"]),
+        output_root=lambda wildcards: denoise_dag.DENOISED_DIR.format(manifest=wildcards.manifest),
+        num_shards=DENOISE["infer"]["shards"],
+        device=DEVICE,
+    shell:
+        "python scripts/run_denoise_from_manifest.py --manifest {input.manifest:q} --root-dir {input.root:q} "
+        "--checkpoint {input.checkpoint:q} --output-root {params.output_root:q} --dose-features-csv {input.dose_features:q} "
+        "--dose-stats-json {input.dose_stats:q} {params.flags} --shard {wildcards.shard} --num-shards {params.num_shards} "
+        "--done-json {output.done:q} --threads {threads} --device {params.device:q} > {log:q} 2>&1"
+
+
+rule denoise_merge:
+    input:
+        manifest=lambda wildcards: denoise_dag.manifest_and_root(DENOISE, wildcards.manifest)["manifest"],
+        shards=lambda wildcards: denoise_dag.shards(DENOISE, wildcards.manifest),
+    output:
+        index=denoise_dag.MERGED["index"],
+        summary=denoise_dag.MERGED["summary"],
+    log:
+        "logs/denoise/denoise_merge/{manifest}.log",
+    benchmark:
+        "benchmarks/denoise/denoise_merge/{manifest}.tsv"
+    wildcard_constraints:
+        manifest=denoise_dag.manifest_pattern(DENOISE),
+    conda:
+        CPU_ENV
+    resources:
+        **rule_resources(DENOISE, "denoise_merge"),
+    params:
+        output_root=lambda wildcards: denoise_dag.DENOISED_DIR.format(manifest=wildcards.manifest),
+    shell:
+        "python scripts/merge_denoise_shards.py --manifest {input.manifest:q} --output-root {params.output_root:q} "
+        "--shards {input.shards:q} --index {output.index:q} --summary {output.summary:q} > {log:q} 2>&1"
+
+
+rule denoise_panel_qa:
+    input:
+        **denoise_dag.qa_inputs(DENOISE),
+    output:
+        **denoise_dag.comparison_qa_outputs(DENOISE),
+        summary=denoise_dag.QA["summary"],
+        methods=report(denoise_dag.QA["methods"], caption="../report/denoise_methods.rst", category="denoise"),
+        psnr_figure=report(denoise_dag.QA["psnr_figure"], caption="../report/denoise_psnr.rst", category="denoise"),
+        per_spectrum=denoise_dag.GATED_QA["per_spectrum"],
+        per_group=report(denoise_dag.GATED_QA["per_group"], caption="../report/denoise_per_group.rst", category="denoise"),
+        preds=directory(denoise_dag.GATED_QA["preds"]),
+        savgol_per_spectrum=denoise_dag.SAVGOL_QA["per_spectrum"],
+        savgol_per_group=denoise_dag.SAVGOL_QA["per_group"],
+        savgol_preds=directory(denoise_dag.SAVGOL_QA["preds"]),
+    log:
+        "logs/denoise/denoise_panel_qa.log",
+    benchmark:
+        "benchmarks/denoise/denoise_panel_qa.tsv"
+    conda:
+        GPU_ENV
+    threads: 1
+    resources:
+        **rule_resources(DENOISE, "denoise_panel_qa"),
+        gpu=1,
+    params:
+        flags=config_flags(DENOISE, denoise_dag.SCRIPT_FLAGS["evaluate_validation_panel"]),
+        qa_flags=denoise_dag.qa_flags(DENOISE),
+        checkpoint_dir=lambda wildcards, input: os.path.dirname(input.checkpoint),
+        output_dir=lambda wildcards, output: os.path.dirname(output.summary),
+        device=DEVICE,
+    shell:
+        "python scripts/evaluate_validation_panel.py --checkpoint-dir {params.checkpoint_dir:q} --manifest {input.panel:q} "
+        "--root-dir {input.root:q} --baseline-dir {input.root:q} --metadata {input.dose_features:q} --wavelength-grid {input.grid:q} "
+        "--output-dir {params.output_dir:q} --downstream-script {input.downstream:q} --savgol-params {input.savgol:q} "
+        "{params.qa_flags} {params.flags} --threads {threads} --device {params.device:q} > {log:q} 2>&1"
+
+
+rule denoise_plot_roi:
+    input:
+        panel=DENOISE_DATA["panel"],
+        root=DENOISE_DATA["root"],
+        denoised=denoise_dag.GATED_QA["preds"],
+        baseline=denoise_dag.SAVGOL_QA["preds"],
+        grid=DENOISE_DATA["grid"],
+        roi=DENOISE["qa"]["roi_windows"],
+    output:
+        figure=report(denoise_dag.ROI_FIGURE, caption="../report/denoise_roi_windows.rst", category="denoise"),
+    log:
+        "logs/denoise/denoise_plot_roi.log",
+    benchmark:
+        "benchmarks/denoise/denoise_plot_roi.tsv"
+    conda:
+        CPU_ENV
+    resources:
+        **rule_resources(DENOISE, "denoise_plot_roi"),
+    params:
+        flags=config_flags(DENOISE, denoise_dag.SCRIPT_FLAGS["plot_roi_windows"]),
+        clean=denoise_dag.clean_flag(DENOISE),
+    shell:
+        "python scripts/plot_roi_windows.py --manifest {input.panel:q} --root-dir {input.root:q} --denoised-dir {input.denoised:q} "
+        "--baseline-dir {input.baseline:q} {params.clean} --wavelength-grid {input.grid:q} {params.flags} --output {output.figure:q} "
+        "> {log:q} 2>&1"

@@ -1,0 +1,148 @@
+"""denoise in the DAG: the rules and their GPU jobs, shards and staging from the config, one-line config errors, a
+toy run of the whole module (mirrored tree, merged index, QA), and a changed panel rerunning only the QA."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import ROOT, copy_project, snakemake
+from gensynth.config import validate_config
+from gensynth.denoise import dag as denoise_dag
+from gensynth.denoise import scan
+from gensynth.denoise.kernels import warm_up_kernels
+from gensynth.errors import GensynthError
+
+DEFAULT = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+
+TOY = ROOT / "tests/configs/denoise_toy.yaml"
+ONLY = ("--config", "modules=[denoise]")
+RULES = {"denoise_phantom": 1, "denoise_tune_savgol": 1, "denoise_train": 2, "denoise_shard": 2, "denoise_merge": 1,
+         "denoise_panel_qa": 1, "denoise_plot_roi": 1}
+
+
+def job_stats(output: str) -> Counter:
+    table = output.split("Job stats:")[1].split("\n\n")[0]
+    return Counter({m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m.group(1) not in ("total", "all")})
+
+
+def job_blocks(output: str, rule: str) -> list[str]:
+    return [block for block in re.split(r"\n(?=(?:local)?rule \w+:)", output) if block.startswith((f"rule {rule}:", f"localrule {rule}:"))]
+
+
+def test_default_dag_has_every_rule_and_gpu_jobs(project):
+    output = snakemake(project, "-n", "-p", "--cores", "2", *ONLY).stdout
+    assert job_stats(output) == Counter(RULES)
+    for rule in ("denoise_train", "denoise_shard", "denoise_panel_qa"):
+        for job in job_blocks(output, rule):
+            assert re.search(r"resources: .*\bgpu=1\b", job), job
+    arms = sorted(re.search(r"wildcards: arm=(\w+)", job).group(1) for job in job_blocks(output, "denoise_train"))
+    assert arms == ["clean", "noise2noise"]
+    train = next(job for job in job_blocks(output, "denoise_train") if "arm=clean" in job)
+    assert "--target clean --clean_dir results/denoise/data/clean" in train and "--train_manifest results/denoise/data/manifest_train.csv" in train
+
+
+def test_shards_staging_and_arms_come_from_the_config(project):
+    (project / "more.yaml").write_text("denoise:\n  infer: {shards: 3, staging: true}\n  train: {compare_clean: false}\n")
+    output = snakemake(project, "-n", "-p", "--cores", "2", "--configfile", "more.yaml", *ONLY).stdout
+    stats = job_stats(output)
+    assert stats["denoise_shard"] == 6 and stats["denoise_merge"] == 2 and stats["denoise_phantom_staging"] == 1
+    assert stats["denoise_train"] == 1
+    shards = sorted(re.search(r"wildcards: manifest=(\w+), shard=(\d+)", job).groups() for job in job_blocks(output, "denoise_shard"))
+    assert shards == [(m, str(i)) for m in ("full", "staging") for i in range(3)]
+    assert "--comparison-checkpoint" not in next(iter(job_blocks(output, "denoise_panel_qa")))
+    # a shard outside the configured ones is no target
+    result = snakemake(project, "-n", "--cores", "1", "results/denoise/denoised/full/shards/shard_3.json", "--configfile", "more.yaml",
+                       *ONLY, check=False)
+    assert result.returncode != 0 and "MissingRuleException" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("override,message", [
+    ({"phantom": {"replicates": 5}}, "config key 'denoise.phantom.replicates' = 5: expected an even number"),
+    ({"baseline": {"windows": [5, 8]}}, "config key 'denoise.baseline.windows' = [5, 8]: expected odd window lengths (not 8)"),
+    ({"phantom": {"wavelength_min": 250}}, "config key 'denoise.qa.roi_windows' = resources/denoise/roi_windows.yaml: expected windows "
+                                          "inside the phantom's grid 250-800 nm"),
+    ({"phantom": {"panel_groups": 20, "val_groups": 14}}, "config key 'denoise.phantom.panel_groups' = 20: expected panel_groups + "
+                                                         "val_groups below the 34 groups"),
+    ({"data": {"source": "files"}}, "config key 'denoise.data.manifest_full' = '': expected a path to a file"),
+    ({"qa": {"expected_hash": "abc"}}, "config key 'denoise.qa.expected_hash' = abc: expected a string matching"),
+])
+def test_bad_denoise_config_is_one_line(override, message, monkeypatch):
+    monkeypatch.chdir(ROOT)  # the config's relative paths
+    config = copy.deepcopy(DEFAULT)
+    config["denoise"] = {**config["denoise"], **{k: {**config["denoise"][k], **v} for k, v in override.items()}}
+    with pytest.raises(GensynthError) as error:
+        validate_config(config)
+        denoise_dag.validate(config["denoise"], config)
+    assert "\n" not in str(error.value) and message in str(error.value)
+
+
+def test_a_files_config_without_clean_spectra_stops_before_any_job(project, tmp_path):
+    """The user's files, no clean tree, the clean-target arm still on: one line from snakemake, no job."""
+    for name in ("manifest.csv", "grid.npy", "dose.csv", "dose.json"):
+        (tmp_path / name).write_text("x")
+    data = {"source": "files", "root_dir": str(tmp_path), **{key: str(tmp_path / name) for key, name in (
+        ("manifest_full", "manifest.csv"), ("train_manifest", "manifest.csv"), ("validation_panel", "manifest.csv"),
+        ("wavelength_grid", "grid.npy"), ("dose_features_csv", "dose.csv"), ("dose_stats_json", "dose.json"))}}
+    (project / "files.yaml").write_text(yaml.safe_dump({"denoise": {"data": data}}))
+    result = snakemake(project, "-n", "--configfile", "files.yaml", *ONLY, check=False)
+    assert result.returncode != 0
+    assert ("invalid config: config key 'denoise.train.compare_clean' = true: expected false when data.clean_dir is empty"
+            in result.stdout + result.stderr)
+    assert not (project / "results").exists()
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory) -> Path:
+    """The whole module at toy scale, run once. The fused kernels compile once in this process and their numba
+    cache (keyed by the source's mtime and size, which the copy keeps) goes with the copy, so that its jobs load them."""
+    warm_up_kernels("cpu")
+    workdir = copy_project(tmp_path_factory.mktemp("denoise_toy"))
+    cache = Path(scan.__file__).parent / "__pycache__"
+    for compiled in [*cache.glob("scan.*.nbi"), *cache.glob("scan.*.nbc")]:
+        target = workdir / compiled.relative_to(ROOT)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(compiled, target)
+    snakemake(workdir, "--profile", "profiles/local", "--cores", "2", "--configfile", str(TOY))
+    return workdir
+
+
+def test_toy_run_denoises_the_manifest_and_runs_the_qa(toy):
+    results = toy / "results/denoise"
+    full = pd.read_csv(results / "data/manifest_full.csv")
+    denoised = sorted(p.relative_to(results / "denoised/full").as_posix() for p in (results / "denoised/full").rglob("*_denoised.npy"))
+    assert len(denoised) == full["relative_path"].nunique() < len(full)  # one file per distinct spectrum, duplicates once
+    index = pd.read_csv(results / "denoised/full/denoised_manifest.csv")
+    assert len(index) == len(full) and set(index["denoised_path"]) == set(denoised)
+    summary = json.loads((results / "panel_eval/panel_eval_summary.json").read_text())
+    assert summary["passed"] and [g["gate"] for g in summary["gates"]] == ["psnr_gain", "sam_no_worse", "roi_integrity", "downstream_proxy"]
+    assert summary["selected"] == "mamba_tiny_uv_best" and summary["comparison"]["name"] == "clean_target"
+    assert (results / "figures/roi_windows.png").read_bytes()[:4] == b"\x89PNG"
+    assert not list((results / "denoised/full/shards").glob("*.json"))  # temp(): gone once merged
+    assert snakemake(toy, "-n", "--cores", "2", "--configfile", str(TOY)).stdout.count("Nothing to be done") == 1
+
+
+def test_a_changed_panel_reruns_only_the_qa(toy):
+    """The user's files (here the toy run's own data, given as files): editing the panel reruns the QA and plots only."""
+    data = "results/denoise/data"
+    files = {"source": "files", "root_dir": f"{data}/spectra", "clean_dir": f"{data}/clean", "manifest_full": f"{data}/manifest_full.csv",
+             "train_manifest": f"{data}/manifest_train.csv", "val_manifest": f"{data}/manifest_val.csv",
+             "validation_panel": f"{data}/validation_panel.csv", "wavelength_grid": f"{data}/wavelength_grid.npy",
+             "dose_features_csv": f"{data}/metadata/dose_features.csv", "dose_stats_json": f"{data}/metadata/dose_stats.json"}
+    config = yaml.safe_load(TOY.read_text())
+    config["denoise"]["data"] = files
+    (toy / "files.yaml").write_text(yaml.safe_dump(config))
+    assert "Nothing to be done" in snakemake(toy, "-n", "--cores", "2", "--configfile", "files.yaml").stdout
+    panel = toy / data / "validation_panel.csv"
+    lines = panel.read_text().splitlines(keepends=True)
+    panel.write_text("".join(lines[:-1]))  # one spectrum fewer
+    stats = job_stats(snakemake(toy, "-n", "--cores", "2", "--configfile", "files.yaml").stdout)
+    assert stats == Counter({"denoise_panel_qa": 1, "denoise_plot_roi": 1})
