@@ -1,9 +1,8 @@
 """Scenario comparison at one w: a table of every metric per scenario, replicate and generation, and a FID figure.
 
-Example (files replicate-major):
-    python scripts/madness_compare.py --replicates 3 \
-        --scenario full_synthetic --metrics results/madness/full_synthetic/w0/rep{0,1,2}/metrics_{0,1,2,3,4}_w0.json \
-        --scenario fresh --metrics results/madness/fresh/w0/rep{0,1,2}/metrics_{0,1,2,3,4}_w0.json --label "w=0" \
+Example (one metrics JSON per replicate chain):
+    python scripts/madness_compare.py --scenario full_synthetic --metrics results/madness/full_synthetic/w0/rep{0,1,2}/metrics_w0.json \
+        --scenario fresh --metrics results/madness/fresh/w0/rep{0,1,2}/metrics_w0.json --label "w=0" \
         --out-table results/madness/summary_w0.csv --out-figure results/madness/figures/fid_scenarios_w0.png
 """
 
@@ -16,7 +15,6 @@ import numpy as np
 import pandas as pd
 
 from gensynth.cli import run_main
-from gensynth.config import schema_default
 from gensynth.io import atomic_open, save_figure
 from gensynth.madness.evaluation import METRICS, add_scenario_arguments, load_metrics, scenario_files
 from gensynth.madness.figures import scenario_comparison
@@ -25,7 +23,6 @@ from gensynth.madness.figures import scenario_comparison
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_scenario_arguments(parser, jacobians=False)
-    parser.add_argument("--replicates", type=int, default=schema_default("madness", "detection.replicates"))
     parser.add_argument("--label", default="", help="figure title")
     parser.add_argument("--out-table", required=True, help="CSV: scenario, replicate, generation, each metric and its bootstrap std")
     parser.add_argument("--out-figure", required=True)
@@ -35,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None):
     args = build_parser().parse_args(argv)
     rows, fid_by_scenario = [], {}
-    for name, (metrics, _) in scenario_files(args, args.replicates).items():
+    for name, (metrics, _) in scenario_files(args).items():
         records = load_metrics(metrics)
         for replicate, chain in enumerate(records):
             for generation, record in enumerate(chain):

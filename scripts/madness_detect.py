@@ -3,10 +3,10 @@ statistic at each probe timestep) departs from generation 0 beyond the spread of
 replicates, Holm-corrected; the rule's error rates measured on the control scenarios and between replicates.
 The rule is in gensynth.madness.detection and written into each JSON.
 
-Example (files replicate-major: rep0's generations 0..G-1, then rep1's, ...):
-    python scripts/madness_detect.py --replicates 3 \
-        --scenario full_synthetic --metrics results/madness/full_synthetic/w0/rep{0,1,2}/metrics_{0,1,2,3,4}_w0.json \
-        --jacobians results/madness/full_synthetic/w0/rep{0,1,2}/jacobian_{0,1,2,3,4}_w0.npz \
+Example (one metrics JSON and one Jacobian NPZ per replicate chain):
+    python scripts/madness_detect.py \
+        --scenario full_synthetic --metrics results/madness/full_synthetic/w0/rep{0,1,2}/metrics_w0.json \
+        --jacobians results/madness/full_synthetic/w0/rep{0,1,2}/jacobian_w0.npz \
         --scenario fresh --metrics ... --jacobians ... \
         --out-json full.json fresh.json --out-figure full.png fresh.png --out-error-rates rates.png
 """
@@ -21,7 +21,7 @@ from gensynth.cli import run_main
 from gensynth.config import schema_default
 from gensynth.errors import GensynthError
 from gensynth.io import save_figure, save_json
-from gensynth.madness.detection import JACOBIAN_STATS, detect, jacobian_signals, load_jacobian_stats, sample_signals
+from gensynth.madness.detection import JACOBIAN_STATS, detect, jacobian_signals, load_chains, sample_signals
 from gensynth.madness.evaluation import add_scenario_arguments, load_metrics, scenario_files
 from gensynth.madness.figures import error_rates, signal_departures
 from gensynth.provenance import Provenance
@@ -33,8 +33,6 @@ log = logging.getLogger("madness.detect")
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_scenario_arguments(parser, jacobians=True)
-    parser.add_argument("--replicates", type=int, default=schema_default("madness", "detection.replicates"),
-                        help="replicates R of each scenario's loop (the files are replicate-major)")
     parser.add_argument("--alpha", type=float, default=schema_default("madness", "detection.alpha"),
                         help="family-wise error rate per scenario (Holm over signals x generations)")
     parser.add_argument("--n-bootstrap", type=int, default=schema_default("madness", "detection.n_bootstrap"),
@@ -51,18 +49,18 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     if not 0 < args.alpha < 1 or args.n_bootstrap < 10:
         raise GensynthError(f"--alpha {args.alpha} (in (0, 1)) and --n-bootstrap {args.n_bootstrap} (>= 10): out of range")
-    groups = scenario_files(args, args.replicates)
+    groups = scenario_files(args)
     if len(args.out_json) != len(groups) or len(args.out_figure) != len(groups):
         raise GensynthError(f"--out-json and --out-figure: expected one each per --scenario ({len(groups)}), "
                             f"got {len(args.out_json)} and {len(args.out_figure)}")
     provenance = Provenance(vars(args), "cpu")
     signals = {}
     for name, (metrics, jacobians) in groups.items():
-        stats = [load_jacobian_stats(chain, JACOBIAN_STATS) for chain in jacobians]
-        signals[name] = sample_signals(load_metrics(metrics)) + jacobian_signals([s for s, _, _ in stats], stats[0][2])
+        stats, _, timesteps = load_chains(jacobians, JACOBIAN_STATS)
+        signals[name] = sample_signals(load_metrics(metrics)) + jacobian_signals(stats, timesteps)
     records = detect(signals, args.alpha, args.n_bootstrap, sha256_seed("madness", args.seed, "departure-bootstrap"))
-    inputs = {f"{name}_{kind}_{i}": p for name, files in groups.items() for kind, chains in zip(("metrics", "jacobian"), files)
-              for i, p in enumerate(p for chain in chains for p in chain)}
+    inputs = {f"{name}_{kind}_rep{r}": p for name, files in groups.items() for kind, paths in zip(("metrics", "jacobian"), files)
+              for r, p in enumerate(paths)}
     for (name, record), out_json, out_figure in zip(records.items(), args.out_json, args.out_figure):
         save_figure(signal_departures(record, f"{name}, {args.label}".strip(", ")), out_figure, dpi=120)
         save_json(out_json, {**record, "provenance": provenance.record(inputs)})

@@ -1,9 +1,8 @@
 """Figures of one scenario and w: FID/PRDC curves over its replicates, and the Jacobian spectra across generations.
 
-Example (files replicate-major):
-    python scripts/madness_figures.py --replicates 3 --scenario fresh \
-        --metrics results/madness/fresh/w0/rep{0,1,2}/metrics_{0,1,2,3,4}_w0.json \
-        --jacobians results/madness/fresh/w0/rep{0,1,2}/jacobian_{0,1,2,3,4}_w0.npz --label "fresh, w=0" \
+Example (one metrics JSON and one Jacobian NPZ per replicate chain):
+    python scripts/madness_figures.py --scenario fresh --metrics results/madness/fresh/w0/rep{0,1,2}/metrics_w0.json \
+        --jacobians results/madness/fresh/w0/rep{0,1,2}/jacobian_w0.npz --label "fresh, w=0" \
         --out-curves results/madness/figures/fresh_w0_metrics.png --out-spectra results/madness/figures/fresh_w0_spectra.png
 """
 
@@ -15,10 +14,9 @@ import sys
 import numpy as np
 
 from gensynth.cli import run_main
-from gensynth.config import schema_default
 from gensynth.errors import GensynthError
 from gensynth.io import save_figure
-from gensynth.madness.detection import load_jacobian_stats
+from gensynth.madness.detection import load_chains
 from gensynth.madness.evaluation import add_scenario_arguments, load_metrics, scenario_files
 from gensynth.madness.figures import jacobian_spectra, metric_curves
 
@@ -26,7 +24,6 @@ from gensynth.madness.figures import jacobian_spectra, metric_curves
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_scenario_arguments(parser, jacobians=True)
-    parser.add_argument("--replicates", type=int, default=schema_default("madness", "detection.replicates"))
     parser.add_argument("--label", default="", help="figure title")
     parser.add_argument("--out-curves", required=True)
     parser.add_argument("--out-spectra", required=True)
@@ -35,14 +32,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    groups = scenario_files(args, args.replicates)
+    groups = scenario_files(args)
     if len(groups) != 1:
         raise GensynthError(f"--scenario given {len(groups)} times: the figures are of one scenario")
     metrics, jacobians = next(iter(groups.values()))
     save_figure(metric_curves(load_metrics(metrics), args.label), args.out_curves, dpi=120)
-    per_chain = [load_jacobian_stats(chain, ())[1:] for chain in jacobians]  # (eigenvalues per generation, timesteps)
-    eigenvalues = [np.concatenate([chain[0][g] for chain in per_chain]) for g in range(len(jacobians[0]))]  # probes of every replicate
-    timesteps = np.concatenate([chain[1] for chain in per_chain])
+    _, chains, timesteps = load_chains(jacobians, ())  # eigenvalues [replicate][generation] (P, K)
+    eigenvalues = [np.concatenate([chain[g] for chain in chains]) for g in range(len(chains[0]))]  # the probes of every replicate
+    timesteps = np.tile(timesteps, len(chains))
     save_figure(jacobian_spectra(eigenvalues, timesteps, args.label), args.out_spectra, dpi=120)
 
 

@@ -1,11 +1,12 @@
-"""A generation's sample metrics: FID and PRDC (with bootstrap spreads) and a t-SNE figure, on LeNet features.
+"""One replicate chain's sample metrics: per generation, FID and PRDC (with bootstrap spreads) on LeNet
+features, and one t-SNE figure with a panel per generation (one job per chain: the libraries load once).
 
 The real test split is the reference. The feature extractor is refused when its accuracy on
 that split is below --min-accuracy. Example:
     python scripts/madness_metrics.py --real results/madness/data/real.npz \
         --lenet results/madness/feature_extractor/lenet.ckpt \
-        --samples results/madness/fresh/w0/eval_2_w0.npz --label "fresh, generation 2, w=0" \
-        --out results/madness/fresh/w0/metrics_2_w0.json --out-tsne results/madness/fresh/w0/tsne_2_w0.png
+        --samples results/madness/fresh/w0/rep0/eval_{0,1,2,3,4}_w0.npz --label "fresh, replicate 0, w=0" \
+        --out results/madness/fresh/w0/rep0/metrics_w0.json --out-tsne results/madness/fresh/w0/rep0/tsne_w0.png
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from gensynth.config import schema_default
 from gensynth.errors import GensynthError
 from gensynth.io import save_figure, save_json
 from gensynth.madness.data import load_images, load_real
-from gensynth.madness.evaluation import metrics_with_bootstrap, tsne_embedding
-from gensynth.madness.figures import tsne_figure
+from gensynth.madness.evaluation import METRICS, metrics_with_bootstrap, tsne_embedding
+from gensynth.madness.figures import tsne_panels
 from gensynth.madness.lenet import checked_extractor, predict
 from gensynth.provenance import Provenance
 from gensynth.seeding import numpy_generator, sha256_seed
@@ -34,20 +35,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--real", required=True, help="real-data NPZ (its test split is the reference)")
     parser.add_argument("--lenet", required=True, help="feature-extractor checkpoint")
-    parser.add_argument("--samples", required=True, help="generated images NPZ (x, y)")
-    parser.add_argument("--label", default="", help="figure title, e.g. 'fresh, generation 2, w=0'")
+    parser.add_argument("--samples", nargs="+", required=True, help="the chain's generated images NPZ (x, y), generations 0, 1, ...")
+    parser.add_argument("--label", default="", help="figure title, e.g. 'fresh, replicate 0, w=0'")
     parser.add_argument("--min-accuracy", type=float, default=schema_default("madness", "feature_extractor.min_accuracy"),
                         help="refuse an extractor below this test accuracy")
     parser.add_argument("--nearest-k", type=int, default=schema_default("madness", "metrics.nearest_k"), help="k of PRDC")
     parser.add_argument("--n-bootstrap", type=int, default=schema_default("madness", "metrics.n_bootstrap"),
                         help="resamples of the generated set for the spreads")
     parser.add_argument("--tsne-points", type=int, default=schema_default("madness", "metrics.tsne_points"),
-                        help="at most this many real and generated points in the t-SNE")
+                        help="at most this many real and generated points in each t-SNE")
     parser.add_argument("--tsne-perplexity", type=float, default=schema_default("madness", "metrics.tsne_perplexity"))
     parser.add_argument("--seed", type=int, default=schema_default("madness", "seed"))
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", required=True, help="JSON: each metric's value and bootstrap std")
-    parser.add_argument("--out-tsne", required=True, help="t-SNE figure")
+    parser.add_argument("--out", required=True, help="JSON: per generation each metric's value and bootstrap std")
+    parser.add_argument("--out-tsne", required=True, help="t-SNE figure, a panel per generation")
     return parser
 
 
@@ -61,29 +62,34 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     provenance = Provenance(vars(args), "cpu")
     real = load_real(args.real)
-    x_fake, y_fake = load_images(args.samples)
-    if x_fake.shape[1:] != real.x_test.shape[1:]:
-        raise GensynthError(f"{args.samples}: images of shape {x_fake.shape[1:]}, the real data's are {real.x_test.shape[1:]}")
     extractor, extractor_accuracy = checked_extractor(args.lenet, torch.from_numpy(real.x_test), torch.from_numpy(real.y_test), args.min_accuracy)
     real_features, _ = predict(extractor, torch.from_numpy(real.x_test))  # (N, 84)
-    fake_features, fake_predicted = predict(extractor, torch.from_numpy(x_fake))  # (M, 84)
-    rng = numpy_generator(sha256_seed("madness", args.seed, "bootstrap"))  # the same resamples in every generation
-    metrics = metrics_with_bootstrap(real_features, fake_features, args.nearest_k, args.n_bootstrap, rng)
-    embedding, generated = tsne_embedding(real_features, fake_features, args.tsne_points, args.tsne_perplexity, args.seed)
-    title = f"{args.label}: FID {metrics['fid']['value']:.1f}" if args.label else f"FID {metrics['fid']['value']:.1f}"
-    save_figure(tsne_figure(embedding, generated, title), args.out_tsne, dpi=120)
+    generations, panels = [], []
+    for g, path in enumerate(args.samples):
+        x_fake, y_fake = load_images(path)
+        if x_fake.shape[1:] != real.x_test.shape[1:]:
+            raise GensynthError(f"{path}: images of shape {x_fake.shape[1:]}, the real data's are {real.x_test.shape[1:]}")
+        fake_features, fake_predicted = predict(extractor, torch.from_numpy(x_fake))  # (M, 84)
+        rng = numpy_generator(sha256_seed("madness", args.seed, "bootstrap"))  # the same resamples in every generation
+        metrics = metrics_with_bootstrap(real_features, fake_features, args.nearest_k, args.n_bootstrap, rng)
+        panels.append((*tsne_embedding(real_features, fake_features, args.tsne_points, args.tsne_perplexity, args.seed),
+                       f"generation {g}: FID {metrics['fid']['value']:.1f}"))
+        generations.append({
+            **metrics,
+            "label_accuracy": float((fake_predicted == y_fake).mean()),  # does the extractor read the conditioned class?
+            "num_generated": len(fake_features),
+        })
+        log.info("%s: %s", path, ", ".join(f"{name} {metrics[name]['value']:.3f}" for name in METRICS))
+    save_figure(tsne_panels(panels, args.label), args.out_tsne, dpi=110)
     save_json(args.out, {
-        **metrics,
-        "label_accuracy": float((fake_predicted == y_fake).mean()),  # does the extractor read the conditioned class?
+        "generations": generations,
         "num_real": len(real_features),
-        "num_generated": len(fake_features),
         "nearest_k": args.nearest_k,
         "n_bootstrap": args.n_bootstrap,
         "extractor_test_accuracy": extractor_accuracy,
-        "provenance": provenance.record({"real": args.real, "lenet": args.lenet, "samples": args.samples}),
+        "provenance": provenance.record({"real": args.real, "lenet": args.lenet, **{f"samples_{g}": p for g, p in enumerate(args.samples)}},
+                                        {"tsne": args.out_tsne}),
     })
-    log.info("%s: FID %.2f, precision %.3f, recall %.3f, density %.3f, coverage %.3f", args.samples,
-             *(metrics[name]["value"] for name in ("fid", "precision", "recall", "density", "coverage")))
 
 
 if __name__ == "__main__":

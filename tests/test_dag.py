@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 from conftest import ROOT, snakemake
@@ -31,12 +32,14 @@ def test_dry_run_lists_every_job_with_its_command(project: Path):
     counts = job_counts(output)
     for module, rules in EXPECTED_RULES.items():
         assert rules <= set(counts), f"{module}: rules {sorted(rules - set(counts))} missing from the dry-run"
-    commands = [line.removeprefix("Shell command: ") for line in output.splitlines() if line.startswith("Shell command: python scripts/")]
-    assert len(commands) == counts["total"] - counts["all"], "every job but `all` must print a python scripts/ command"
+    # GENSYNTH_RULE=<rule> GENSYNTH_WILDCARDS=<...> <Snakemake's own python> scripts/<x>.py ... > <log> 2>&1  # code <digest>
+    shape = re.compile(rf"^Shell command: GENSYNTH_RULE=(\w+) GENSYNTH_WILDCARDS=\S* {re.escape(sys.executable)} (scripts/\w+\.py) "
+                       r".* > \S+ 2>&1  # code [0-9a-f]{16}$")
+    commands = [shape.match(line) for line in output.splitlines() if line.startswith("Shell command: ") and line != "Shell command: None"]
+    assert all(commands) and len(commands) == counts["total"] - counts["all"], "every job but `all` must print its full command"
     for command in commands:
-        script = command.split()[1]
-        assert (ROOT / script).is_file(), f"{script} does not exist"
-        assert " > " in command and command.endswith("2>&1"), f"job output must go to its log: {command}"
+        assert (ROOT / command.group(2)).is_file(), f"{command.group(2)} does not exist"
+        assert command.group(1) in counts
 
 
 def test_lint_is_clean():

@@ -33,7 +33,8 @@ def test_a_loop_of_g_generations_is_a_chain_of_files(project):
     output = snakemake(project, "-n", "-p", "--configfile", "three.yaml", "--cores", "2",
                        "results/madness/full_synthetic/w0/detection_w0.json").stdout
     stats = job_stats(output)
-    assert stats["madness_generation"] == stats["madness_metrics"] == stats["madness_jacobian"] == 3 * 3  # 3 replicates
+    assert stats["madness_generation"] == 3 * 3  # 3 generations of 3 replicate chains
+    assert stats["madness_metrics"] == stats["madness_jacobian"] == 3  # one per chain
     assert stats["madness_train_initial"] == stats["madness_sample_initial"] == stats["madness_train_lenet"] == 1
     assert generation_jobs(output) == [("full_synthetic", "0", r, g) for r in range(3) for g in range(3)]
     # each generation reads the one before of its own replicate through its files

@@ -187,47 +187,47 @@ def test_evaluation_scripts_chain_into_detection_and_figures(tiny, tmp_path, cap
     probes = tmp_path / "probes.npz"
     assert run_script("madness_make_probes", "--data", tiny / "real.npz", "--num-images", "3", "--timesteps", "5", "30",
                       "--n-t", "50", "--out", probes) == 0
-    metrics, jacobians = [], []  # replicate-major
+    metrics, jacobians = [], []  # one per replicate chain
     for r in range(2):
         out = tmp_path / f"rep{r}"
         previous = (tiny / "initial_data.npz", tiny / "initial.ckpt")
         for g in range(2):
             assert generation(tiny, out, "full_synthetic", g, *previous, "--replicate", str(r)) == 0
             previous = (out / f"next_{g}.npz", out / f"model_{g}.ckpt")
-            metrics.append(out / f"metrics_{g}.json")
-            jacobians.append(out / f"jacobian_{g}.npz")
-            assert run_script("madness_metrics", "--real", tiny / "real.npz", "--lenet", tiny / "lenet.ckpt", "--samples", out / f"eval_{g}.npz",
-                              "--min-accuracy", "0", "--n-bootstrap", "5", "--tsne-points", "12", "--tsne-perplexity", "5",
-                              "--out", metrics[-1], "--out-tsne", out / f"tsne_{g}.png") == 0
-            assert run_script("madness_jacobian", "--model", out / f"model_{g}.ckpt", "--probes", probes, "--device", "cpu",
-                              "--out", jacobians[-1]) == 0
+        metrics.append(out / "metrics.json")
+        jacobians.append(out / "jacobian.npz")
+        assert run_script("madness_metrics", "--real", tiny / "real.npz", "--lenet", tiny / "lenet.ckpt",
+                          "--samples", out / "eval_0.npz", out / "eval_1.npz", "--min-accuracy", "0", "--n-bootstrap", "5",
+                          "--tsne-points", "12", "--tsne-perplexity", "5", "--out", metrics[-1], "--out-tsne", out / "tsne.png") == 0
+        assert run_script("madness_jacobian", "--models", out / "model_0.ckpt", out / "model_1.ckpt", "--probes", probes,
+                          "--device", "cpu", "--out", jacobians[-1]) == 0
     # replicates differ only by their training seed: another model and other samples from the same parent
     assert not np.array_equal(load_images(tmp_path / "rep0" / "eval_0.npz")[0], load_images(tmp_path / "rep1" / "eval_0.npz")[0])
-    record = load_json(metrics[0])
-    assert record["num_generated"] == 12 and record["num_real"] == 60 and set(METRICS) <= set(record)
-    assert (tmp_path / "rep0" / "tsne_0.png").read_bytes()[:4] == b"\x89PNG"
+    chain = load_json(metrics[0])
+    assert len(chain["generations"]) == 2 and chain["num_real"] == 60
+    assert chain["generations"][1]["num_generated"] == 12 and set(METRICS) <= set(chain["generations"][1])
+    assert (tmp_path / "rep0" / "tsne.png").read_bytes()[:4] == b"\x89PNG"
     spectrum = load_npz(jacobians[1])
-    assert spectrum["eigenvalues"].shape == (6, 64)  # exact: all 8 x 8 eigenvalues of each of 3 images x 2 timesteps
-    assert np.all(np.diff(spectrum["eigenvalues"], axis=1) <= 1e-9)  # descending
-    assert spectrum["trace"][4] == pytest.approx(spectrum_stats(spectrum["eigenvalues"][4])["trace"])
+    assert spectrum["eigenvalues"].shape == (2, 6, 64)  # exact: all 8 x 8 eigenvalues of 3 images x 2 timesteps, per generation
+    assert np.all(np.diff(spectrum["eigenvalues"], axis=2) <= 1e-9)  # descending
+    assert spectrum["trace"][1, 4] == pytest.approx(spectrum_stats(spectrum["eigenvalues"][1, 4])["trace"])
     group = ["--metrics", *metrics, "--jacobians", *jacobians]
-    assert run_script("madness_detect", "--replicates", "2", "--scenario", "full_synthetic", *group, "--scenario", "fresh", *group,
+    assert run_script("madness_detect", "--scenario", "full_synthetic", *group, "--scenario", "fresh", *group,
                       "--n-bootstrap", "10", "--out-json", tmp_path / "full.json", tmp_path / "fresh.json",
                       "--out-figure", tmp_path / "full.png", tmp_path / "fresh.png", "--out-error-rates", tmp_path / "rates.png") == 0
     detection = load_json(tmp_path / "full.json")
     assert detection["num_generations"] == 2 and detection["replicates"] == 2
     assert "fid" in detection["signals"] and "effective_rank@t=30" in detection["signals"]
-    assert detection["signals"]["fid"]["values"] == [[load_json(m)["fid"]["value"] for m in metrics[:2]],
-                                                     [load_json(m)["fid"]["value"] for m in metrics[2:]]]
+    assert detection["signals"]["fid"]["values"] == [[m["fid"]["value"] for m in load_json(path)["generations"]] for path in metrics]
     assert detection["error_rates"]["controls"]["fresh"]["tests"] == detection["tests"]
-    assert run_script("madness_figures", "--replicates", "2", "--scenario", "full_synthetic", *group,
+    assert run_script("madness_figures", "--scenario", "full_synthetic", *group,
                       "--out-curves", tmp_path / "curves.png", "--out-spectra", tmp_path / "spectra.png") == 0
-    assert run_script("madness_compare", "--replicates", "2", "--scenario", "full_synthetic", "--metrics", *metrics,
+    assert run_script("madness_compare", "--scenario", "full_synthetic", "--metrics", *metrics,
                       "--scenario", "again", "--metrics", *metrics, "--out-table", tmp_path / "summary.csv", "--out-figure", tmp_path / "fid.png") == 0
     table = (tmp_path / "summary.csv").read_text().splitlines()
     assert table[0].startswith("scenario,replicate,generation,fid,") and len(table) == 1 + 2 * 2 * 2
     assert all((tmp_path / name).read_bytes()[:4] == b"\x89PNG" for name in ("full.png", "rates.png", "curves.png", "spectra.png", "fid.png"))
-    # files that do not split into the replicates: refused
-    assert run_script("madness_detect", "--replicates", "3", "--scenario", "full_synthetic", *group, "--out-json", tmp_path / "x.json",
-                      "--out-figure", tmp_path / "x.png", "--out-error-rates", tmp_path / "y.png") == 2
-    assert "4 files do not split into 3 replicates" in capsys.readouterr().err
+    # a metrics file per replicate but Jacobians for fewer: refused
+    assert run_script("madness_detect", "--scenario", "full_synthetic", "--metrics", *metrics, "--jacobians", jacobians[0],
+                      "--out-json", tmp_path / "x.json", "--out-figure", tmp_path / "x.png", "--out-error-rates", tmp_path / "y.png") == 2
+    assert "2 metrics files but 1 Jacobian files" in capsys.readouterr().err

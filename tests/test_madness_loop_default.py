@@ -26,8 +26,7 @@ def results(default_run) -> Path:
 
 def fid_curves(results: Path, scenario: str) -> np.ndarray:
     """FID per replicate and generation, (R, G)."""
-    generations = range(CONFIG["scenarios"][scenario]["generations"])
-    return np.array([[load_json(results / scenario / f"w{W}" / f"rep{r}" / f"metrics_{g}_w{W}.json")["fid"]["value"] for g in generations]
+    return np.array([[m["fid"]["value"] for m in load_json(results / scenario / f"w{W}" / f"rep{r}" / f"metrics_w{W}.json")["generations"]]
                      for r in REPLICATES])
 
 
@@ -53,17 +52,18 @@ def test_every_generation_has_its_metrics_spectrum_and_tsne(results):
     count = CONFIG["jacobian"]["num_images"] * len(CONFIG["jacobian"]["timesteps"])
     dim = CONFIG["data"]["image_size"] ** 2
     for scenario in SCENARIOS:
+        generations = CONFIG["scenarios"][scenario]["generations"]
         for r in REPLICATES:
             loop = results / scenario / f"w{W}" / f"rep{r}"
-            for g in range(CONFIG["scenarios"][scenario]["generations"]):
-                metrics = load_json(loop / f"metrics_{g}_w{W}.json")
-                assert metrics["num_generated"] == CONFIG["N_eval"] and metrics["nearest_k"] == CONFIG["metrics"]["nearest_k"]
-                assert all(metrics[name]["bootstrap_std"] > 0 for name in METRICS)
-                assert metrics["extractor_test_accuracy"] == pytest.approx(lenet["test_accuracy"])
-                spectrum = load_npz(loop / f"jacobian_{g}_w{W}.npz")
-                assert spectrum["eigenvalues"].shape == (count, dim)  # exact at 16 x 16: every eigenvalue
-                assert np.array_equal(spectrum["timesteps"], probes["timesteps"])
-                assert (loop / f"tsne_{g}_w{W}.png").read_bytes()[:4] == b"\x89PNG"
+            chain = load_json(loop / f"metrics_w{W}.json")
+            assert chain["nearest_k"] == CONFIG["metrics"]["nearest_k"] and len(chain["generations"]) == generations
+            assert chain["extractor_test_accuracy"] == pytest.approx(lenet["test_accuracy"])
+            for metrics in chain["generations"]:
+                assert metrics["num_generated"] == CONFIG["N_eval"] and all(metrics[name]["bootstrap_std"] > 0 for name in METRICS)
+            spectrum = load_npz(loop / f"jacobian_w{W}.npz")
+            assert spectrum["eigenvalues"].shape == (generations, count, dim)  # exact at 16 x 16: every eigenvalue
+            assert np.array_equal(spectrum["timesteps"], probes["timesteps"])
+            assert (loop / f"tsne_w{W}.png").read_bytes()[:4] == b"\x89PNG"
         detection = load_json(results / scenario / f"w{W}" / f"detection_w{W}.json")
         assert set(METRICS) | {"effective_rank@t=50", "trace@t=200"} <= set(detection["signals"])
         assert not any(name.startswith("spectral_entropy") for name in detection["signals"])  # exp of effective rank: dropped

@@ -164,7 +164,7 @@ rule madness_metrics:
     input:
         real=madness_dag.DATA["npz"],
         lenet=madness_dag.LENET["ckpt"],
-        samples=madness_dag.GENERATION["eval"],
+        samples=madness_dag.chain_generations(MADNESS, madness_dag.GENERATION["eval"]),
     output:
         json=madness_dag.METRICS["json"],
         tsne=report(
@@ -172,24 +172,23 @@ rule madness_metrics:
             caption="../report/madness_tsne.rst",
             category="madness",
             subcategory="t-SNE per generation",
-            labels={"scenario": "{scenario}", "w": "{w}", "replicate": "{rep}", "generation": "{g}"},
+            labels={"scenario": "{scenario}", "w": "{w}", "replicate": "{rep}"},
         ),
     log:
-        "logs/madness/madness_metrics/{scenario}_w{w}_rep{rep}_g{g}.log",
+        "logs/madness/madness_metrics/{scenario}_w{w}_rep{rep}.log",
     benchmark:
-        "benchmarks/madness/madness_metrics/{scenario}_w{w}_rep{rep}_g{g}.tsv"
+        "benchmarks/madness/madness_metrics/{scenario}_w{w}_rep{rep}.tsv"
     wildcard_constraints:
         scenario=madness_dag.SCENARIO_PATTERN,
         w=madness_dag.w_pattern(MADNESS),
         rep=madness_dag.replicate_pattern(MADNESS),
-        g=madness_dag.GENERATION_PATTERN,
     conda:
         CPU_ENV
     threads: 1
     resources:
         **rule_resources(MADNESS, "madness_metrics"),
     params:
-        label="{scenario}, replicate {rep}, generation {g}, w={w}",
+        label="{scenario}, replicate {rep}, w={w}",
         flags=config_flags(MADNESS, madness_dag.SCRIPT_FLAGS["madness_metrics"]),
     shell:
         "{PYTHON} scripts/madness_metrics.py --real {input.real:q} --lenet {input.lenet:q} --samples {input.samples:q} "
@@ -199,19 +198,18 @@ rule madness_metrics:
 
 rule madness_jacobian:
     input:
-        model=madness_dag.GENERATION["model"],
+        models=madness_dag.chain_generations(MADNESS, madness_dag.GENERATION["model"]),
         probes=madness_dag.PROBES,
     output:
         npz=madness_dag.JACOBIAN,
     log:
-        "logs/madness/madness_jacobian/{scenario}_w{w}_rep{rep}_g{g}.log",
+        "logs/madness/madness_jacobian/{scenario}_w{w}_rep{rep}.log",
     benchmark:
-        "benchmarks/madness/madness_jacobian/{scenario}_w{w}_rep{rep}_g{g}.tsv"
+        "benchmarks/madness/madness_jacobian/{scenario}_w{w}_rep{rep}.tsv"
     wildcard_constraints:
         scenario=madness_dag.SCENARIO_PATTERN,
         w=madness_dag.w_pattern(MADNESS),
         rep=madness_dag.replicate_pattern(MADNESS),
-        g=madness_dag.GENERATION_PATTERN,
     conda:
         GPU_ENV
     threads: 1
@@ -222,7 +220,7 @@ rule madness_jacobian:
         flags=config_flags(MADNESS, madness_dag.SCRIPT_FLAGS["madness_jacobian"]),
         device=DEVICE,
     shell:
-        "{PYTHON} scripts/madness_jacobian.py --model {input.model:q} --probes {input.probes:q} {params.flags} "
+        "{PYTHON} scripts/madness_jacobian.py --models {input.models:q} --probes {input.probes:q} {params.flags} "
         "--threads {threads} --device {params.device:q} --out {output.npz:q} > {log:q} 2>&1"
 
 
@@ -267,8 +265,8 @@ rule madness_detect:
 
 rule madness_figures:
     input:
-        metrics=madness_dag.each_generation(MADNESS, madness_dag.METRICS["json"]),
-        jacobians=madness_dag.each_generation(MADNESS, madness_dag.JACOBIAN),
+        metrics=madness_dag.each_replicate(MADNESS, madness_dag.METRICS["json"]),
+        jacobians=madness_dag.each_replicate(MADNESS, madness_dag.JACOBIAN),
     output:
         curves=report(
             madness_dag.CURVES["curves"],
@@ -296,11 +294,10 @@ rule madness_figures:
     resources:
         **rule_resources(MADNESS, "madness_figures"),
     params:
-        flags=config_flags(MADNESS, madness_dag.SCRIPT_FLAGS["madness_figures"]),
         label="{scenario}, w={w}",
     shell:
         "{PYTHON} scripts/madness_figures.py --scenario {wildcards.scenario} --metrics {input.metrics:q} "
-        "--jacobians {input.jacobians:q} {params.flags} --label {params.label:q} "
+        "--jacobians {input.jacobians:q} --label {params.label:q} "
         "--out-curves {output.curves:q} --out-spectra {output.spectra:q} > {log:q} 2>&1"
 
 
@@ -334,8 +331,7 @@ rule madness_compare:
         **rule_resources(MADNESS, "madness_compare"),
     params:
         scenarios=lambda wildcards: madness_dag.scenario_flags(MADNESS, wildcards.w, jacobians=False),
-        flags=config_flags(MADNESS, madness_dag.SCRIPT_FLAGS["madness_compare"]),
         label="w={w}",
     shell:
-        "{PYTHON} scripts/madness_compare.py {params.scenarios} {params.flags} --label {params.label:q} "
+        "{PYTHON} scripts/madness_compare.py {params.scenarios} --label {params.label:q} "
         "--out-table {output.table:q} --out-figure {output.figure:q} > {log:q} 2>&1"

@@ -30,8 +30,9 @@ GENERATION = {
     "eval": f"{LOOP}/eval_{{g}}_w{{w}}.npz",
     "info": f"{LOOP}/generation_{{g}}_w{{w}}.json",
 }
-METRICS = {"json": f"{LOOP}/metrics_{{g}}_w{{w}}.json", "tsne": f"{LOOP}/tsne_{{g}}_w{{w}}.png"}
-JACOBIAN = f"{LOOP}/jacobian_{{g}}_w{{w}}.npz"
+# Measured per replicate chain (one job each: the libraries load once for all its generations).
+METRICS = {"json": f"{LOOP}/metrics_w{{w}}.json", "tsne": f"{LOOP}/tsne_w{{w}}.png"}
+JACOBIAN = f"{LOOP}/jacobian_w{{w}}.npz"
 DETECTION = {"json": f"{SCENARIO_DIR}/detection_w{{w}}.json", "figure": f"{FIGURES}/{{scenario}}_w{{w}}_signals.png"}
 ERROR_RATES = f"{FIGURES}/error_rates_w{{w}}.png"
 CURVES = {"curves": f"{FIGURES}/{{scenario}}_w{{w}}_metrics.png", "spectra": f"{FIGURES}/{{scenario}}_w{{w}}_spectra.png"}
@@ -54,9 +55,7 @@ SCRIPT_FLAGS = {
     "madness_metrics": ("feature_extractor.min_accuracy", "metrics.nearest_k", "metrics.n_bootstrap", "metrics.tsne_points",
                         "metrics.tsne_perplexity", "seed"),
     "madness_jacobian": ("jacobian.method", "jacobian.k"),
-    "madness_detect": ("detection.replicates", "detection.alpha", "detection.n_bootstrap", "seed"),
-    "madness_figures": ("detection.replicates",),
-    "madness_compare": ("detection.replicates",),
+    "madness_detect": ("detection.alpha", "detection.n_bootstrap", "seed"),
 }
 
 
@@ -76,21 +75,25 @@ def replicate_pattern(section: dict[str, Any]) -> str:
     return one_of(replicates(section))
 
 
-def per_generation(section: dict[str, Any], pattern: str, scenario: str, w: str) -> list[str]:
-    """``pattern`` (with {scenario}, {w}, {rep}, {g}) for every replicate and generation of one scenario at one w,
-    replicate-major (rep 0's generations 0, 1, ..., then rep 1's)."""
-    generations = range(section["scenarios"][scenario]["generations"])
-    return [pattern.format(scenario=scenario, w=w, rep=r, g=g) for r in replicates(section) for g in generations]
+def per_replicate(section: dict[str, Any], pattern: str, scenario: str, w: str) -> list[str]:
+    """``pattern`` (with {scenario}, {w}, {rep}) for every replicate chain of one scenario at one w."""
+    return [pattern.format(scenario=scenario, w=w, rep=r) for r in replicates(section)]
 
 
-def each_generation(section: dict[str, Any], pattern: str):
-    """Input function: ``pattern`` for every replicate and generation of the job's scenario and w."""
-    return lambda wildcards: per_generation(section, pattern, wildcards.scenario, wildcards.w)
+def chain_generations(section: dict[str, Any], pattern: str):
+    """Input function: ``pattern`` (with {g}) for every generation of the job's replicate chain, in order."""
+    return lambda wildcards: [pattern.format(scenario=wildcards.scenario, w=wildcards.w, rep=wildcards.rep, g=g)
+                              for g in range(section["scenarios"][wildcards.scenario]["generations"])]
+
+
+def each_replicate(section: dict[str, Any], pattern: str):
+    """Input function: ``pattern`` for every replicate chain of the job's scenario and w."""
+    return lambda wildcards: per_replicate(section, pattern, wildcards.scenario, wildcards.w)
 
 
 def every_scenario(section: dict[str, Any], pattern: str):
-    """Input function: ``pattern`` for every scenario that runs, replicate and generation at the job's w."""
-    return lambda wildcards: [p for s in section["scenarios"]["run"] for p in per_generation(section, pattern, s, wildcards.w)]
+    """Input function: ``pattern`` for every replicate chain of every scenario that runs, at the job's w."""
+    return lambda wildcards: [p for s in section["scenarios"]["run"] for p in per_replicate(section, pattern, s, wildcards.w)]
 
 
 def run_outputs(section: dict[str, Any], pattern: str) -> list[str]:
@@ -136,12 +139,12 @@ def source_flags(section: dict[str, Any]) -> str:
 
 
 def scenario_flags(section: dict[str, Any], w: str, jacobians: bool) -> str:
-    """``--scenario NAME --metrics ... [--jacobians ...]`` for every scenario that runs, at one w (replicate-major files)."""
+    """``--scenario NAME --metrics ... [--jacobians ...]`` for every scenario that runs, at one w (a file per replicate chain)."""
     groups = []
     for s in section["scenarios"]["run"]:
-        group = f"--scenario {s} --metrics " + " ".join(shlex.quote(p) for p in per_generation(section, METRICS["json"], s, w))
+        group = f"--scenario {s} --metrics " + " ".join(shlex.quote(p) for p in per_replicate(section, METRICS["json"], s, w))
         if jacobians:
-            group += " --jacobians " + " ".join(shlex.quote(p) for p in per_generation(section, JACOBIAN, s, w))
+            group += " --jacobians " + " ".join(shlex.quote(p) for p in per_replicate(section, JACOBIAN, s, w))
         groups.append(group)
     return " ".join(groups)
 

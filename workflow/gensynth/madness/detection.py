@@ -248,14 +248,26 @@ def jacobian_signals(stats_: list[list[dict[str, np.ndarray]]], timesteps: np.nd
     return signals
 
 
-def load_jacobian_stats(paths: list, stat_names: tuple[str, ...]) -> tuple[list[dict[str, np.ndarray]], list[np.ndarray], np.ndarray]:
-    """Per generation: the per-probe statistics and eigenvalues of its Jacobian NPZ; and the shared probe timesteps."""
-    found, eigenvalues, timesteps = [], [], None
+def load_jacobian_stats(path, stat_names: tuple[str, ...]) -> tuple[list[dict[str, np.ndarray]], list[np.ndarray], np.ndarray]:
+    """A chain's Jacobian NPZ: per generation the per-probe statistics and the eigenvalues (P, K); and the probe timesteps."""
+    arrays = load_npz(path, required=("eigenvalues", "timesteps", *stat_names))
+    eigenvalues, timesteps = arrays["eigenvalues"], arrays["timesteps"]
+    if eigenvalues.ndim != 3 or eigenvalues.shape[1] != len(timesteps) or any(arrays[n].shape != eigenvalues.shape[:2] for n in stat_names):
+        raise GensynthError(f"{path}: expected eigenvalues (G, P, K) and statistics (G, P) for P = {len(timesteps)} probes, "
+                            f"found eigenvalues {eigenvalues.shape}")
+    return [{name: arrays[name][g] for name in stat_names} for g in range(len(eigenvalues))], list(eigenvalues), timesteps
+
+
+def load_chains(paths: list, stat_names: tuple[str, ...]) -> tuple[list[list[dict[str, np.ndarray]]], list[list[np.ndarray]], np.ndarray]:
+    """Every replicate chain's Jacobian statistics and eigenvalues (``[replicate][generation]``), on the same probes."""
+    stats, eigenvalues, timesteps = [], [], None
     for path in paths:
-        arrays = load_npz(path, required=("eigenvalues", "timesteps", *stat_names))
-        if timesteps is not None and not np.array_equal(arrays["timesteps"], timesteps):
-            raise GensynthError(f"{path}: probe timesteps {arrays['timesteps'].tolist()} differ from the first generation's {timesteps.tolist()}")
-        timesteps = arrays["timesteps"]
-        found.append({name: arrays[name] for name in stat_names})
-        eigenvalues.append(arrays["eigenvalues"])
-    return found, eigenvalues, timesteps
+        chain_stats, chain_eigenvalues, chain_timesteps = load_jacobian_stats(path, stat_names)
+        if timesteps is not None and not np.array_equal(chain_timesteps, timesteps):
+            raise GensynthError(f"{path}: probe timesteps {chain_timesteps.tolist()} differ from {paths[0]}'s {timesteps.tolist()}")
+        timesteps = chain_timesteps
+        stats.append(chain_stats)
+        eigenvalues.append(chain_eigenvalues)
+    if len({len(chain) for chain in stats}) > 1:
+        raise GensynthError(f"{', '.join(map(str, paths))}: the replicate chains hold different numbers of generations")
+    return stats, eigenvalues, timesteps

@@ -52,43 +52,42 @@ def tsne_embedding(real: np.ndarray, fake: np.ndarray, max_points: int, perplexi
 
 
 def add_scenario_arguments(parser, jacobians: bool) -> None:
-    """``--scenario NAME --metrics FILES... [--jacobians FILES...]``, repeated per scenario (files replicate-major)."""
+    """``--scenario NAME --metrics FILES... [--jacobians FILES...]``, repeated per scenario: one file per replicate chain."""
     parser.add_argument("--scenario", action="append", required=True, help="a scenario's name; its files follow")
     parser.add_argument("--metrics", nargs="+", action="append", required=True,
-                        help="the scenario's metrics JSON: replicate 0's generations 0, 1, ..., then replicate 1's, ...")
+                        help="the scenario's metrics JSON, one per replicate chain (madness_metrics.py)")
     if jacobians:
-        parser.add_argument("--jacobians", nargs="+", action="append", required=True, help="its Jacobian NPZ, in the same order")
+        parser.add_argument("--jacobians", nargs="+", action="append", required=True,
+                            help="its Jacobian NPZ, one per replicate chain, in the same order (madness_jacobian.py)")
 
 
-def chains(files: list[str], replicates: int, what: str) -> list[list[str]]:
-    """Replicate-major files -> [replicate][generation]."""
-    if replicates < 1 or len(files) % replicates:
-        raise GensynthError(f"{what}: {len(files)} files do not split into {replicates} replicates of equal length")
-    per = len(files) // replicates
-    return [files[r * per : (r + 1) * per] for r in range(replicates)]
-
-
-def scenario_files(args, replicates: int) -> dict[str, tuple[list[list[str]], list[list[str]] | None]]:
-    """The ``--scenario`` groups as {name: (metrics[r][g], jacobians[r][g] or None)}."""
+def scenario_files(args) -> dict[str, tuple[list[str], list[str] | None]]:
+    """The ``--scenario`` groups as {name: (metrics per replicate, Jacobians per replicate or None)}."""
     jacobians = getattr(args, "jacobians", None)
     if len(args.metrics) != len(args.scenario) or (jacobians is not None and len(jacobians) != len(args.scenario)):
         raise GensynthError(f"--scenario given {len(args.scenario)} times: expected as many --metrics (and --jacobians) lists")
     groups = {}
     for i, name in enumerate(args.scenario):
-        metrics = chains(args.metrics[i], replicates, f"--scenario {name} --metrics")
-        found = None if jacobians is None else chains(jacobians[i], replicates, f"--scenario {name} --jacobians")
-        if found is not None and len(found[0]) != len(metrics[0]):
-            raise GensynthError(f"--scenario {name}: {len(metrics[0])} generations of metrics but {len(found[0])} of Jacobians")
-        groups[name] = (metrics, found)
+        found = None if jacobians is None else jacobians[i]
+        if found is not None and len(found) != len(args.metrics[i]):
+            raise GensynthError(f"--scenario {name}: {len(args.metrics[i])} metrics files but {len(found)} Jacobian files (one each per replicate)")
+        groups[name] = (args.metrics[i], found)
     return groups
 
 
-def load_metrics(chains_: list[list[str]]) -> list[list[dict]]:
-    """Each replicate's metrics JSON per generation, checked for every metric."""
-    loaded = [[load_json(path) for path in chain] for chain in chains_]
-    for chain, paths in zip(loaded, chains_):
-        for record, path in zip(chain, paths):
-            missing = [name for name in METRICS if name not in record]
+def load_metrics(paths: list[str]) -> list[list[dict]]:
+    """Each replicate chain's metrics per generation (``[replicate][generation]``), checked for every metric."""
+    chains = []
+    for path in paths:
+        record = load_json(path)
+        generations = record.get("generations") if isinstance(record, dict) else None
+        if not isinstance(generations, list) or not generations:
+            raise GensynthError(f"{path}: expected a chain's metrics (a 'generations' list, the output of madness_metrics.py)")
+        for g, metrics in enumerate(generations):
+            missing = [name for name in METRICS if name not in metrics]
             if missing:
-                raise GensynthError(f"{path}: missing metric(s) {', '.join(missing)} (expected the output of madness_metrics.py)")
-    return loaded
+                raise GensynthError(f"{path}: generation {g} misses metric(s) {', '.join(missing)}")
+        chains.append(generations)
+    if len({len(chain) for chain in chains}) > 1:
+        raise GensynthError(f"{', '.join(paths)}: the replicate chains hold different numbers of generations")
+    return chains

@@ -110,13 +110,16 @@ def error_rates(records: dict[str, dict], alpha: float, title: str):
     return fig
 
 
-def tsne_figure(embedding: np.ndarray, generated: np.ndarray, title: str):
-    """A generation's t-SNE: real test features and generated ones, embedded together."""
-    fig, ax = plt.subplots(figsize=(5, 5))
-    ax.scatter(*embedding[~generated].T, s=6, alpha=0.6, label="real (test split)", color="tab:blue")
-    ax.scatter(*embedding[generated].T, s=6, alpha=0.6, label="generated", color="tab:red")
-    ax.set(title=title, xticks=[], yticks=[])
-    ax.legend(loc="best", fontsize=8, markerscale=2)
+def tsne_panels(panels: list[tuple[np.ndarray, np.ndarray, str]], title: str):
+    """A replicate chain's t-SNEs, one panel per generation: real test features (blue) and generated ones (red).
+    Each panel is ``(embedding (n, 2), generated mask (n,), its title)``."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.4), squeeze=False)
+    for ax, (embedding, generated, panel_title) in zip(axes[0], panels):
+        ax.scatter(*embedding[~generated].T, s=5, alpha=0.6, label="real (test split)", color="tab:blue")
+        ax.scatter(*embedding[generated].T, s=5, alpha=0.6, label="generated", color="tab:red")
+        ax.set(title=panel_title, xticks=[], yticks=[])
+    axes[0][0].legend(loc="best", fontsize=7, markerscale=2)
+    fig.suptitle(title)
     fig.tight_layout()
     return fig
 

@@ -217,6 +217,9 @@ def jacobian_spectrum(
     return lanczos_spectrum(unet, probes, timesteps, labels, k=k, **options)
 
 
+STAT_NAMES = ("trace", "top", "participation_ratio", "effective_rank", "spectral_entropy")  # of spectrum_stats
+
+
 def spectrum_stats(eigenvalues: np.ndarray) -> dict[str, float]:
     """Summary statistics of one spectrum ``lambda_1 >= ... >= lambda_K >= 0`` (K,).
 
