@@ -88,12 +88,22 @@ CLUSTER_KEYS = re.compile(r"^(executor|jobs|resources|default-resources|set-reso
 def test_the_workflow_profile_holds_only_cluster_neutral_keys_and_the_slurm_profile_keeps_its_own(project):
     default = yaml.safe_load((ROOT / "profiles/default/config.yaml").read_text())
     assert not [key for key in default if CLUSTER_KEYS.match(key)], "profiles/default overrides --profile keys one by one"
-    local = yaml.safe_load((ROOT / "profiles/local/config.yaml").read_text())
-    assert "gpu=1" in local["resources"], "one GPU job at a time on a local machine"
     output = snakemake(project, "-n", "--profile", "profiles/slurm", "results/replicas/model/best.ckpt").stdout
     resources = re.findall(r"resources: (.+)", output)
     assert resources and all("cpus_per_task=2" in line for line in resources), "the slurm profile's default-resources apply"
     assert any("gpu=1" in line and "mem_mb=4000" in line for line in resources)
+
+
+def test_a_local_run_gives_each_gpu_one_job_at_a_time(project):
+    from gensynth.dagtools import visible_gpus
+
+    assert visible_gpus({"CUDA_VISIBLE_DEVICES": "0,1"}) == 2 and visible_gpus({"CUDA_VISIBLE_DEVICES": ""}) == 0
+    result = subprocess.run([str(BIN / "snakemake"), "--cores", "1", CHEAP_TARGETS["replicas"][0]], cwd=project,
+                            env={**ENV, "CUDA_VISIBLE_DEVICES": "3"}, capture_output=True, text=True, timeout=300)
+    assert "at most 1 job(s) with gpu=1 at once" in result.stdout + result.stderr
+    without = subprocess.run([str(BIN / "snakemake"), "--cores", "1", "--forcerun", "make_replica_phantom", CHEAP_TARGETS["replicas"][0]],
+                             cwd=project, env={**ENV, "CUDA_VISIBLE_DEVICES": ""}, capture_output=True, text=True, timeout=300)
+    assert without.returncode == 0 and "with gpu=1 at once" not in without.stdout + without.stderr  # no GPU: no limit
 
 
 def test_the_literal_profile_name_works_after_make_slurm_profile(project, tmp_path):

@@ -78,3 +78,18 @@ def require_file(key: str, path: str) -> None:
         raise config_error(key, path, "a path to a file")
     if not os.path.isfile(path):
         raise config_error(key, path, "an existing file (not found)")
+
+
+def visible_gpus(environ: dict[str, str] | None = None) -> int:
+    """GPUs this machine's jobs can see, without importing torch: CUDA_VISIBLE_DEVICES when set, else
+    ``nvidia-smi -L``; 0 on a machine without NVIDIA GPUs (its gpu=1 jobs run on the CPU, side by side)."""
+    import subprocess
+
+    environ = os.environ if environ is None else environ
+    if "CUDA_VISIBLE_DEVICES" in environ:
+        return len([d for d in environ["CUDA_VISIBLE_DEVICES"].split(",") if d.strip() and d.strip() != "-1"])
+    try:
+        listing = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return 0
+    return sum(1 for line in listing.splitlines() if line.startswith("GPU "))

@@ -11,7 +11,7 @@ sys.path.insert(0, str(WORKFLOW_DIR))
 
 from gensynth.codedigest import stamp_command
 from gensynth.config import validate_config
-from gensynth.dagtools import config_flags, rule_resources
+from gensynth.dagtools import config_flags, rule_resources, visible_gpus
 from gensynth.errors import GensynthError
 from gensynth.modules import MODULES, module_dag
 from gensynth.provenance import CONFIG_ENV, RULE_ENV, WILDCARDS_ENV, config_digest, write_config_context
@@ -67,3 +67,13 @@ def annotate_jobs():
             command = stamp_command(each.shellcmd, Path(workflow.basedir), WORKFLOW_DIR).replace("{PYTHON}", PYTHON)
             each.shellcmd = f"{RULE_ENV}={each.name} {WILDCARDS_ENV}={{wildcards:q}} {command}"
     write_config_context(CONTEXT_DIR, config, modules)
+
+
+onstart:
+    # A local run lets one gpu=1 job at a time use each GPU the machine has (none: they share the CPU cores).
+    # `--resources gpu=N` sets the limit yourself; a cluster's executor leaves it to the scheduler.
+    if workflow.local_exec and "gpu" not in workflow.global_resources:
+        _gpus = visible_gpus()
+        if _gpus:
+            workflow.register_resource("gpu", _gpus)
+            print(f"gensynth: at most {_gpus} job(s) with gpu=1 at once, one per GPU of this machine", file=sys.stderr)
