@@ -19,6 +19,7 @@ import torch
 
 from gensynth.cli import run_main
 from gensynth.config import schema_default
+from gensynth.device import limit_threads
 from gensynth.errors import GensynthError
 from gensynth.io import save_figure, save_json
 from gensynth.madness.data import load_images, load_real
@@ -59,7 +60,7 @@ def main(argv=None):
             f"--nearest-k {args.nearest_k} (>= 1), --n-bootstrap {args.n_bootstrap} (>= 0), --tsne-points {args.tsne_points} (>= 2), "
             f"--min-accuracy {args.min_accuracy} (in [0, 1]): out of range"
         )
-    torch.set_num_threads(args.threads)
+    limit_threads(args.threads)
     provenance = Provenance(vars(args), "cpu")
     real = load_real(args.real)
     extractor, extractor_accuracy = checked_extractor(args.lenet, torch.from_numpy(real.x_test), torch.from_numpy(real.y_test), args.min_accuracy)

@@ -15,6 +15,7 @@ import torch
 
 from gensynth.cli import run_main
 from gensynth.config import schema_default
+from gensynth.device import limit_threads
 from gensynth.errors import GensynthError
 from gensynth.io import save_json
 from gensynth.madness.data import load_real
@@ -41,7 +42,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.epochs < 1 or args.batch_size < 1 or args.lr <= 0:
         raise GensynthError(f"--epochs {args.epochs}, --batch-size {args.batch_size} (>= 1) and --lr {args.lr} (> 0): out of range")
-    torch.set_num_threads(args.threads)
+    limit_threads(args.threads)
     provenance = Provenance(vars(args), "cpu")  # a few seconds on any CPU; the metrics run it on the CPU too
     real = load_real(args.data)
     x_train, y_train = torch.from_numpy(real.x_train), torch.from_numpy(real.y_train)

@@ -35,9 +35,18 @@ def add_device_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help=f"one of {', '.join(DEVICE_CHOICES)} or cuda:N")
 
 
+def limit_threads(threads: int) -> None:
+    """At most ``threads`` threads for torch and for the BLAS and OpenMP pools NumPy and scikit-learn use
+    (threadpoolctl): a job holds the cores its rule asked for, and oversubscribed pools spin."""
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(threads)
+    threadpool_limits(threads)
+
+
 def use_device(args: argparse.Namespace) -> torch.device:
     """Apply ``--threads`` and return the device ``--device`` names (see :func:`pick_device`)."""
-    torch.set_num_threads(args.threads)
+    limit_threads(args.threads)
     return pick_device(args.device)
 
 

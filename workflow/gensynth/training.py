@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from diffusers.training_utils import EMAModel
 
 from .errors import GensynthError
 from .io import load_checkpoint, save_checkpoint
@@ -57,10 +56,14 @@ class Trainer:
     eval_loss: LossFn | None = None
     step: int = 0
     optimizer: torch.optim.Optimizer = field(init=False)
-    ema: EMAModel = field(init=False)
+    ema: Any = field(init=False)  # diffusers' EMAModel
     generator: torch.Generator = field(init=False)
 
     def __post_init__(self):
+        # Imported here: diffusers.training_utils loads most of diffusers and transformers (seconds), which
+        # the jobs that only sample or measure never need.
+        from diffusers.training_utils import EMAModel
+
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.config.lr)
         self.ema = EMAModel(self.model.parameters(), decay=self.config.ema_decay, use_ema_warmup=True, power=3 / 4)
         self.generator = torch_generator(self.config.seed)

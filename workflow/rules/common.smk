@@ -35,7 +35,8 @@ except GensynthError as exc:
 CONTEXT_DIR = Path(".snakemake/gensynth")
 CONFIG_DIGEST = config_digest(config)
 shell.prefix(
-    f"set -euo pipefail; export PYTHONPATH={shlex.quote(str(WORKFLOW_DIR))}${{{{PYTHONPATH:+:$PYTHONPATH}}}} "
+    # OMP_WAIT_POLICY=PASSIVE: idle OpenMP threads sleep instead of spinning on a core another job needs.
+    f"set -euo pipefail; export PYTHONPATH={shlex.quote(str(WORKFLOW_DIR))}${{{{PYTHONPATH:+:$PYTHONPATH}}}} OMP_WAIT_POLICY=PASSIVE "
     f"{CONFIG_ENV}={shlex.quote(str(CONTEXT_DIR.resolve() / f'config-{CONFIG_DIGEST[:16]}.json'))}; "
 )
 
