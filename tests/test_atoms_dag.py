@@ -23,6 +23,7 @@ def write_config(project: Path, versions: list[dict]) -> str:
     return str(path)
 
 
+@pytest.mark.dag
 def test_the_default_run_made_each_configured_version(default_run: Path):
     for version in DEFAULT:
         out = default_run / "results/atoms" / version["name"]

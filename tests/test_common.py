@@ -174,13 +174,18 @@ def test_save_figure_is_atomic_and_a_png(tmp_path):
 
 
 # -- provenance ------------------------------------------------------------------------
-def test_provenance_records_inputs_and_context(tmp_path):
+def test_provenance_records_inputs_and_context(tmp_path, monkeypatch):
+    from gensynth import provenance
+
+    for name in (provenance.RULE_ENV, provenance.CONFIG_ENV):
+        monkeypatch.delenv(name, raising=False)
     data = tmp_path / "in.bin"
     data.write_bytes(b"abc")
     prov = Provenance({"steps": 3}, device="cpu")
     record = prov.record({"data": data})
     assert record["inputs"]["data"]["sha256"] == hashlib.sha256(b"abc").hexdigest()
-    assert record["config"] == {"steps": 3}
+    # By hand (no DAG job around it): the arguments, no rule and no config section.
+    assert record["arguments"] == {"steps": 3} and record["job"] is None and record["config"] is None
     assert torch.__version__.startswith(record["packages"]["torch"])
     assert record["started_utc"] <= record["finished_utc"] and record["started_utc"].endswith("+00:00")
     commit = record["git_commit"]

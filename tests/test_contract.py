@@ -137,7 +137,7 @@ def test_a_full_scale_run_never_takes_the_default_runs_results_as_sources(projec
     ("madness:\n  jacobian: {timesteps: [50, 900]}\n",
      "config key 'madness.jacobian.timesteps' = [50, 900]: expected timesteps below model.n_T = 500"),
     ("madness:\n  scenarios:\n    fresh: {n_real: 400}\n",
-     "config key 'madness.scenarios.fresh.n_real' = 400: expected at most 251"),
+     "config key 'madness.scenarios.fresh.n_real' = 400: expected at most 314"),
     ("madness:\n  scenarios:\n    full_synthetic: {N_initial: 101}\n",
      "config key 'madness.scenarios.full_synthetic.N_initial' = 101: expected at most initial.N_with_w = 100"),
 ])

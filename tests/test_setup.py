@@ -51,5 +51,5 @@ def test_ci_runs_make_test():
     script = (ROOT / ".ci/run").read_text()
     assert re.search(r"^make test$", script, flags=re.M)
     makefile = (ROOT / "Makefile").read_text()
-    assert re.search(r"^test: \$\(STAMP\)\n\t\$\(BIN\)/python -m pytest", makefile, flags=re.M)
+    assert re.search(r"^test: \$\(STAMP\) lint\n\t\$\(BIN\)/python -m pytest", makefile, flags=re.M)
     assert re.search(r"^run: \$\(STAMP\)\n\t\$\(BIN\)/snakemake --profile profiles/local", makefile, flags=re.M)

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import zipfile
 
+import pytest
 import yaml
 
 from conftest import BIN, ENV, ROOT, snakemake
@@ -125,6 +126,7 @@ def test_the_slurm_test_runs_only_where_asked(tmp_path):
     assert "1 skipped" in result.stdout and "set GENSYNTH_SLURM_TEST=1 (CI sets CI=true)" in result.stdout, result.stdout[-2000:]
 
 
+@pytest.mark.dag
 def test_provenance_names_the_rule_the_config_section_and_the_artifacts_own_digest(default_run):
     meta = json.loads((default_run / "results/replicas/replica_001_meta.json").read_text())
     provenance = meta["provenance"]
@@ -135,11 +137,12 @@ def test_provenance_names_the_rule_the_config_section_and_the_artifacts_own_dige
     assert re.fullmatch(r"[0-9a-f]{64}", provenance["config"]["sha256"])
     assert provenance["outputs"]["npz"]["sha256"] == sha256_file(default_run / "results/replicas/replica_001.npz")
     assert provenance["arguments"]["replica_id"] == 1 and provenance["device"]["name"] == "cpu"
-    generation = json.loads((default_run / "results/madness/fresh/w0/generation_1_w0.json").read_text())["provenance"]
-    assert generation["job"]["wildcards"] == {"scenario": "fresh", "w": "0", "g": "1"}
-    assert generation["outputs"]["model"]["sha256"] == sha256_file(default_run / "results/madness/fresh/w0/model_1_w0.ckpt")
+    generation = json.loads((default_run / "results/madness/fresh/w0/rep0/generation_1_w0.json").read_text())["provenance"]
+    assert generation["job"]["wildcards"] == {"scenario": "fresh", "w": "0", "rep": "0", "g": "1"}
+    assert generation["outputs"]["model"]["sha256"] == sha256_file(default_run / "results/madness/fresh/w0/rep0/model_1_w0.ckpt")
 
 
+@pytest.mark.dag
 def test_the_report_builds_without_docutils_messages(default_run):
     result = snakemake(default_run, "--report", "report.zip")
     assert "System Message" not in result.stdout + result.stderr

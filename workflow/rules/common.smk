@@ -46,6 +46,9 @@ GPU_ENV = "../../envs/cuda.yaml"
 # --software-deployment-method conda the environment's own python.
 CONDA = DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
 PYTHON = "python" if CONDA else shlex.quote(sys.executable)
+# Every script rule's command starts with this: its rule and wildcards (for the provenance of what the
+# job writes), then PYTHON. Snakemake formats it per job, alike in the command it prints and the one it runs.
+JOB_PYTHON = f"{RULE_ENV}={{rule}} {WILDCARDS_ENV}={{wildcards:q}} {{PYTHON}} "
 # Passed to every script so the config's device choice reaches the job.
 DEVICE = config["device"]
 
@@ -56,17 +59,16 @@ def get_final_output():
 
 
 def annotate_jobs():
-    """Called once every module's rules are included. Each job's command runs PYTHON, names its rule and
-    wildcards (for the provenance of what it writes) and ends in the digest of its script and the gensynth
-    modules that script imports (gensynth.codedigest): editing that code reruns exactly those jobs,
-    "Code has changed since last execution". The validated config goes to a file the jobs find
-    through $GENSYNTH_CONFIG, with the module of each rule."""
+    """Called once every module's rules are included. Each job's recorded command ends in the digest of
+    its script and the gensynth modules that script imports (gensynth.codedigest): editing that code
+    reruns exactly those jobs, "Code has changed since last execution" (Snakemake compares the recorded
+    command; the comment is not run). The validated config goes to a file the jobs find through
+    $GENSYNTH_CONFIG, with the module of each rule."""
     modules = {}
     for each in workflow.rules:
         modules[each.name] = Path(each.snakefile).stem
         if each.shellcmd and "scripts/" in each.shellcmd:
-            command = stamp_command(each.shellcmd, Path(workflow.basedir), WORKFLOW_DIR).replace("{PYTHON}", PYTHON)
-            each.shellcmd = f"{RULE_ENV}={each.name} {WILDCARDS_ENV}={{wildcards:q}} {command}"
+            each.shellcmd = stamp_command(each.shellcmd, Path(workflow.basedir), WORKFLOW_DIR)
     write_config_context(CONTEXT_DIR, config, modules)
 
 

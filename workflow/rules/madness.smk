@@ -29,7 +29,7 @@ rule madness_prepare_data:
         source=madness_dag.source_flags(MADNESS),
         flags=config_flags(MADNESS, madness_dag.SCRIPT_FLAGS["madness_prepare_data"]),
     shell:
-        "{PYTHON} scripts/madness_prepare_data.py {params.source} {params.flags} " "--out {output.npz:q} --out-info {output.info:q} > {log:q} 2>&1"
+        JOB_PYTHON + "scripts/madness_prepare_data.py {params.source} {params.flags} " "--out {output.npz:q} --out-info {output.info:q} > {log:q} 2>&1"
 
 
 rule madness_train_lenet:
@@ -50,7 +50,7 @@ rule madness_train_lenet:
     params:
         flags=config_flags(MADNESS, madness_dag.SCRIPT_FLAGS["madness_train_lenet"]),
     shell:
-        "{PYTHON} scripts/madness_train_lenet.py --data {input.data:q} {params.flags} --threads {threads} "
+        JOB_PYTHON + "scripts/madness_train_lenet.py --data {input.data:q} {params.flags} --threads {threads} "
         "--out {output.ckpt:q} --out-info {output.info:q} > {log:q} 2>&1"
 
 
@@ -70,7 +70,7 @@ rule madness_make_probes:
     params:
         flags=config_flags(MADNESS, madness_dag.SCRIPT_FLAGS["madness_make_probes"]),
     shell:
-        "{PYTHON} scripts/madness_make_probes.py --data {input.data:q} {params.flags} --out {output.probes:q} > {log:q} 2>&1"
+        JOB_PYTHON + "scripts/madness_make_probes.py --data {input.data:q} {params.flags} --out {output.probes:q} > {log:q} 2>&1"
 
 
 rule madness_train_initial:
@@ -94,7 +94,7 @@ rule madness_train_initial:
         flags=config_flags(MADNESS, madness_dag.SCRIPT_FLAGS["madness_train_initial"]),
         device=DEVICE,
     shell:
-        "{PYTHON} scripts/madness_train_initial.py --data {input.data:q} {params.flags} "
+        JOB_PYTHON + "scripts/madness_train_initial.py --data {input.data:q} {params.flags} "
         "--threads {threads} --device {params.device:q} --out {output.ckpt:q} --out-info {output.info:q} > {log:q} 2>&1"
 
 
@@ -120,7 +120,7 @@ rule madness_sample_initial:
         flags=config_flags(MADNESS, madness_dag.SCRIPT_FLAGS["madness_sample"]),
         device=DEVICE,
     shell:
-        "{PYTHON} scripts/madness_sample.py --model {input.model:q} --w {wildcards.w} --tag initial {params.flags} "
+        JOB_PYTHON + "scripts/madness_sample.py --model {input.model:q} --w {wildcards.w} --tag initial {params.flags} "
         "--threads {threads} --device {params.device:q} --out {output.data:q} --out-info {output.info:q} > {log:q} 2>&1"
 
 
@@ -153,7 +153,7 @@ rule madness_generation:
         flags=config_flags(MADNESS, madness_dag.SCRIPT_FLAGS["madness_generation"]),
         device=DEVICE,
     shell:
-        "{PYTHON} scripts/madness_generation.py --scenario {wildcards.scenario} --generation {wildcards.g} --w {wildcards.w} "
+        JOB_PYTHON + "scripts/madness_generation.py --scenario {wildcards.scenario} --generation {wildcards.g} --w {wildcards.w} "
         "--replicate {wildcards.rep} --real {input.real:q} --synthetic {input.synthetic:q} --prev-model {input.prev_model:q} "
         "{params.scenario_flags} {params.flags} --threads {threads} --device {params.device:q} "
         "--out-model {output.model:q} --out-next {output.next:q} --out-eval {output.eval:q} "
@@ -191,7 +191,7 @@ rule madness_metrics:
         label="{scenario}, replicate {rep}, w={w}",
         flags=config_flags(MADNESS, madness_dag.SCRIPT_FLAGS["madness_metrics"]),
     shell:
-        "{PYTHON} scripts/madness_metrics.py --real {input.real:q} --lenet {input.lenet:q} --samples {input.samples:q} "
+        JOB_PYTHON + "scripts/madness_metrics.py --real {input.real:q} --lenet {input.lenet:q} --samples {input.samples:q} "
         "--label {params.label:q} {params.flags} --threads {threads} "
         "--out {output.json:q} --out-tsne {output.tsne:q} > {log:q} 2>&1"
 
@@ -220,7 +220,7 @@ rule madness_jacobian:
         flags=config_flags(MADNESS, madness_dag.SCRIPT_FLAGS["madness_jacobian"]),
         device=DEVICE,
     shell:
-        "{PYTHON} scripts/madness_jacobian.py --models {input.models:q} --probes {input.probes:q} {params.flags} "
+        JOB_PYTHON + "scripts/madness_jacobian.py --models {input.models:q} --probes {input.probes:q} {params.flags} "
         "--threads {threads} --device {params.device:q} --out {output.npz:q} > {log:q} 2>&1"
 
 
@@ -259,7 +259,7 @@ rule madness_detect:
         flags=config_flags(MADNESS, madness_dag.SCRIPT_FLAGS["madness_detect"]),
         label="w={w}",
     shell:
-        "{PYTHON} scripts/madness_detect.py {params.scenarios} {params.flags} --label {params.label:q} "
+        JOB_PYTHON + "scripts/madness_detect.py {params.scenarios} {params.flags} --label {params.label:q} "
         "--out-json {output.json:q} --out-figure {output.figures:q} --out-error-rates {output.error_rates:q} > {log:q} 2>&1"
 
 
@@ -296,7 +296,7 @@ rule madness_figures:
     params:
         label="{scenario}, w={w}",
     shell:
-        "{PYTHON} scripts/madness_figures.py --scenario {wildcards.scenario} --metrics {input.metrics:q} "
+        JOB_PYTHON + "scripts/madness_figures.py --scenario {wildcards.scenario} --metrics {input.metrics:q} "
         "--jacobians {input.jacobians:q} --label {params.label:q} "
         "--out-curves {output.curves:q} --out-spectra {output.spectra:q} > {log:q} 2>&1"
 
@@ -333,5 +333,5 @@ rule madness_compare:
         scenarios=lambda wildcards: madness_dag.scenario_flags(MADNESS, wildcards.w, jacobians=False),
         label="w={w}",
     shell:
-        "{PYTHON} scripts/madness_compare.py {params.scenarios} --label {params.label:q} "
+        JOB_PYTHON + "scripts/madness_compare.py {params.scenarios} --label {params.label:q} "
         "--out-table {output.table:q} --out-figure {output.figure:q} > {log:q} 2>&1"
