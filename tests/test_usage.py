@@ -17,11 +17,17 @@ from conftest import BIN, ENV, ROOT, snakemake
 from gensynth.config_docs import render
 from gensynth.io import sha256_file
 
-# One cheap job of each module whose rules exist in every configuration.
+# One cheap job of each module in the default configuration: its target, rule, script and a library module.
 CHEAP_TARGETS = {
-    "atoms": ("results/atoms/2025-10-22-v1/metadata.json", "scripts/generate_dataset.py", "workflow/gensynth/atoms/lattice.py"),
-    "replicas": ("results/replicas/data/train.npz", "scripts/make_replica_data.py", "workflow/gensynth/replicas/phantom.py"),
-    "madness": ("results/madness/data/real.npz", "scripts/madness_prepare_data.py", "workflow/gensynth/madness/data.py"),
+    "atoms": ("results/atoms/2025-10-22-v1/metadata.json", "atoms_dataset", "scripts/generate_dataset.py",
+              "workflow/gensynth/atoms/lattice.py"),
+    "replicas": ("results/replicas/data/train.npz", "make_replica_phantom", "scripts/make_replica_data.py",
+                 "workflow/gensynth/replicas/phantom.py"),
+    "madness": ("results/madness/data/real.npz", "madness_prepare_data", "scripts/madness_prepare_data.py",
+                "workflow/gensynth/madness/data.py"),
+    "denoise": ("results/denoise/data/wavelength_grid.npy", "denoise_phantom", "scripts/make_denoise_data.py",
+                "workflow/gensynth/denoise/phantom.py"),
+    "genaug": ("results/genaug/data/dataset.npz", "genaug_data", "scripts/genaug_data.py", "workflow/gensynth/genaug/phantom.py"),
 }
 
 
@@ -45,21 +51,25 @@ def test_jobs_run_the_workflows_python_whatever_path_says(project):
 
 
 def test_editing_code_reruns_exactly_the_jobs_it_makes(project):
-    targets = [target for target, _, _ in CHEAP_TARGETS.values()]
+    targets = [target for target, *_ in CHEAP_TARGETS.values()]
     snakemake(project, *targets, "--cores", "2")
     assert jobs_and_reasons(snakemake(project, "-n", *targets).stdout) == {}
-    for module, (target, script, library) in CHEAP_TARGETS.items():
-        rule = {"atoms": "atoms_dataset", "replicas": "make_replica_phantom", "madness": "madness_prepare_data"}[module]
-        for path in (script, library):
-            original = (project / path).read_text()
-            (project / path).write_text(original + "\n# an edit\n")
-            changed = jobs_and_reasons(snakemake(project, "-n", *targets).stdout)
-            assert changed == {rule: "Code has changed since last execution"}, f"{path}: {changed}"
-            (project / path).write_text(original)
-    # a module none of them imports reruns none of them
-    unused = project / "workflow/gensynth/madness/jacobian.py"
-    unused.write_text(unused.read_text() + "\n# an edit\n")
-    assert jobs_and_reasons(snakemake(project, "-n", *targets).stdout) == {}
+
+    def edited(paths) -> dict[str, str]:
+        originals = {path: (project / path).read_text() for path in paths}
+        for path, text in originals.items():
+            (project / path).write_text(text + "\n# an edit\n")
+        changed = jobs_and_reasons(snakemake(project, "-n", *targets).stdout)
+        for path, text in originals.items():
+            (project / path).write_text(text)
+        return changed
+
+    every_rule = {rule: "Code has changed since last execution" for _, rule, _, _ in CHEAP_TARGETS.values()}
+    assert edited([script for _, _, script, _ in CHEAP_TARGETS.values()]) == every_rule  # each module's script
+    assert edited([library for *_, library in CHEAP_TARGETS.values()]) == every_rule  # a gensynth module each uses
+    _, rule, _, library = CHEAP_TARGETS["atoms"]
+    assert edited([library]) == {rule: "Code has changed since last execution"}  # one module's code: its job alone
+    assert edited(["workflow/gensynth/madness/jacobian.py"]) == {}  # a module none of them imports reruns none
 
 
 def commands(output: str) -> list[str]:
@@ -102,7 +112,7 @@ def test_a_local_run_gives_each_gpu_one_job_at_a_time(project):
     result = subprocess.run([str(BIN / "snakemake"), "--cores", "1", CHEAP_TARGETS["replicas"][0]], cwd=project,
                             env={**ENV, "CUDA_VISIBLE_DEVICES": "3"}, capture_output=True, text=True, timeout=300)
     assert "at most 1 job(s) with gpu=1 at once" in result.stdout + result.stderr
-    without = subprocess.run([str(BIN / "snakemake"), "--cores", "1", "--forcerun", "make_replica_phantom", CHEAP_TARGETS["replicas"][0]],
+    without = subprocess.run([str(BIN / "snakemake"), "--cores", "1", CHEAP_TARGETS["replicas"][0], "--forcerun", "make_replica_phantom"],
                              cwd=project, env={**ENV, "CUDA_VISIBLE_DEVICES": ""}, capture_output=True, text=True, timeout=300)
     assert without.returncode == 0 and "with gpu=1 at once" not in without.stdout + without.stderr  # no GPU: no limit
 

@@ -1,7 +1,7 @@
 """The digest of the code behind a job: its script and every gensynth module the script imports, transitively.
 
 Found by reading the files' import statements (``ast``), without importing anything, so the
-Snakefile computes it at parse time in milliseconds. Each rule's shell command ends in
+Snakefile computes it at parse time (each file read once). Each rule's shell command ends in
 ``# code <digest>``; Snakemake reruns a job whose command changed ("Code has changed since last
 execution"), so editing a script or a module it uses reruns exactly the jobs that code makes.
 Any edit counts, comments included.
@@ -19,6 +19,7 @@ PACKAGE = "gensynth"
 SCRIPT_IN_COMMAND = re.compile(r"\bscripts/(\w+)\.py\b")
 
 
+@functools.lru_cache(maxsize=None)
 def module_file(package_root: Path, dotted: str) -> Path | None:
     """The file of ``gensynth.x.y`` (a module, or a package's ``__init__.py``), or None."""
     base = package_root.joinpath(*dotted.split("."))
@@ -28,7 +29,20 @@ def module_file(package_root: Path, dotted: str) -> Path | None:
     return None
 
 
-def imported_modules(path: Path, package_root: Path) -> set[str]:
+def import_statements(tree: ast.Module):
+    """Every import statement of a module, top level or nested. Imports are statements, so only statement
+    blocks are searched, not the expressions that make up most of a tree."""
+    todo = [tree]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            yield node
+        for block in ("body", "orelse", "finalbody", "handlers", "cases"):
+            todo.extend(getattr(node, block, None) or ())
+
+
+@functools.lru_cache(maxsize=None)  # scripts share most modules: each file is read once per parse
+def imported_modules(path: Path, package_root: Path) -> frozenset[str]:
     """Dotted names of the gensynth modules ``path`` imports (``from pkg import name`` counts ``pkg.name``
     when that is a module), with every package on the way (their ``__init__`` runs on import)."""
     own = None
@@ -36,7 +50,7 @@ def imported_modules(path: Path, package_root: Path) -> set[str]:
         parts = path.relative_to(package_root).with_suffix("").parts
         own = parts[:-1] if parts[-1] == "__init__" else parts
     names = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+    for node in import_statements(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -55,7 +69,7 @@ def imported_modules(path: Path, package_root: Path) -> set[str]:
             continue
         parts = name.split(".")
         found.update(".".join(parts[:i]) for i in range(1, len(parts) + 1) if module_file(package_root, ".".join(parts[:i])))
-    return found
+    return frozenset(found)
 
 
 @functools.lru_cache(maxsize=None)

@@ -20,13 +20,15 @@ from referencing.jsonschema import DRAFT202012
 from .errors import GensynthError
 
 SCHEMA_DIR = Path(__file__).resolve().parents[1] / "schemas"
+# libyaml's parser where PyYAML was built with it: the schemas are read at every parse of the DAG.
+SCHEMA_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 TOP_SCHEMA = "config.schema.yaml"
 
 
 def load_schema_registry(schema_dir: Path) -> Registry:
     resources = []
     for path in sorted(schema_dir.glob("*.schema.yaml")):
-        contents = yaml.safe_load(path.read_text())
+        contents = yaml.load(path.read_text(), Loader=SCHEMA_LOADER)
         if path.name != TOP_SCHEMA:
             # A $schema in a referenced file makes jsonschema validate it with the plain
             # validator class, which fills no defaults: the top schema's dialect applies.
@@ -155,7 +157,7 @@ def module_schema(module: str, schema_dir: Path = SCHEMA_DIR) -> dict[str, Any]:
     path = schema_dir / f"{module}.schema.yaml"
     if not path.is_file():
         raise GensynthError(f"{path}: no schema for module {module!r}")
-    return yaml.safe_load(path.read_text())
+    return yaml.load(path.read_text(), Loader=SCHEMA_LOADER)
 
 
 def schema_default(module: str, key: str) -> Any:

@@ -33,4 +33,4 @@ rule atoms_dataset:
         flags=lambda wildcards: atoms_dag.version_flags(ATOMS, wildcards.version),
         output_dir=lambda wildcards, output: os.path.dirname(output.metadata),
     shell:
-        JOB_PYTHON + "scripts/generate_dataset.py --yes {params.flags} --output-dir {params.output_dir:q} " "--threads {threads} > {log:q} 2>&1"
+        run_script("scripts/generate_dataset.py --yes {params.flags} --output-dir {params.output_dir:q} " "--threads {threads} > {log:q} 2>&1")

@@ -46,9 +46,15 @@ GPU_ENV = "../../envs/cuda.yaml"
 # --software-deployment-method conda the environment's own python.
 CONDA = DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
 PYTHON = "python" if CONDA else shlex.quote(sys.executable)
-# Every script rule's command starts with this: its rule and wildcards (for the provenance of what the
-# job writes), then PYTHON. Snakemake formats it per job, alike in the command it prints and the one it runs.
-JOB_PYTHON = f"{RULE_ENV}={{rule}} {WILDCARDS_ENV}={{wildcards:q}} {{PYTHON}} "
+
+
+def run_script(command):
+    """A script rule's shell command: ``command`` ("scripts/<name>.py ...") run by PYTHON, with the rule and
+    its wildcards in the environment (for the provenance of what the job writes). Snakemake formats it per
+    job, alike in the command it prints and the one it runs."""
+    return f"{RULE_ENV}={{rule}} {WILDCARDS_ENV}={{wildcards:q}} {{PYTHON}} {command}"
+
+
 # Passed to every script so the config's device choice reaches the job.
 DEVICE = config["device"]
 
@@ -68,7 +74,9 @@ def annotate_jobs():
     for each in workflow.rules:
         modules[each.name] = Path(each.snakefile).stem
         if each.shellcmd and "scripts/" in each.shellcmd:
-            each.shellcmd = stamp_command(each.shellcmd, Path(workflow.basedir), WORKFLOW_DIR)
+            # Spelled out as the job runs them, for `snakemake --lint` and the printed command.
+            command = each.shellcmd.replace("{rule}", each.name).replace("{PYTHON}", PYTHON)
+            each.shellcmd = stamp_command(command, Path(workflow.basedir), WORKFLOW_DIR)
     write_config_context(CONTEXT_DIR, config, modules)
 
 

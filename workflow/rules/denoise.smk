@@ -37,7 +37,7 @@ if denoise_dag.uses_phantom(DENOISE):
             flags=config_flags(DENOISE, denoise_dag.SCRIPT_FLAGS["make_denoise_data corpus"]),
             out_dir=lambda wildcards, output: denoise_dag.data_folder(output.grid, "grid"),
         shell:
-            JOB_PYTHON + "scripts/make_denoise_data.py corpus --out-dir {params.out_dir:q} {params.flags} > {log:q} 2>&1"
+            run_script("scripts/make_denoise_data.py corpus --out-dir {params.out_dir:q} {params.flags} > {log:q} 2>&1")
 
     rule denoise_phantom_staging:
         output:
@@ -56,7 +56,7 @@ if denoise_dag.uses_phantom(DENOISE):
             flags=config_flags(DENOISE, denoise_dag.SCRIPT_FLAGS["make_denoise_data staging"]),
             out_dir=lambda wildcards, output: denoise_dag.data_folder(output.manifest, "manifest", staging=True),
         shell:
-            JOB_PYTHON + "scripts/make_denoise_data.py staging --out-dir {params.out_dir:q} {params.flags} > {log:q} 2>&1"
+            run_script("scripts/make_denoise_data.py staging --out-dir {params.out_dir:q} {params.flags} > {log:q} 2>&1")
 
 
 rule denoise_tune_savgol:
@@ -77,8 +77,10 @@ rule denoise_tune_savgol:
     params:
         flags=config_flags(DENOISE, denoise_dag.SCRIPT_FLAGS["tune_savgol_baseline"]),
     shell:
-        JOB_PYTHON + "scripts/tune_savgol_baseline.py --train-manifest {input.manifest:q} --root-dir {input.root:q} "
-        "--wavelength-grid {input.grid:q} {params.flags} --out {output.savgol:q} > {log:q} 2>&1"
+        run_script(
+            "scripts/tune_savgol_baseline.py --train-manifest {input.manifest:q} --root-dir {input.root:q} "
+            "--wavelength-grid {input.grid:q} {params.flags} --out {output.savgol:q} > {log:q} 2>&1"
+        )
 
 
 rule denoise_train:
@@ -109,11 +111,13 @@ rule denoise_train:
         checkpoint_dir=lambda wildcards: denoise_dag.CHECKPOINT_DIR.format(arm=wildcards.arm),
         device=DEVICE,
     shell:
-        JOB_PYTHON + "scripts/train_denoiser.py --train_dir {input.root:q} --train_manifest {input.manifest_train:q} "
-        "--val_dir {input.root:q} --val_manifest {input.manifest_val:q} --wavelength_grid {input.grid:q} "
-        "--dose_features_csv {input.dose_features:q} --dose_stats_json {input.dose_stats:q} {params.arm_flags} {params.flags} "
-        "--log_dir {params.log_dir:q} --checkpoint_dir {params.checkpoint_dir:q} --threads {threads} --device {params.device:q} "
-        "> {log:q} 2>&1"
+        run_script(
+            "scripts/train_denoiser.py --train_dir {input.root:q} --train_manifest {input.manifest_train:q} "
+            "--val_dir {input.root:q} --val_manifest {input.manifest_val:q} --wavelength_grid {input.grid:q} "
+            "--dose_features_csv {input.dose_features:q} --dose_stats_json {input.dose_stats:q} {params.arm_flags} {params.flags} "
+            "--log_dir {params.log_dir:q} --checkpoint_dir {params.checkpoint_dir:q} --threads {threads} --device {params.device:q} "
+            "> {log:q} 2>&1"
+        )
 
 
 rule denoise_shard:
@@ -143,10 +147,12 @@ rule denoise_shard:
         num_shards=DENOISE["infer"]["shards"],
         device=DEVICE,
     shell:
-        JOB_PYTHON + "scripts/run_denoise_from_manifest.py --manifest {input.manifest:q} --root-dir {input.root:q} "
-        "--checkpoint {input.checkpoint:q} --output-root {params.output_root:q} --dose-features-csv {input.dose_features:q} "
-        "--dose-stats-json {input.dose_stats:q} {params.flags} --shard {wildcards.shard} --num-shards {params.num_shards} "
-        "--done-json {output.done:q} --threads {threads} --device {params.device:q} > {log:q} 2>&1"
+        run_script(
+            "scripts/run_denoise_from_manifest.py --manifest {input.manifest:q} --root-dir {input.root:q} "
+            "--checkpoint {input.checkpoint:q} --output-root {params.output_root:q} --dose-features-csv {input.dose_features:q} "
+            "--dose-stats-json {input.dose_stats:q} {params.flags} --shard {wildcards.shard} --num-shards {params.num_shards} "
+            "--done-json {output.done:q} --threads {threads} --device {params.device:q} > {log:q} 2>&1"
+        )
 
 
 rule denoise_merge:
@@ -169,8 +175,10 @@ rule denoise_merge:
     params:
         output_root=lambda wildcards: denoise_dag.DENOISED_DIR.format(manifest=wildcards.manifest),
     shell:
-        JOB_PYTHON + "scripts/merge_denoise_shards.py --manifest {input.manifest:q} --output-root {params.output_root:q} "
-        "--shards {input.shards:q} --index {output.index:q} --summary {output.summary:q} > {log:q} 2>&1"
+        run_script(
+            "scripts/merge_denoise_shards.py --manifest {input.manifest:q} --output-root {params.output_root:q} "
+            "--shards {input.shards:q} --index {output.index:q} --summary {output.summary:q} > {log:q} 2>&1"
+        )
 
 
 rule denoise_panel_qa:
@@ -204,10 +212,12 @@ rule denoise_panel_qa:
         output_dir=lambda wildcards, output: os.path.dirname(output.summary),
         device=DEVICE,
     shell:
-        JOB_PYTHON + "scripts/evaluate_validation_panel.py --checkpoint-dir {params.checkpoint_dir:q} --manifest {input.panel:q} "
-        "--root-dir {input.root:q} --baseline-dir {input.root:q} --metadata {input.dose_features:q} --wavelength-grid {input.grid:q} "
-        "--output-dir {params.output_dir:q} --downstream-script {input.downstream:q} --savgol-params {input.savgol:q} "
-        "{params.qa_flags} {params.flags} --threads {threads} --device {params.device:q} > {log:q} 2>&1"
+        run_script(
+            "scripts/evaluate_validation_panel.py --checkpoint-dir {params.checkpoint_dir:q} --manifest {input.panel:q} "
+            "--root-dir {input.root:q} --baseline-dir {input.root:q} --metadata {input.dose_features:q} --wavelength-grid {input.grid:q} "
+            "--output-dir {params.output_dir:q} --downstream-script {input.downstream:q} --savgol-params {input.savgol:q} "
+            "{params.qa_flags} {params.flags} --threads {threads} --device {params.device:q} > {log:q} 2>&1"
+        )
 
 
 rule denoise_plot_roi:
@@ -232,6 +242,8 @@ rule denoise_plot_roi:
         flags=config_flags(DENOISE, denoise_dag.SCRIPT_FLAGS["plot_roi_windows"]),
         clean=denoise_dag.clean_flag(DENOISE),
     shell:
-        JOB_PYTHON + "scripts/plot_roi_windows.py --manifest {input.panel:q} --root-dir {input.root:q} --denoised-dir {input.denoised:q} "
-        "--baseline-dir {input.baseline:q} {params.clean} --wavelength-grid {input.grid:q} {params.flags} --output {output.figure:q} "
-        "> {log:q} 2>&1"
+        run_script(
+            "scripts/plot_roi_windows.py --manifest {input.panel:q} --root-dir {input.root:q} --denoised-dir {input.denoised:q} "
+            "--baseline-dir {input.baseline:q} {params.clean} --wavelength-grid {input.grid:q} {params.flags} --output {output.figure:q} "
+            "> {log:q} 2>&1"
+        )

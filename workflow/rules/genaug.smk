@@ -29,8 +29,10 @@ rule genaug_data:
         source=genaug_dag.source_flags(GENAUG),
         flags=config_flags(GENAUG, genaug_dag.SCRIPT_FLAGS["genaug_data"]),
     shell:
-        JOB_PYTHON + "scripts/genaug_data.py {params.source} {params.flags} --out {output.npz:q} --out-info {output.info:q} "
-        "--out-splits {output.splits:q} --out-samples {output.samples:q} > {log:q} 2>&1"
+        run_script(
+            "scripts/genaug_data.py {params.source} {params.flags} --out {output.npz:q} --out-info {output.info:q} "
+            "--out-splits {output.splits:q} --out-samples {output.samples:q} > {log:q} 2>&1"
+        )
 
 
 rule genaug_train_pipeline:
@@ -58,9 +60,11 @@ rule genaug_train_pipeline:
         resume=lambda wildcards: genaug_dag.pipeline_resume(wildcards.fold, wildcards.folder),
         device=DEVICE,
     shell:
-        JOB_PYTHON + "scripts/genaug_train_pipeline.py --dataset {input.dataset:q} --fold {wildcards.fold} --folder {wildcards.folder} "
-        "{params.flags} --out {output.folder:q} --out-info {output.info:q} --resume {params.resume:q} "
-        "--threads {threads} --device {params.device:q} > {log:q} 2>&1"
+        run_script(
+            "scripts/genaug_train_pipeline.py --dataset {input.dataset:q} --fold {wildcards.fold} --folder {wildcards.folder} "
+            "{params.flags} --out {output.folder:q} --out-info {output.info:q} --resume {params.resume:q} "
+            "--threads {threads} --device {params.device:q} > {log:q} 2>&1"
+        )
 
 
 rule genaug_classify:
@@ -91,10 +95,12 @@ rule genaug_classify:
         resume_dir=genaug_dag.RUN_RESUME_DIR,
         device=DEVICE,
     shell:
-        JOB_PYTHON + "scripts/genaug_classify.py --dataset {input.dataset:q} --fold {wildcards.fold} --arm {wildcards.arm} "
-        "{params.arm} {params.models} {params.flags} --out-predictions {output.predictions:q} --out-model {output.model:q} "
-        "--out-history {output.history:q} --resume-dir {params.resume_dir:q} --threads {threads} --device {params.device:q} "
-        "> {log:q} 2>&1"
+        run_script(
+            "scripts/genaug_classify.py --dataset {input.dataset:q} --fold {wildcards.fold} --arm {wildcards.arm} "
+            "{params.arm} {params.models} {params.flags} --out-predictions {output.predictions:q} --out-model {output.model:q} "
+            "--out-history {output.history:q} --resume-dir {params.resume_dir:q} --threads {threads} --device {params.device:q} "
+            "> {log:q} 2>&1"
+        )
 
 
 rule genaug_quality:
@@ -129,9 +135,11 @@ rule genaug_quality:
         flags=config_flags(GENAUG, genaug_dag.SCRIPT_FLAGS["genaug_quality"]),
         device=DEVICE,
     shell:
-        JOB_PYTHON + "scripts/genaug_quality.py --dataset {input.dataset:q} --fold {wildcards.fold} --classifier {input.classifier:q} "
-        "--models {params.models:q} {params.quality} {params.flags} --out {output.json:q} --out-samples {output.samples:q} "
-        "--threads {threads} --device {params.device:q} > {log:q} 2>&1"
+        run_script(
+            "scripts/genaug_quality.py --dataset {input.dataset:q} --fold {wildcards.fold} --classifier {input.classifier:q} "
+            "--models {params.models:q} {params.quality} {params.flags} --out {output.json:q} --out-samples {output.samples:q} "
+            "--threads {threads} --device {params.device:q} > {log:q} 2>&1"
+        )
 
 
 rule genaug_report:
@@ -176,6 +184,8 @@ rule genaug_report:
         runs=genaug_dag.report_run_flags(GENAUG),
         flags=config_flags(GENAUG, genaug_dag.SCRIPT_FLAGS["genaug_report"]),
     shell:
-        JOB_PYTHON + "scripts/genaug_report.py --dataset {input.dataset:q} {params.runs} --quality {input.quality:q} {params.flags} "
-        "--out-table {output.table:q} --out-markdown {output.markdown:q} --out-figure {output.figure:q} "
-        "--out-quality {output.quality:q} --out-json {output.json:q} > {log:q} 2>&1"
+        run_script(
+            "scripts/genaug_report.py --dataset {input.dataset:q} {params.runs} --quality {input.quality:q} {params.flags} "
+            "--out-table {output.table:q} --out-markdown {output.markdown:q} --out-figure {output.figure:q} "
+            "--out-quality {output.quality:q} --out-json {output.json:q} > {log:q} 2>&1"
+        )

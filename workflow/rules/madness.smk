@@ -29,7 +29,7 @@ rule madness_prepare_data:
         source=madness_dag.source_flags(MADNESS),
         flags=config_flags(MADNESS, madness_dag.SCRIPT_FLAGS["madness_prepare_data"]),
     shell:
-        JOB_PYTHON + "scripts/madness_prepare_data.py {params.source} {params.flags} " "--out {output.npz:q} --out-info {output.info:q} > {log:q} 2>&1"
+        run_script("scripts/madness_prepare_data.py {params.source} {params.flags} " "--out {output.npz:q} --out-info {output.info:q} > {log:q} 2>&1")
 
 
 rule madness_train_lenet:
@@ -50,8 +50,10 @@ rule madness_train_lenet:
     params:
         flags=config_flags(MADNESS, madness_dag.SCRIPT_FLAGS["madness_train_lenet"]),
     shell:
-        JOB_PYTHON + "scripts/madness_train_lenet.py --data {input.data:q} {params.flags} --threads {threads} "
-        "--out {output.ckpt:q} --out-info {output.info:q} > {log:q} 2>&1"
+        run_script(
+            "scripts/madness_train_lenet.py --data {input.data:q} {params.flags} --threads {threads} "
+            "--out {output.ckpt:q} --out-info {output.info:q} > {log:q} 2>&1"
+        )
 
 
 rule madness_make_probes:
@@ -70,7 +72,7 @@ rule madness_make_probes:
     params:
         flags=config_flags(MADNESS, madness_dag.SCRIPT_FLAGS["madness_make_probes"]),
     shell:
-        JOB_PYTHON + "scripts/madness_make_probes.py --data {input.data:q} {params.flags} --out {output.probes:q} > {log:q} 2>&1"
+        run_script("scripts/madness_make_probes.py --data {input.data:q} {params.flags} --out {output.probes:q} > {log:q} 2>&1")
 
 
 rule madness_train_initial:
@@ -94,8 +96,10 @@ rule madness_train_initial:
         flags=config_flags(MADNESS, madness_dag.SCRIPT_FLAGS["madness_train_initial"]),
         device=DEVICE,
     shell:
-        JOB_PYTHON + "scripts/madness_train_initial.py --data {input.data:q} {params.flags} "
-        "--threads {threads} --device {params.device:q} --out {output.ckpt:q} --out-info {output.info:q} > {log:q} 2>&1"
+        run_script(
+            "scripts/madness_train_initial.py --data {input.data:q} {params.flags} "
+            "--threads {threads} --device {params.device:q} --out {output.ckpt:q} --out-info {output.info:q} > {log:q} 2>&1"
+        )
 
 
 rule madness_sample_initial:
@@ -120,8 +124,10 @@ rule madness_sample_initial:
         flags=config_flags(MADNESS, madness_dag.SCRIPT_FLAGS["madness_sample"]),
         device=DEVICE,
     shell:
-        JOB_PYTHON + "scripts/madness_sample.py --model {input.model:q} --w {wildcards.w} --tag initial {params.flags} "
-        "--threads {threads} --device {params.device:q} --out {output.data:q} --out-info {output.info:q} > {log:q} 2>&1"
+        run_script(
+            "scripts/madness_sample.py --model {input.model:q} --w {wildcards.w} --tag initial {params.flags} "
+            "--threads {threads} --device {params.device:q} --out {output.data:q} --out-info {output.info:q} > {log:q} 2>&1"
+        )
 
 
 rule madness_generation:
@@ -153,11 +159,13 @@ rule madness_generation:
         flags=config_flags(MADNESS, madness_dag.SCRIPT_FLAGS["madness_generation"]),
         device=DEVICE,
     shell:
-        JOB_PYTHON + "scripts/madness_generation.py --scenario {wildcards.scenario} --generation {wildcards.g} --w {wildcards.w} "
-        "--replicate {wildcards.rep} --real {input.real:q} --synthetic {input.synthetic:q} --prev-model {input.prev_model:q} "
-        "{params.scenario_flags} {params.flags} --threads {threads} --device {params.device:q} "
-        "--out-model {output.model:q} --out-next {output.next:q} --out-eval {output.eval:q} "
-        "--out-info {output.info:q} > {log:q} 2>&1"
+        run_script(
+            "scripts/madness_generation.py --scenario {wildcards.scenario} --generation {wildcards.g} --w {wildcards.w} "
+            "--replicate {wildcards.rep} --real {input.real:q} --synthetic {input.synthetic:q} --prev-model {input.prev_model:q} "
+            "{params.scenario_flags} {params.flags} --threads {threads} --device {params.device:q} "
+            "--out-model {output.model:q} --out-next {output.next:q} --out-eval {output.eval:q} "
+            "--out-info {output.info:q} > {log:q} 2>&1"
+        )
 
 
 rule madness_metrics:
@@ -191,9 +199,11 @@ rule madness_metrics:
         label="{scenario}, replicate {rep}, w={w}",
         flags=config_flags(MADNESS, madness_dag.SCRIPT_FLAGS["madness_metrics"]),
     shell:
-        JOB_PYTHON + "scripts/madness_metrics.py --real {input.real:q} --lenet {input.lenet:q} --samples {input.samples:q} "
-        "--label {params.label:q} {params.flags} --threads {threads} "
-        "--out {output.json:q} --out-tsne {output.tsne:q} > {log:q} 2>&1"
+        run_script(
+            "scripts/madness_metrics.py --real {input.real:q} --lenet {input.lenet:q} --samples {input.samples:q} "
+            "--label {params.label:q} {params.flags} --threads {threads} "
+            "--out {output.json:q} --out-tsne {output.tsne:q} > {log:q} 2>&1"
+        )
 
 
 rule madness_jacobian:
@@ -220,8 +230,10 @@ rule madness_jacobian:
         flags=config_flags(MADNESS, madness_dag.SCRIPT_FLAGS["madness_jacobian"]),
         device=DEVICE,
     shell:
-        JOB_PYTHON + "scripts/madness_jacobian.py --models {input.models:q} --probes {input.probes:q} {params.flags} "
-        "--threads {threads} --device {params.device:q} --out {output.npz:q} > {log:q} 2>&1"
+        run_script(
+            "scripts/madness_jacobian.py --models {input.models:q} --probes {input.probes:q} {params.flags} "
+            "--threads {threads} --device {params.device:q} --out {output.npz:q} > {log:q} 2>&1"
+        )
 
 
 rule madness_detect:
@@ -259,8 +271,10 @@ rule madness_detect:
         flags=config_flags(MADNESS, madness_dag.SCRIPT_FLAGS["madness_detect"]),
         label="w={w}",
     shell:
-        JOB_PYTHON + "scripts/madness_detect.py {params.scenarios} {params.flags} --label {params.label:q} "
-        "--out-json {output.json:q} --out-figure {output.figures:q} --out-error-rates {output.error_rates:q} > {log:q} 2>&1"
+        run_script(
+            "scripts/madness_detect.py {params.scenarios} {params.flags} --label {params.label:q} "
+            "--out-json {output.json:q} --out-figure {output.figures:q} --out-error-rates {output.error_rates:q} > {log:q} 2>&1"
+        )
 
 
 rule madness_figures:
@@ -296,9 +310,11 @@ rule madness_figures:
     params:
         label="{scenario}, w={w}",
     shell:
-        JOB_PYTHON + "scripts/madness_figures.py --scenario {wildcards.scenario} --metrics {input.metrics:q} "
-        "--jacobians {input.jacobians:q} --label {params.label:q} "
-        "--out-curves {output.curves:q} --out-spectra {output.spectra:q} > {log:q} 2>&1"
+        run_script(
+            "scripts/madness_figures.py --scenario {wildcards.scenario} --metrics {input.metrics:q} "
+            "--jacobians {input.jacobians:q} --label {params.label:q} "
+            "--out-curves {output.curves:q} --out-spectra {output.spectra:q} > {log:q} 2>&1"
+        )
 
 
 rule madness_compare:
@@ -333,5 +349,7 @@ rule madness_compare:
         scenarios=lambda wildcards: madness_dag.scenario_flags(MADNESS, wildcards.w, jacobians=False),
         label="w={w}",
     shell:
-        JOB_PYTHON + "scripts/madness_compare.py {params.scenarios} --label {params.label:q} "
-        "--out-table {output.table:q} --out-figure {output.figure:q} > {log:q} 2>&1"
+        run_script(
+            "scripts/madness_compare.py {params.scenarios} --label {params.label:q} "
+            "--out-table {output.table:q} --out-figure {output.figure:q} > {log:q} 2>&1"
+        )

@@ -24,8 +24,10 @@ if replicas_dag.uses_phantom(REPLICAS):
         params:
             flags=config_flags(REPLICAS, replicas_dag.SCRIPT_FLAGS["make_replica_data phantom"]),
         shell:
-            JOB_PYTHON + "scripts/make_replica_data.py phantom {params.flags} "
-            "--train {output.train:q} --test {output.test:q} --test-csv {output.csv:q} > {log:q} 2>&1"
+            run_script(
+                "scripts/make_replica_data.py phantom {params.flags} "
+                "--train {output.train:q} --test {output.test:q} --test-csv {output.csv:q} > {log:q} 2>&1"
+            )
 
 
 if replicas_dag.counts_test_csv(REPLICAS):
@@ -46,7 +48,7 @@ if replicas_dag.counts_test_csv(REPLICAS):
         params:
             flags=config_flags(REPLICAS, replicas_dag.SCRIPT_FLAGS["make_replica_data distribution"]),
         shell:
-            JOB_PYTHON + "scripts/make_replica_data.py distribution --test {input.test:q} {params.flags} " "--test-csv {output.csv:q} > {log:q} 2>&1"
+            run_script("scripts/make_replica_data.py distribution --test {input.test:q} {params.flags} " "--test-csv {output.csv:q} > {log:q} 2>&1")
 
 
 rule train_replica_model:
@@ -73,9 +75,11 @@ rule train_replica_model:
         resume_dir=replicas_dag.RESUME_DIR,
         device=DEVICE,
     shell:
-        JOB_PYTHON + "scripts/train_replica_model.py --data {input.data:q} {params.flags} "
-        "--out {output.ckpt:q} --config-out {output.config:q} --history {output.history:q} "
-        "--resume-dir {params.resume_dir:q} --threads {threads} --device {params.device:q} > {log:q} 2>&1"
+        run_script(
+            "scripts/train_replica_model.py --data {input.data:q} {params.flags} "
+            "--out {output.ckpt:q} --config-out {output.config:q} --history {output.history:q} "
+            "--resume-dir {params.resume_dir:q} --threads {threads} --device {params.device:q} > {log:q} 2>&1"
+        )
 
 
 rule generate_replica:
@@ -103,9 +107,11 @@ rule generate_replica:
         out_dir=lambda wildcards, output: os.path.dirname(output.npz),
         device=DEVICE,
     shell:
-        JOB_PYTHON + "scripts/generate_replicas.py --checkpoint {input.ckpt:q} --config {input.config:q} "
-        "--test-csv {input.csv:q} --replica-id {wildcards.replica_id} --out-dir {params.out_dir:q} {params.flags} "
-        "--threads {threads} --device {params.device:q} > {log:q} 2>&1"
+        run_script(
+            "scripts/generate_replicas.py --checkpoint {input.ckpt:q} --config {input.config:q} "
+            "--test-csv {input.csv:q} --replica-id {wildcards.replica_id} --out-dir {params.out_dir:q} {params.flags} "
+            "--threads {threads} --device {params.device:q} > {log:q} 2>&1"
+        )
 
 
 rule replicas_qa:
@@ -130,7 +136,9 @@ rule replicas_qa:
     params:
         flags=config_flags(REPLICAS, replicas_dag.SCRIPT_FLAGS["replicas_qa"]),
     shell:
-        JOB_PYTHON + "scripts/replicas_qa.py --replicas {input.replicas:q} --real {input.real:q} "
-        "--test-csv {input.csv:q} --history {input.history:q} {params.flags} "
-        "--out-json {output.json:q} --out-table {output.table:q} --out-summary {output.summary:q} "
-        "--out-samples {output.samples:q} > {log:q} 2>&1"
+        run_script(
+            "scripts/replicas_qa.py --replicas {input.replicas:q} --real {input.real:q} "
+            "--test-csv {input.csv:q} --history {input.history:q} {params.flags} "
+            "--out-json {output.json:q} --out-table {output.table:q} --out-summary {output.summary:q} "
+            "--out-samples {output.samples:q} > {log:q} 2>&1"
+        )
