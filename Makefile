@@ -21,9 +21,10 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/snakemake --profile profiles/local --cores $(CORES)
 
-# Lint first (seconds): snakefmt and ruff, pinned in the test extras.
+# Lint first (seconds): snakefmt and ruff, pinned in the test extras. Two pytest workers: one runs the
+# default DAG (tests/conftest.py groups every test of its results) while the other runs the rest.
 test: $(STAMP) lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 dry-run: $(STAMP)
 	$(BIN)/snakemake -n -p --cores $(CORES)

@@ -48,6 +48,14 @@ def snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 1800
     return result
 
 
+def pytest_collection_modifyitems(items):
+    """Under pytest-xdist (`make test`), every test of the default run's results goes to one worker, so
+    the DAG runs once per session."""
+    for item in items:
+        if "default_run" in item.fixturenames:
+            item.add_marker(pytest.mark.xdist_group("default_run"))
+
+
 @pytest.fixture
 def project(tmp_path) -> Path:
     """A fresh copy of the project, to run Snakemake in without touching the checkout."""

@@ -1,5 +1,7 @@
 # madness: real data -> LeNet features, model_initial -> generations g = 0, 1, ... per scenario and w,
 # each a file that the next one reads -> per-generation metrics and Jacobian spectra -> detection, figures.
+# The loops are the DAG's longest chains: their training and sampling rules have priority 1, so they start
+# first and other jobs fill the cores around them.
 from gensynth.madness import dag as madness_dag
 
 MADNESS = config["madness"]
@@ -85,6 +87,7 @@ rule madness_train_initial:
         "logs/madness/madness_train_initial.log",
     benchmark:
         "benchmarks/madness/madness_train_initial.tsv"
+    priority: 1
     conda:
         GPU_ENV
     # One thread: a second one gains little on this small UNet and spins idle when another job holds the other core.
@@ -114,6 +117,7 @@ rule madness_sample_initial:
         "benchmarks/madness/madness_sample_initial/w{w}.tsv"
     wildcard_constraints:
         w=madness_dag.w_pattern(MADNESS),
+    priority: 1
     conda:
         GPU_ENV
     threads: 1
@@ -148,6 +152,7 @@ rule madness_generation:
         w=madness_dag.w_pattern(MADNESS),
         rep=madness_dag.replicate_pattern(MADNESS),
         g=madness_dag.GENERATION_PATTERN,
+    priority: 1
     conda:
         GPU_ENV
     threads: 1
