@@ -18,6 +18,7 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 from .errors import GensynthError
+from .io import load_yaml
 
 SCHEMA_DIR = Path(__file__).resolve().parents[1] / "schemas"
 # libyaml's parser where PyYAML was built with it: the schemas are read at every parse of the DAG.
@@ -140,13 +141,7 @@ def validate_config(config: dict[str, Any], schema_dir: Path = SCHEMA_DIR) -> di
 
 
 def load_config(path: str | Path, schema_dir: Path = SCHEMA_DIR) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise GensynthError(f"{path}: config file not found")
-    try:
-        config = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise GensynthError(f"{path}: not valid YAML ({exc})") from None
+    config = load_yaml(path, "config file") or {}
     if not isinstance(config, dict):
         raise GensynthError(f"{path}: expected a mapping of config keys at the top level")
     return validate_config(config, schema_dir)

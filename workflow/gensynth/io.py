@@ -169,7 +169,7 @@ def _require_file(path: Path, what: str) -> None:
     if not path.exists():
         raise GensynthError(f"{path}: {what} not found")
     if not path.is_file():
-        raise GensynthError(f"{path}: expected a {what} file, found a directory or special file")
+        raise GensynthError(f"{path}: expected a {what}, found a directory or special file")
 
 
 def load_npz(path: str | os.PathLike, required: Iterable[str] = ()) -> dict[str, np.ndarray]:
@@ -218,6 +218,18 @@ def load_json(path: str | os.PathLike) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise GensynthError(f"{path}: not valid JSON ({exc})") from None
+
+
+def load_yaml(path: str | os.PathLike, what: str = "YAML file") -> Any:
+    """A YAML file's contents (the safe loader: plain values only); ``what`` names it in the errors."""
+    import yaml
+
+    path = Path(path)
+    _require_file(path, what)
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise GensynthError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
 
 
 def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict[str, Any]:

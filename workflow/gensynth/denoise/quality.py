@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from ..errors import GensynthError
+from ..io import load_yaml
 
 MSE_FLOOR = 1e-20  # a perfect prediction gives a large, finite PSNR
 CHORD_POINTS = 3  # each end of a window's chord is the mean of this many points (less noise than one)
@@ -88,13 +88,7 @@ def parse_roi_windows(data: object, path: Path) -> RoiConfig:
 
 def load_roi_windows(path: str | os.PathLike) -> RoiConfig:
     path = Path(path)
-    if not path.is_file():
-        raise GensynthError(f"{path}: ROI windows file not found")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise GensynthError(f"{path}: not valid YAML ({exc})") from None
-    return parse_roi_windows(data, path)
+    return parse_roi_windows(load_yaml(path, "ROI windows file"), path)
 
 
 @dataclass

@@ -33,7 +33,7 @@ from ..diffusion import (
     scheduler_config,
 )
 from ..errors import GensynthError
-from ..io import atomic_open, atomic_path, load_checkpoint, save_json
+from ..io import atomic_open, atomic_path, load_checkpoint, load_yaml, save_json
 from ..seeding import numpy_generator, sha256_seed
 from .data import DOMAIN_MAPPING, SliceDataset
 
@@ -175,12 +175,7 @@ def export_model(
 def load_model_config(path: str | Path) -> dict[str, Any]:
     """A training run's ``config.yaml``: z_bins and the UNet settings are required."""
     path = Path(path)
-    if not path.is_file():
-        raise GensynthError(f"{path}: model config not found (the config.yaml written beside best.ckpt)")
-    try:
-        config = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise GensynthError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    config = load_yaml(path, "model config (the config.yaml written beside best.ckpt)")
     if not isinstance(config, dict) or not isinstance(config.get("z_bins"), int) or not isinstance(config.get("unet"), dict):
         raise GensynthError(f"{path}: expected a model config with an integer 'z_bins' and a 'unet' mapping")
     try:
