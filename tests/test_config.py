@@ -30,7 +30,14 @@ def with_override(config: dict, key: str, value) -> dict:
     return config
 
 
-DELETE = object()
+class Delete:
+    """Marks a key to remove; its repr keeps the test ids the same in every pytest-xdist worker."""
+
+    def __repr__(self) -> str:
+        return "DELETE"
+
+
+DELETE = Delete()
 
 BAD_CONFIGS = [
     # (key, value, what the one line must say)
