@@ -22,9 +22,9 @@ run: $(STAMP)
 	$(BIN)/snakemake --profile profiles/local --cores $(CORES)
 
 # Lint first (seconds): snakefmt and ruff, pinned in the test extras. Two pytest workers: one runs the
-# default DAG (tests/conftest.py groups every test of its results) while the other runs the rest.
+# default DAG and every test of its results (tests/conftest.py's scheduler), the other the rest.
 test: $(STAMP) lint
-	$(BIN)/python -m pytest -n 2 --dist loadgroup
+	$(BIN)/python -m pytest -n 2
 
 dry-run: $(STAMP)
 	$(BIN)/snakemake -n -p --cores $(CORES)

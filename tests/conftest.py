@@ -48,12 +48,28 @@ def snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 1800
     return result
 
 
+# The tests of the default run's results, and only they, are named test_default_*. Under pytest-xdist
+# (`make test`) they all go to one worker, so the DAG runs once per session while the other worker runs
+# the rest; the collection check keeps the names and the fixture in step.
+DEFAULT_RUN_TESTS = "::test_default_"
+
+
 def pytest_collection_modifyitems(items):
-    """Under pytest-xdist (`make test`), every test of the default run's results goes to one worker, so
-    the DAG runs once per session."""
-    for item in items:
-        if "default_run" in item.fixturenames:
-            item.add_marker(pytest.mark.xdist_group("default_run"))
+    misnamed = [item.nodeid for item in items if ("default_run" in item.fixturenames) != (DEFAULT_RUN_TESTS in item.nodeid)]
+    if misnamed:
+        raise pytest.UsageError(f"tests that use default_run must be named test_default_*, and only they: {misnamed}")
+
+
+def pytest_xdist_make_scheduler(config, log):
+    from xdist.scheduler import LoadScopeScheduling
+
+    class DefaultRunOnOneWorker(LoadScopeScheduling):
+        """Every other test is a scope of its own; the default run's tests are one."""
+
+        def _split_scope(self, nodeid: str) -> str:
+            return "default_run" if DEFAULT_RUN_TESTS in nodeid else nodeid
+
+    return DefaultRunOnOneWorker(config, log)
 
 
 @pytest.fixture

@@ -94,7 +94,7 @@ def test_an_existing_dataset_is_never_overwritten_without_overwrite(tmp_path, ca
     assert sorted(p.name for p in out.iterdir()) == ["metadata.json", "test.npz", "train.npz", "val.npz"]  # no staging left
 
 
-def test_default_output_is_the_next_free_version_of_today(tmp_path, monkeypatch):
+def test_the_output_defaults_to_the_next_free_version_of_today(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     today = dt.date.today().isoformat()
     (tmp_path / "datasets" / f"{today}-v1").mkdir(parents=True)

@@ -24,7 +24,7 @@ def write_config(project: Path, versions: list[dict]) -> str:
 
 
 @pytest.mark.dag
-def test_the_default_run_made_each_configured_version(default_run: Path):
+def test_default_run_made_each_configured_version(default_run: Path):
     for version in DEFAULT:
         out = default_run / "results/atoms" / version["name"]
         assert all((out / name).is_file() for name in FILES)

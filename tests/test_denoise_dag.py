@@ -38,7 +38,7 @@ def job_blocks(output: str, rule: str) -> list[str]:
     return [block for block in re.split(r"\n(?=(?:local)?rule \w+:)", output) if block.startswith((f"rule {rule}:", f"localrule {rule}:"))]
 
 
-def test_default_dag_has_every_rule_and_gpu_jobs(project):
+def test_the_default_dag_has_every_rule_and_gpu_jobs(project):
     output = snakemake(project, "-n", "-p", "--cores", "2", *ONLY).stdout
     assert job_stats(output) == Counter(RULES)
     for rule in ("denoise_train", "denoise_shard", "denoise_panel_qa"):

@@ -10,19 +10,14 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import ROOT, copy_project, snakemake
+from conftest import ROOT
 
 DEFAULT = yaml.safe_load((ROOT / "config/config.yaml").read_text())
 
 
 @pytest.fixture(scope="module")
-def results(request, tmp_path_factory) -> Path:
-    """The session's default run when it builds denoise; else this module's default run alone."""
-    if "denoise" in DEFAULT["modules"]:
-        return request.getfixturevalue("default_run") / "results/denoise"
-    workdir = copy_project(tmp_path_factory.mktemp("denoise_default"))
-    snakemake(workdir, "--profile", "profiles/local", "--cores", "2", "--config", "modules=[denoise]")
-    return workdir / "results/denoise"
+def results(default_run) -> Path:
+    return default_run / "results/denoise"
 
 
 @pytest.mark.dag

@@ -50,7 +50,7 @@ def section(**changes) -> dict:
     return validate_config(config)["genaug"]
 
 
-def test_default_dry_run_trains_the_rgb_pipelines_per_fold_and_both_arms(project):
+def test_the_default_dry_run_trains_the_rgb_pipelines_per_fold_and_both_arms(project):
     output = snakemake(project, "-n", "-p", "--cores", "2", "--config", "modules=[genaug]").stdout
     stats = job_stats(output)
     assert {rule: stats[rule] for rule in ("genaug_data", "genaug_train_pipeline", "genaug_classify", "genaug_quality", "genaug_report")} == {

@@ -130,7 +130,7 @@ def inline_prompts(phases: dict[str, str]) -> dict:
     return {"views": {"rgb": "photo", "depth_map": "depth map", "thermal_map": "thermal image"}, "phases": phases}
 
 
-def test_default_prompts_carry_phase_and_medical_context():
+def test_the_default_prompts_carry_phase_and_medical_context():
     templates = PromptTemplates.load()
     for phase, name in (("I", "inflammatory"), ("P", "proliferative"), ("R", "remodeling")):
         prompt = templates.prompt("depth_rgb", phase)

@@ -36,7 +36,7 @@ def clearly_above(a: np.ndarray, b: np.ndarray) -> bool:
 
 
 @pytest.mark.dag
-def test_full_synthetic_collapses_and_fresh_data_prevents_it(results):
+def test_default_full_synthetic_collapses_and_fresh_data_prevents_it(results):
     fid, fresh = fid_curves(results, "full_synthetic"), fid_curves(results, "fresh")
     curves = f"full_synthetic FID per replicate and generation {fid.round(1)}, fresh {fresh.round(1)}"
     # Every chain gets worse, by half again on average, and ends far above the chains fed fresh data.
@@ -50,7 +50,7 @@ def test_full_synthetic_collapses_and_fresh_data_prevents_it(results):
 
 
 @pytest.mark.dag
-def test_every_generation_has_its_metrics_spectrum_and_tsne(results):
+def test_default_every_generation_has_its_metrics_spectrum_and_tsne(results):
     lenet = load_json(results / "feature_extractor" / "lenet.json")
     assert lenet["test_accuracy"] >= CONFIG["feature_extractor"]["min_accuracy"]
     probes = load_npz(results / "probes" / "probes.npz")
@@ -83,7 +83,7 @@ def test_every_generation_has_its_metrics_spectrum_and_tsne(results):
 
 
 @pytest.mark.dag
-def test_fresh_never_reuses_a_real_image(results):
+def test_default_fresh_never_reuses_a_real_image(results):
     used = [
         load_json(results / "fresh" / f"w{W}" / "rep0" / f"generation_{g}_w{W}.json")["real_indices"]
         for g in range(CONFIG["scenarios"]["fresh"]["generations"])
@@ -93,7 +93,7 @@ def test_fresh_never_reuses_a_real_image(results):
 
 
 @pytest.mark.dag
-def test_a_changed_scenario_reruns_only_its_own_jobs(default_run, tmp_path):
+def test_default_changed_scenario_reruns_only_its_own_jobs(default_run, tmp_path):
     assert "Nothing to be done" in snakemake(default_run, "-n", "--config", "modules=[madness]").stdout
     fresh = CONFIG["scenarios"]["fresh"]
     (tmp_path / "fresh.yaml").write_text(yaml.safe_dump({"madness": {"scenarios": {"fresh": {**fresh, "n_epoch": fresh["n_epoch"] + 1}}}}))

@@ -137,7 +137,7 @@ def test_the_slurm_test_runs_only_where_asked(tmp_path):
 
 
 @pytest.mark.dag
-def test_provenance_names_the_rule_the_config_section_and_the_artifacts_own_digest(default_run):
+def test_default_provenance_names_the_rule_the_config_section_and_the_artifacts_own_digest(default_run):
     meta = json.loads((default_run / "results/replicas/replica_001_meta.json").read_text())
     provenance = meta["provenance"]
     assert provenance["job"] == {"rule": "generate_replica", "wildcards": {"replica_id": "001"}, "slurm_job_id": None}
@@ -153,7 +153,7 @@ def test_provenance_names_the_rule_the_config_section_and_the_artifacts_own_dige
 
 
 @pytest.mark.dag
-def test_the_report_builds_without_docutils_messages(default_run):
+def test_default_report_builds_without_docutils_messages(default_run):
     result = snakemake(default_run, "--report", "report.zip")
     assert "System Message" not in result.stdout + result.stderr
     with zipfile.ZipFile(default_run / "report.zip") as archive:
