@@ -66,6 +66,11 @@ def one_of(values: Iterable[str]) -> str:
     return "|".join(re.escape(str(v)) for v in values)
 
 
+def uses_phantom(section: dict[str, Any]) -> bool:
+    """Whether a module's section makes its own data (``data.source: phantom``) rather than reading the user's."""
+    return section["data"]["source"] == "phantom"
+
+
 def config_error(key: str, value: Any, expected: str) -> GensynthError:
     """One line: which key, which value, what was expected (the schema's errors read the same)."""
     return GensynthError(f"config key '{key}' = {format_value(value)}: expected {expected}")

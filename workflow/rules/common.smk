@@ -11,7 +11,7 @@ sys.path.insert(0, str(WORKFLOW_DIR))
 
 from gensynth.codedigest import stamp_command
 from gensynth.config import validate_config
-from gensynth.dagtools import config_flags, rule_resources, visible_gpus
+from gensynth.dagtools import config_flags, rule_resources, uses_phantom, visible_gpus
 from gensynth.errors import GensynthError
 from gensynth.modules import MODULES, module_dag
 from gensynth.provenance import CONFIG_ENV, RULE_ENV, WILDCARDS_ENV, config_digest, write_config_context

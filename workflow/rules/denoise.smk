@@ -11,7 +11,7 @@ localrules:
     denoise_merge,
 
 
-if denoise_dag.uses_phantom(DENOISE):
+if uses_phantom(DENOISE):
 
     rule denoise_phantom:
         output:

@@ -6,7 +6,7 @@ REPLICAS = config["replicas"]
 REPLICAS_DATA = replicas_dag.data_paths(REPLICAS)
 
 
-if replicas_dag.uses_phantom(REPLICAS):
+if uses_phantom(REPLICAS):
 
     rule make_replica_phantom:
         output:

@@ -12,7 +12,7 @@ import os
 import shlex
 from typing import Any
 
-from ..dagtools import config_error, one_of, require_file
+from ..dagtools import config_error, one_of, require_file, uses_phantom
 from ..errors import GensynthError
 from .layout import (
     BEST_CHECKPOINT,
@@ -66,10 +66,6 @@ SCRIPT_FLAGS = {
                                   "qa.downstream.peak_stability_max_nm"),
     "plot_roi_windows": ("qa.roi_windows",),
 }
-
-
-def uses_phantom(section: dict[str, Any]) -> bool:
-    return section["data"]["source"] == "phantom"
 
 
 def data_paths(section: dict[str, Any]) -> dict[str, str]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ..dagtools import config_error, flag, one_of, require_file
+from ..dagtools import config_error, flag, one_of, require_file, uses_phantom
 from .augmentation import MODALITIES, MODEL_FOLDERS, MODEL_KIND, PHASES, model_folder, validate_augmentation
 from .flags import flag_name, prompts_value
 
@@ -141,9 +141,9 @@ def data_inputs(section: dict[str, Any]) -> list[str]:
 
 def source_flags(section: dict[str, Any]) -> str:
     """``--source phantom``, or ``--source folder --folder DIR --csv NAME``."""
-    data = section["data"]
-    if data["source"] == "phantom":
+    if uses_phantom(section):
         return "--source phantom"
+    data = section["data"]
     return f"--source folder {flag(('', '--folder'), data['folder'])} {flag(('', '--csv'), data['csv'])}"
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..dagtools import config_error, one_of, require_file
+from ..dagtools import config_error, one_of, require_file, uses_phantom
 from ..io import npz_member_shape
 
 ROOT = "results/replicas"
@@ -44,10 +44,6 @@ SCRIPT_FLAGS = {
                           "sample.batch_size", "sample.use_ema"),
     "replicas_qa": ("z_bins", "qa.min_mask_fraction", "qa.grid_per_bin"),
 }
-
-
-def uses_phantom(section: dict[str, Any]) -> bool:
-    return section["data"]["source"] == "phantom"
 
 
 def data_paths(section: dict[str, Any]) -> dict[str, str]:
