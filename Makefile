@@ -22,7 +22,8 @@ run: $(STAMP)
 	$(BIN)/snakemake --profile profiles/local --cores $(CORES)
 
 # Lint first (seconds): snakefmt and ruff, pinned in the test extras. Two pytest workers: one runs the
-# default DAG and every test of its results (tests/conftest.py's scheduler), the other the rest.
+# whole DAG on tests/configs/dag.yaml and every test of its results (tests/conftest.py's scheduler), the
+# other the rest.
 test: $(STAMP) lint
 	$(BIN)/python -m pytest -n 2
 

@@ -1,8 +1,9 @@
-"""Shared fixtures: a copy of the project to run Snakemake in, and one run of the default DAG."""
+"""Shared fixtures: a copy of the project to run Snakemake in, and one run of the whole DAG on the test config."""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -10,6 +11,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from snakemake.utils import update_config
+
+from gensynth.config import validate_config
+from gensynth.io import load_yaml
 
 # One thread in the test process: two cores shared with the DAG's jobs, and oversubscribed
 # torch threads spin instead of working.
@@ -38,38 +43,64 @@ def copy_project(dest: Path) -> Path:
     return dest
 
 
-def snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 1800) -> subprocess.CompletedProcess:
-    """Run snakemake in ``workdir``; on failure the assertion shows its output."""
-    result = subprocess.run(
-        [str(BIN / "snakemake"), *args], cwd=workdir, env=ENV, capture_output=True, text=True, timeout=timeout
-    )
+def snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 900) -> subprocess.CompletedProcess:
+    """Run snakemake in ``workdir``; on failure the assertion shows its output, and a timeout names the command."""
+    try:
+        result = subprocess.run(
+            [str(BIN / "snakemake"), *args], cwd=workdir, env=ENV, capture_output=True, text=True, timeout=timeout
+        )
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"snakemake {' '.join(args)} (in {workdir}) did not finish within {timeout} s:\n{(exc.stderr or b'')[-4000:]!r}")
     if check:
         assert result.returncode == 0, f"snakemake {' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}"
     return result
 
 
-# The tests of the default run's results, and only they, are named test_default_*. Under pytest-xdist
-# (`make test`) they all go to one worker, so the DAG runs once per session while the other worker runs
-# the rest; the collection check keeps the names and the fixture in step.
-DEFAULT_RUN_TESTS = "::test_default_"
+def job_counts(output: str) -> dict[str, int]:
+    """Rule -> job count, from the 'Job stats' table of a dry-run (with its `total` row)."""
+    table = output[output.index("Job stats:") :]
+    rows = re.findall(r"^(\w+)\s+(\d+)\s*$", table, flags=re.M)
+    return {rule: int(count) for rule, count in rows}
+
+
+# The whole DAG at test scale: every rule of every module, at the smallest sizes that take the default run's
+# code paths. The default config itself is checked by dry-runs (tests/test_dag.py) and built by `make run`.
+DAG_CONFIG = "tests/configs/dag.yaml"  # relative to the project and to each copy of it
+# The DAG run's own limit: about 3 minutes of jobs on a quiet 2-core machine, so this leaves more than three
+# times that for a slow day with the other worker's tests beside it.
+DAG_TIMEOUT = 1500
+
+
+def dag_config() -> dict:
+    """The config the DAG run uses: config/config.yaml updated by the test config, as Snakemake merges them,
+    with the schemas' defaults filled in."""
+    config = load_yaml(ROOT / "config/config.yaml")
+    update_config(config, load_yaml(ROOT / DAG_CONFIG))
+    return validate_config(config)
+
+
+# The tests of the DAG run's results, and only they, are named test_dag_*. Under pytest-xdist (`make test`)
+# they all go to one worker, so the DAG runs once per session while the other worker runs the rest; the
+# collection check keeps the names and the fixture in step.
+DAG_RUN_TESTS = "::test_dag_"
 
 
 def pytest_collection_modifyitems(items):
-    misnamed = [item.nodeid for item in items if ("default_run" in item.fixturenames) != (DEFAULT_RUN_TESTS in item.nodeid)]
+    misnamed = [item.nodeid for item in items if ("dag_run" in item.fixturenames) != (DAG_RUN_TESTS in item.nodeid)]
     if misnamed:
-        raise pytest.UsageError(f"tests that use default_run must be named test_default_*, and only they: {misnamed}")
+        raise pytest.UsageError(f"tests that use dag_run must be named test_dag_*, and only they: {misnamed}")
 
 
 def pytest_xdist_make_scheduler(config, log):
     from xdist.scheduler import LoadScopeScheduling
 
-    class DefaultRunOnOneWorker(LoadScopeScheduling):
-        """Every other test is a scope of its own; the default run's tests are one."""
+    class DagRunOnOneWorker(LoadScopeScheduling):
+        """The DAG run's tests are one scope; every other test file is one (its module fixtures run once)."""
 
         def _split_scope(self, nodeid: str) -> str:
-            return "default_run" if DEFAULT_RUN_TESTS in nodeid else nodeid
+            return "dag_run" if DAG_RUN_TESTS in nodeid else super()._split_scope(nodeid)
 
-    return DefaultRunOnOneWorker(config, log)
+    return DagRunOnOneWorker(config, log)
 
 
 @pytest.fixture
@@ -78,9 +109,25 @@ def project(tmp_path) -> Path:
     return copy_project(tmp_path / "project")
 
 
+def carry_compiled_kernels(workdir: Path) -> None:
+    """Compile denoise's fused kernels once in this process and put numba's cache of them (keyed by the source's
+    mtime and size, which copy_project keeps) into the copy, so that its jobs load them instead of compiling."""
+    from gensynth.denoise import scan
+    from gensynth.denoise.kernels import warm_up_kernels
+
+    warm_up_kernels("cpu")
+    cache = Path(scan.__file__).parent / "__pycache__"
+    for compiled in [*cache.glob("scan.*.nbi"), *cache.glob("scan.*.nbc")]:
+        target = workdir / compiled.relative_to(ROOT)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(compiled, target)
+
+
 @pytest.fixture(scope="session")
-def default_run(tmp_path_factory) -> Path:
-    """The whole DAG on config/config.yaml, run once per session; returns the project copy."""
-    workdir = copy_project(tmp_path_factory.mktemp("default_run"))
-    snakemake(workdir, "--profile", "profiles/local", "--cores", "2")
+def dag_run(tmp_path_factory) -> Path:
+    """The whole DAG on the test config, run once per session; returns the project copy it ran in.
+    pytest-timeout counts test functions only (pyproject.toml): this run has its own limit, DAG_TIMEOUT."""
+    workdir = copy_project(tmp_path_factory.mktemp("dag_run"))
+    carry_compiled_kernels(workdir)
+    snakemake(workdir, "--profile", "profiles/local", "--cores", "2", "--configfile", DAG_CONFIG, timeout=DAG_TIMEOUT)
     return workdir

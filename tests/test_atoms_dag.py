@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import ROOT, snakemake
+from conftest import DAG_CONFIG, dag_config, snakemake
 from gensynth.atoms import load_corpus
 from gensynth.io import sha256_file
 
-DEFAULT = yaml.safe_load((ROOT / "config/config.yaml").read_text())["atoms"]["versions"]
+VERSIONS = dag_config()["atoms"]["versions"]
 FILES = ["train.npz", "val.npz", "test.npz", "metadata.json", "validation_report.png"]
 
 
@@ -24,9 +24,9 @@ def write_config(project: Path, versions: list[dict]) -> str:
 
 
 @pytest.mark.dag
-def test_default_run_made_each_configured_version(default_run: Path):
-    for version in DEFAULT:
-        out = default_run / "results/atoms" / version["name"]
+def test_dag_run_made_each_configured_version(dag_run: Path):
+    for version in VERSIONS:
+        out = dag_run / "results/atoms" / version["name"]
         assert all((out / name).is_file() for name in FILES)
         metadata = json.loads((out / "metadata.json").read_text())
         n = version["num_images"]
@@ -38,8 +38,8 @@ def test_default_run_made_each_configured_version(default_run: Path):
         assert sum(len(labels) for _, labels in corpus.values()) == n
         labels = np.concatenate([labels for _, labels in corpus.values()])
         assert labels.min() >= 1 and labels.max() <= 118
-    targets = [f"results/atoms/{version['name']}/{name}" for version in DEFAULT for name in FILES]
-    assert "Nothing to be done" in snakemake(default_run, "-n", *targets).stdout  # another day: no rebuild
+    targets = [f"results/atoms/{version['name']}/{name}" for version in VERSIONS for name in FILES]
+    assert "Nothing to be done" in snakemake(dag_run, "-n", "--configfile", DAG_CONFIG, *targets).stdout  # another day: no rebuild
 
 
 def test_a_configured_version_builds_through_the_cli_with_yes(project: Path):

@@ -1,4 +1,5 @@
-"""The default DAG audits cleanly: every job shows its full command; lint finds nothing."""
+"""The default DAG audits cleanly: every job shows its full command; lint finds nothing; the test config's DAG runs
+every rule the default one does."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import re
 import sys
 from pathlib import Path
 
-from conftest import ROOT, snakemake
+from conftest import DAG_CONFIG, ROOT, job_counts, snakemake
 
 # Rules each module must contribute to the default DAG.
 EXPECTED_RULES = {
@@ -18,13 +19,6 @@ EXPECTED_RULES = {
                 "denoise_plot_roi"},
     "genaug": {"genaug_data", "genaug_train_pipeline", "genaug_classify", "genaug_quality", "genaug_report"},
 }
-
-
-def job_counts(output: str) -> dict[str, int]:
-    """Rule -> job count, from the 'Job stats' table of a dry-run."""
-    table = output[output.index("Job stats:") :]
-    rows = re.findall(r"^(\w+)\s+(\d+)\s*$", table, flags=re.M)
-    return {rule: int(count) for rule, count in rows}
 
 
 def test_dry_run_lists_every_job_with_its_command(project: Path):
@@ -40,6 +34,13 @@ def test_dry_run_lists_every_job_with_its_command(project: Path):
     for command in commands:
         assert (ROOT / command.group(2)).is_file(), f"{command.group(2)} does not exist"
         assert command.group(1) in counts
+
+
+def test_the_test_config_runs_every_rule_of_the_default_dag(project: Path):
+    default = job_counts(snakemake(project, "-n", "--cores", "2").stdout)
+    test = job_counts(snakemake(project, "-n", "--cores", "2", "--configfile", DAG_CONFIG).stdout)
+    assert set(default) == set(test), f"rules only in the default DAG: {sorted(set(default) - set(test))}"
+    assert test["total"] < default["total"]
 
 
 def test_lint_is_clean():

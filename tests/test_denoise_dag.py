@@ -1,24 +1,18 @@
-"""denoise in the DAG: the rules and their GPU jobs, shards and staging from the config, one-line config errors, a
-toy run of the whole module (mirrored tree, merged index, QA), and a changed panel rerunning only the QA."""
+"""denoise in the DAG: the rules and their GPU jobs, shards and staging from the config, one-line config errors.
+The DAG run's outputs are read in test_denoise_dag_run.py."""
 
 from __future__ import annotations
 
 import copy
-import json
 import re
-import shutil
 from collections import Counter
-from pathlib import Path
 
-import pandas as pd
 import pytest
 import yaml
 
-from conftest import ROOT, copy_project, snakemake
+from conftest import ROOT, snakemake
 from gensynth.config import validate_config
 from gensynth.denoise import dag as denoise_dag
-from gensynth.denoise import scan
-from gensynth.denoise.kernels import warm_up_kernels
 from gensynth.errors import GensynthError
 
 DEFAULT = yaml.safe_load((ROOT / "config/config.yaml").read_text())
@@ -98,51 +92,3 @@ def test_a_files_config_without_clean_spectra_stops_before_any_job(project, tmp_
     assert ("invalid config: config key 'denoise.train.compare_clean' = true: expected false when data.clean_dir is empty"
             in result.stdout + result.stderr)
     assert not (project / "results").exists()
-
-
-@pytest.fixture(scope="module")
-def toy(tmp_path_factory) -> Path:
-    """The whole module at toy scale, run once. The fused kernels compile once in this process and their numba
-    cache (keyed by the source's mtime and size, which the copy keeps) goes with the copy, so that its jobs load them."""
-    warm_up_kernels("cpu")
-    workdir = copy_project(tmp_path_factory.mktemp("denoise_toy"))
-    cache = Path(scan.__file__).parent / "__pycache__"
-    for compiled in [*cache.glob("scan.*.nbi"), *cache.glob("scan.*.nbc")]:
-        target = workdir / compiled.relative_to(ROOT)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(compiled, target)
-    snakemake(workdir, "--profile", "profiles/local", "--cores", "2", "--configfile", str(TOY))
-    return workdir
-
-
-def test_toy_run_denoises_the_manifest_and_runs_the_qa(toy):
-    results = toy / "results/denoise"
-    full = pd.read_csv(results / "data/manifest_full.csv")
-    denoised = sorted(p.relative_to(results / "denoised/full").as_posix() for p in (results / "denoised/full").rglob("*_denoised.npy"))
-    assert len(denoised) == full["relative_path"].nunique() < len(full)  # one file per distinct spectrum, duplicates once
-    index = pd.read_csv(results / "denoised/full/denoised_manifest.csv")
-    assert len(index) == len(full) and set(index["denoised_path"]) == set(denoised)
-    summary = json.loads((results / "panel_eval/panel_eval_summary.json").read_text())
-    assert summary["passed"] and [g["gate"] for g in summary["gates"]] == ["psnr_gain", "sam_no_worse", "roi_integrity", "downstream_proxy"]
-    assert summary["selected"] == "mamba_tiny_uv_best" and summary["comparison"]["name"] == "clean_target"
-    assert (results / "figures/roi_windows.png").read_bytes()[:4] == b"\x89PNG"
-    assert not list((results / "denoised/full/shards").glob("*.json"))  # temp(): gone once merged
-    assert snakemake(toy, "-n", "--cores", "2", "--configfile", str(TOY)).stdout.count("Nothing to be done") == 1
-
-
-def test_a_changed_panel_reruns_only_the_qa(toy):
-    """The user's files (here the toy run's own data, given as files): editing the panel reruns the QA and plots only."""
-    data = "results/denoise/data"
-    files = {"source": "files", "root_dir": f"{data}/spectra", "clean_dir": f"{data}/clean", "manifest_full": f"{data}/manifest_full.csv",
-             "train_manifest": f"{data}/manifest_train.csv", "val_manifest": f"{data}/manifest_val.csv",
-             "validation_panel": f"{data}/validation_panel.csv", "wavelength_grid": f"{data}/wavelength_grid.npy",
-             "dose_features_csv": f"{data}/metadata/dose_features.csv", "dose_stats_json": f"{data}/metadata/dose_stats.json"}
-    config = yaml.safe_load(TOY.read_text())
-    config["denoise"]["data"] = files
-    (toy / "files.yaml").write_text(yaml.safe_dump(config))
-    assert "Nothing to be done" in snakemake(toy, "-n", "--cores", "2", "--configfile", "files.yaml").stdout
-    panel = toy / data / "validation_panel.csv"
-    lines = panel.read_text().splitlines(keepends=True)
-    panel.write_text("".join(lines[:-1]))  # one spectrum fewer
-    stats = job_stats(snakemake(toy, "-n", "--cores", "2", "--configfile", "files.yaml").stdout)
-    assert stats == Counter({"denoise_panel_qa": 1, "denoise_plot_roi": 1})

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import ROOT, copy_project, snakemake
+from conftest import ROOT, copy_project, dag_config, snakemake
 from gensynth.config import validate_config
 from gensynth.errors import GensynthError
 from gensynth.genaug import dag
@@ -208,6 +208,24 @@ def test_toy_run_reads_the_users_models_and_tables_their_quality(toy_run):
         (str(f), folder, m) for f in (0, 1) for folder in ("rgb_I", "rgb_P", "rgb_R") for m in ("depth_rgb", "thermal_rgb"))
     assert all(r["inference_steps"] == "2" and r["n_synthetic"] == "6" for r in rows)
     assert np.isfinite([float(r["fid_heldout"]) for r in rows if r["fid_heldout"]]).all()
+
+
+@pytest.mark.dag
+def test_dag_trains_a_pipeline_per_fold_and_folder_and_tables_its_quality(dag_run):
+    """The DAG run's own pipelines (models.source trained): one diffusers folder per fold and phase, read back by the arms."""
+    section = dag_config()["genaug"]
+    results = dag_run / "results" / "genaug"
+    folds, folders = range(section["data"]["folds"]), ("rgb_I", "rgb_P", "rgb_R")
+    for fold in folds:
+        for folder in folders:
+            info = json.loads((results / "models" / f"fold{fold}" / f"{folder}.json").read_text())
+            assert (info["fold"], info["folder"]) == (fold, folder) and len(info["history"]) == section["pipeline"]["epochs"]
+            assert (results / "models" / f"fold{fold}" / folder / "unet" / "diffusion_pytorch_model.safetensors").is_file()
+    with open(results / "quality.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert sorted({(r["fold"], r["folder"]) for r in rows}) == sorted((str(f), folder) for f in folds for folder in folders)
+    with open(results / "results.csv", newline="") as handle:
+        assert [row["arm"] for row in csv.DictReader(handle)] == ["baseline", "augmented"]
 
 
 def test_the_dag_module_imports_nothing_heavy():

@@ -175,7 +175,8 @@ def test_generate_is_seeded_and_independent_of_batch_size(models):
     assert images.shape == (3, 3, 16, 16) and images.dtype == np.float32
     assert 0 <= images.min() and images.max() <= 1 and images.std() > 0
     np.testing.assert_array_equal(manager.generate("depth_rgb", "I", 3, seed=7), images)
-    np.testing.assert_allclose(manager.generate("depth_rgb", "I", 2, seed=7), images[:2], atol=1e-6)  # image i from its own seed
+    # Image i comes from its own seed; another batch size only changes the convolutions' float32 summation order.
+    np.testing.assert_allclose(manager.generate("depth_rgb", "I", 2, seed=7), images[:2], atol=1e-5)
     assert not np.allclose(manager.generate("depth_rgb", "I", 3, seed=8), images, atol=1e-3)
     assert not np.allclose(images[0], images[1], atol=1e-3)
     np.testing.assert_array_equal(manager.generate("thermal_rgb", "I", 3, seed=7), images)  # the same rgb_I model

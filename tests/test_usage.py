@@ -13,7 +13,7 @@ import zipfile
 import pytest
 import yaml
 
-from conftest import BIN, ENV, ROOT, snakemake
+from conftest import BIN, DAG_CONFIG, ENV, ROOT, dag_config, snakemake
 from gensynth.config_docs import render
 from gensynth.io import sha256_file
 
@@ -137,26 +137,25 @@ def test_the_slurm_test_runs_only_where_asked(tmp_path):
 
 
 @pytest.mark.dag
-def test_default_provenance_names_the_rule_the_config_section_and_the_artifacts_own_digest(default_run):
-    meta = json.loads((default_run / "results/replicas/replica_001_meta.json").read_text())
+def test_dag_provenance_names_the_rule_the_config_section_and_the_artifacts_own_digest(dag_run):
+    meta = json.loads((dag_run / "results/replicas/replica_001_meta.json").read_text())
     provenance = meta["provenance"]
     assert provenance["job"] == {"rule": "generate_replica", "wildcards": {"replica_id": "001"}, "slurm_job_id": None}
-    config = yaml.safe_load((default_run / "config/config.yaml").read_text())
     assert provenance["config"]["module"] == "replicas"
-    assert provenance["config"]["section"]["sample"] == config["replicas"]["sample"]
+    assert provenance["config"]["section"]["sample"] == dag_config()["replicas"]["sample"]
     assert re.fullmatch(r"[0-9a-f]{64}", provenance["config"]["sha256"])
-    assert provenance["outputs"]["npz"]["sha256"] == sha256_file(default_run / "results/replicas/replica_001.npz")
+    assert provenance["outputs"]["npz"]["sha256"] == sha256_file(dag_run / "results/replicas/replica_001.npz")
     assert provenance["arguments"]["replica_id"] == 1 and provenance["device"]["name"] == "cpu"
-    generation = json.loads((default_run / "results/madness/fresh/w0/rep0/generation_1_w0.json").read_text())["provenance"]
+    generation = json.loads((dag_run / "results/madness/fresh/w0/rep0/generation_1_w0.json").read_text())["provenance"]
     assert generation["job"]["wildcards"] == {"scenario": "fresh", "w": "0", "rep": "0", "g": "1"}
-    assert generation["outputs"]["model"]["sha256"] == sha256_file(default_run / "results/madness/fresh/w0/rep0/model_1_w0.ckpt")
+    assert generation["outputs"]["model"]["sha256"] == sha256_file(dag_run / "results/madness/fresh/w0/rep0/model_1_w0.ckpt")
 
 
 @pytest.mark.dag
-def test_default_report_builds_without_docutils_messages(default_run):
-    result = snakemake(default_run, "--report", "report.zip")
+def test_dag_report_builds_without_docutils_messages(dag_run):
+    result = snakemake(dag_run, "--configfile", DAG_CONFIG, "--report", "report.zip")
     assert "System Message" not in result.stdout + result.stderr
-    with zipfile.ZipFile(default_run / "report.zip") as archive:
+    with zipfile.ZipFile(dag_run / "report.zip") as archive:
         pages = [archive.read(name).decode("utf-8", "replace") for name in archive.namelist() if name.endswith((".html", ".js"))]
     assert pages
     assert not [page for page in pages if "Docutils System Message" in page or "System Message: " in page]
