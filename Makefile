@@ -25,7 +25,7 @@ run: $(STAMP)
 # whole DAG on tests/configs/dag.yaml and every test of its results (tests/conftest.py's scheduler), the
 # other the rest.
 test: $(STAMP) lint
-	$(BIN)/python -m pytest -n 2
+	$(BIN)/python -m pytest -n 2 --durations=25
 
 dry-run: $(STAMP)
 	$(BIN)/snakemake -n -p --cores $(CORES)

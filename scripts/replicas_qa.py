@@ -21,8 +21,7 @@ from gensynth.config import schema_default
 from gensynth.errors import GensynthError
 from gensynth.io import load_json, load_npz, save_figure, save_json
 from gensynth.provenance import Provenance
-from gensynth.replicas.data import load_slice_dataset, load_test_distribution
-from gensynth.replicas.generate import REPLICA_ARRAYS
+from gensynth.replicas.data import REPLICA_ARRAYS, load_slice_dataset, load_test_distribution
 from gensynth.replicas.qa import grid_picks, save_table, plot_sample_grid, plot_summary, real_qa, replica_qa, summarize
 
 

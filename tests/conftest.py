@@ -89,10 +89,14 @@ def pytest_collection_modifyitems(items):
     misnamed = [item.nodeid for item in items if ("dag_run" in item.fixturenames) != (DAG_RUN_TESTS in item.nodeid)]
     if misnamed:
         raise pytest.UsageError(f"tests that use dag_run must be named test_dag_*, and only they: {misnamed}")
+    # The DAG run is the suite's longest piece of work: its tests come first, so that it starts at once.
+    items.sort(key=lambda item: DAG_RUN_TESTS not in item.nodeid)
 
 
 def pytest_xdist_make_scheduler(config, log):
     from xdist.scheduler import LoadScopeScheduling
+
+    config.option.loadscopereorder = False  # keep the collection's order: the DAG run's scope first
 
     class DagRunOnOneWorker(LoadScopeScheduling):
         """The DAG run's tests are one scope; every other test file is one (its module fixtures run once)."""

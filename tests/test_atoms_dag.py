@@ -39,7 +39,7 @@ def test_dag_run_made_each_configured_version(dag_run: Path):
         labels = np.concatenate([labels for _, labels in corpus.values()])
         assert labels.min() >= 1 and labels.max() <= 118
     targets = [f"results/atoms/{version['name']}/{name}" for version in VERSIONS for name in FILES]
-    assert "Nothing to be done" in snakemake(dag_run, "-n", "--configfile", DAG_CONFIG, *targets).stdout  # another day: no rebuild
+    assert "Nothing to be done" in snakemake(dag_run, "-n", *targets, "--configfile", DAG_CONFIG).stdout  # another day: no rebuild
 
 
 def test_a_configured_version_builds_through_the_cli_with_yes(project: Path):

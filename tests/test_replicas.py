@@ -23,7 +23,8 @@ from gensynth.replicas.data import (
     save_slice_dataset,
     save_test_distribution,
 )
-from gensynth.replicas.generate import META_CONFIG_KEYS, META_KEYS, META_SAMPLER_KEYS, REPLICA_ARRAYS, generate_replica, plan_replica
+from gensynth.replicas.data import REPLICA_ARRAYS
+from gensynth.replicas.generate import META_CONFIG_KEYS, META_KEYS, META_SAMPLER_KEYS, generate_replica, plan_replica
 from gensynth.replicas.phantom import PhantomConfig, make_phantom
 from gensynth.replicas.qa import condition_count_mismatches, layout_problems, mask_nonempty, replica_qa
 from gensynth.replicas.train import ReplicaTrainSettings, export_model, load_model_config, train_replica_model

@@ -13,13 +13,15 @@ import numpy as np
 
 from ..errors import GensynthError
 from ..io import load_json
-from ..metrics import fid, prdc
 
 METRICS = ("fid", "precision", "recall", "density", "coverage")
 
 
 def sample_metrics(real: np.ndarray, fake: np.ndarray, nearest_k: int) -> dict[str, float]:
     """FID and PRDC of features real (N, D) and fake (M, D)."""
+    # Imported here: PRDC runs on torch, and the detection, figure and comparison jobs need only METRICS.
+    from ..metrics import fid, prdc
+
     scores = {"fid": float(fid(real, fake))}
     scores.update({name: float(value) for name, value in prdc(real, fake, nearest_k=nearest_k).items()})
     return scores

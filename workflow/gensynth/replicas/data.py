@@ -27,6 +27,19 @@ import pandas as pd
 from ..errors import GensynthError
 from ..io import atomic_open, load_npz, save_npz
 
+# A replica's NPZ: each array and its dtype (every array has one row per sample).
+REPLICA_ARRAYS = {
+    "images": np.float16,
+    "masks": np.float16,
+    "zbin": np.int32,
+    "lesion_present": np.uint8,
+    "domain": np.uint8,
+    "condition_token": np.int32,
+    "seed": np.int64,
+    "k_index": np.int32,
+    "replica_id": np.int32,
+}
+
 DOMAIN_MAPPING = {"control": 0, "epilepsy": 1}
 DOMAIN_NAMES = {code: name for name, code in DOMAIN_MAPPING.items()}
 SLICE_ARRAYS = ("images", "masks", "zbin", "lesion_present", "domain")

@@ -28,19 +28,8 @@ import pandas as pd
 
 from ..diffusion import SamplerSettings, seeded_samples
 from ..seeding import sha256_seed
-from .data import DOMAIN_MAPPING, DOMAIN_NAMES, condition_token
+from .data import DOMAIN_MAPPING, DOMAIN_NAMES, REPLICA_ARRAYS, condition_token
 
-REPLICA_ARRAYS = {
-    "images": np.float16,
-    "masks": np.float16,
-    "zbin": np.int32,
-    "lesion_present": np.uint8,
-    "domain": np.uint8,
-    "condition_token": np.int32,
-    "seed": np.int64,
-    "k_index": np.int32,
-    "replica_id": np.int32,
-}
 META_KEYS = [
     "replica_id",
     "seed_base",

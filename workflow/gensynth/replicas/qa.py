@@ -12,8 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ..io import atomic_open
-from .data import CONDITION_COLUMNS, DOMAIN_NAMES, SliceDataset
-from .generate import REPLICA_ARRAYS
+from .data import CONDITION_COLUMNS, DOMAIN_NAMES, REPLICA_ARRAYS, SliceDataset
 
 LESION_AGREEMENT_TARGET = 0.9
 
