@@ -11,10 +11,13 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from snakemake.utils import update_config
 
 from gensynth.config import validate_config
+from gensynth.errors import GensynthError
 from gensynth.io import load_yaml
+from gensynth.modules import validate_workflow_config
 
 # One thread in the test process: two cores shared with the DAG's jobs, and oversubscribed
 # torch threads spin instead of working.
@@ -77,6 +80,22 @@ def dag_config() -> dict:
     config = load_yaml(ROOT / "config/config.yaml")
     update_config(config, load_yaml(ROOT / DAG_CONFIG))
     return validate_config(config)
+
+
+def config_error(override: str, cwd: Path = ROOT) -> str:
+    """The one-line error of config/config.yaml updated by ``override`` (YAML text), from the check the Snakefile
+    runs before any job (a dry-run prints it after "invalid config: "; tests/test_config.py runs one)."""
+    config = load_yaml(ROOT / "config/config.yaml")
+    update_config(config, yaml.safe_load(override))
+    previous = Path.cwd()
+    os.chdir(cwd)  # paths in the config are the working directory's, as in a run
+    try:
+        validate_workflow_config(config)
+    except GensynthError as exc:
+        return str(exc)
+    finally:
+        os.chdir(previous)
+    pytest.fail(f"no config error for {override!r}")
 
 
 # The tests of the DAG run's results, and only they, are named test_dag_*. Under pytest-xdist (`make test`)

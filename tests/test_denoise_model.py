@@ -75,11 +75,6 @@ def test_fused_scan_gradients_equal_the_reference_autograd():
         assert (ours - theirs).abs().max() <= 1e-4 * theirs.abs().max(), name
 
 
-def test_fused_scan_passes_gradcheck_in_float64():
-    inputs = scan_inputs(batch=2, length=7, channels=3, n_state=2, dtype=torch.float64)
-    assert torch.autograd.gradcheck(scan.FusedSelectiveScan.apply, inputs)
-
-
 def test_fused_conv_silu_and_rms_norm_equal_torch_with_gradients():
     """Against torch's autograd in float32 (their backwards are short; gradcheck's float64 kernels would double
     the tests' compile time on a cold numba cache)."""

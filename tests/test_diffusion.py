@@ -172,9 +172,9 @@ def test_attention_has_one_head_and_older_checkpoints_keep_diffusers_heads(tmp_p
 
 
 def test_unet_config_checks_its_shape_rules():
-    with pytest.raises(GensynthError, match="multiple of norm_num_groups"):
+    with pytest.raises(GensynthError, match="multiples of 8"):
         UNetConfig(sample_size=8, in_channels=1, out_channels=1, num_classes=2, block_out_channels=(12, 16))
-    with pytest.raises(GensynthError, match="divisible"):
+    with pytest.raises(GensynthError, match="sample_size 6: expected a multiple of 4"):
         UNetConfig(sample_size=6, in_channels=1, out_channels=1, num_classes=2, block_out_channels=(8, 16, 16))
     with pytest.raises(GensynthError, match="architecture 'resnet'"):
         UNetConfig(sample_size=8, in_channels=1, out_channels=1, num_classes=2, architecture="resnet")

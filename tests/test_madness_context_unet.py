@@ -66,7 +66,7 @@ def test_context_unet_reads_time_as_a_fraction_of_T_and_the_null_token_as_no_cla
     ({"attention": True}, "no attention"),
     ({"sample_size": 6, "block_out_channels": (8, 16)}, "multiple of 4"),
     ({"num_train_timesteps": None}, "num_train_timesteps"),
-    ({"block_out_channels": (12, 24)}, "multiple of norm_num_groups"),
+    ({"block_out_channels": (12, 24)}, "multiples of 8"),
 ])
 def test_context_unet_settings_are_checked(change, message):
     with pytest.raises(GensynthError, match=message):

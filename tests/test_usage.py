@@ -138,14 +138,14 @@ def test_the_slurm_test_runs_only_where_asked(tmp_path):
 
 @pytest.mark.dag
 def test_dag_provenance_names_the_rule_the_config_section_and_the_artifacts_own_digest(dag_run):
-    meta = json.loads((dag_run / "results/replicas/replica_001_meta.json").read_text())
+    meta = json.loads((dag_run / "results/replicas/replica_000_meta.json").read_text())
     provenance = meta["provenance"]
-    assert provenance["job"] == {"rule": "generate_replica", "wildcards": {"replica_id": "001"}, "slurm_job_id": None}
+    assert provenance["job"] == {"rule": "generate_replica", "wildcards": {"replica_id": "000"}, "slurm_job_id": None}
     assert provenance["config"]["module"] == "replicas"
     assert provenance["config"]["section"]["sample"] == dag_config()["replicas"]["sample"]
     assert re.fullmatch(r"[0-9a-f]{64}", provenance["config"]["sha256"])
-    assert provenance["outputs"]["npz"]["sha256"] == sha256_file(dag_run / "results/replicas/replica_001.npz")
-    assert provenance["arguments"]["replica_id"] == 1 and provenance["device"]["name"] == "cpu"
+    assert provenance["outputs"]["npz"]["sha256"] == sha256_file(dag_run / "results/replicas/replica_000.npz")
+    assert provenance["arguments"]["replica_id"] == 0 and provenance["device"]["name"] == "cpu"
     generation = json.loads((dag_run / "results/madness/fresh/w0/rep0/generation_1_w0.json").read_text())["provenance"]
     assert generation["job"]["wildcards"] == {"scenario": "fresh", "w": "0", "rep": "0", "g": "1"}
     assert generation["outputs"]["model"]["sha256"] == sha256_file(dag_run / "results/madness/fresh/w0/rep0/model_1_w0.ckpt")

@@ -10,21 +10,16 @@ WORKFLOW_DIR = Path(workflow.basedir) / "workflow"
 sys.path.insert(0, str(WORKFLOW_DIR))
 
 from gensynth.codedigest import stamp_command
-from gensynth.config import validate_config
 from gensynth.dagtools import config_flags, rule_resources, uses_phantom, visible_gpus
 from gensynth.errors import GensynthError
-from gensynth.modules import MODULES, module_dag
+from gensynth.modules import module_dag, validate_workflow_config
 from gensynth.provenance import CONFIG_ENV, RULE_ENV, WILDCARDS_ENV, config_digest, write_config_context
 from snakemake.exceptions import WorkflowError
 from snakemake.settings.types import DeploymentMethod
 
-# The whole config is checked before any job: the schemas first (defaults filled in), then each
-# module's own checks (keys that must agree, files the config names). Every module's rules exist,
-# active or not, for explicit targets, so every module's section is checked.
+# The whole config is checked before any job (gensynth.modules.validate_workflow_config).
 try:
-    validate_config(config)
-    for _name in MODULES:
-        module_dag(_name).validate(config[_name], config)
+    validate_workflow_config(config)
 except GensynthError as exc:
     # One line, before any job: which key, which value, what was expected.
     raise WorkflowError(f"invalid config: {exc}") from None

@@ -5,33 +5,33 @@ schedule and loss (``schedule``), training with EMA and resume (``training``, on
 Each module's own architectures live in that module and register by name (madness's ``ContextUnet``).
 """
 
-from .checkpoints import CHECKPOINT_FORMAT, LoadedModel, load_model_checkpoint, save_model_checkpoint
-from .models import ARCHITECTURES, UNetConfig, build_model, null_label, register_architecture, sample_shape
-from .sampling import SamplerSettings, initial_noise, prepare_for_inference, sample, seeded_samples
-from .schedule import SAMPLERS, DiffusionLoss, make_sampler, make_train_scheduler, scheduler_config
-from .training import DiffusionTrainConfig, diffusion_trainer
+from ..lazy import lazy_exports
 
-__all__ = [
-    "ARCHITECTURES",
-    "CHECKPOINT_FORMAT",
-    "SAMPLERS",
-    "DiffusionLoss",
-    "DiffusionTrainConfig",
-    "LoadedModel",
-    "SamplerSettings",
-    "UNetConfig",
-    "build_model",
-    "diffusion_trainer",
-    "initial_noise",
-    "load_model_checkpoint",
-    "make_sampler",
-    "make_train_scheduler",
-    "null_label",
-    "prepare_for_inference",
-    "register_architecture",
-    "sample",
-    "sample_shape",
-    "save_model_checkpoint",
-    "scheduler_config",
-    "seeded_samples",
-]
+# Imported on first use: the torch-free ``shape`` is read at Snakefile parse time, and a job that needs a
+# sampler's settings need not import diffusers' models.
+_EXPORTS = {
+    "CHECKPOINT_FORMAT": "checkpoints",
+    "LoadedModel": "checkpoints",
+    "load_model_checkpoint": "checkpoints",
+    "save_model_checkpoint": "checkpoints",
+    "ARCHITECTURES": "models",
+    "UNetConfig": "models",
+    "build_model": "models",
+    "null_label": "models",
+    "register_architecture": "models",
+    "sample_shape": "models",
+    "SamplerSettings": "sampling",
+    "initial_noise": "sampling",
+    "prepare_for_inference": "sampling",
+    "sample": "sampling",
+    "seeded_samples": "sampling",
+    "SAMPLERS": "schedule",
+    "DiffusionLoss": "schedule",
+    "make_sampler": "schedule",
+    "make_train_scheduler": "schedule",
+    "scheduler_config": "schedule",
+    "DiffusionTrainConfig": "training",
+    "diffusion_trainer": "training",
+}
+__getattr__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)

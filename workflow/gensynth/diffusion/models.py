@@ -19,12 +19,15 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
-from diffusers import UNet2DModel
 
 from ..errors import GensynthError
+from .shape import NORM_GROUPS, unet_shape_problem
+
+if TYPE_CHECKING:
+    from diffusers import UNet2DModel
 
 
 def sample_shape(model: torch.nn.Module) -> tuple[int, ...]:
@@ -57,7 +60,7 @@ class UNetConfig:
     block_out_channels: tuple[int, ...] = (32, 64, 64)  # one resolution level each
     layers_per_block: int = 1
     attention: bool = True  # self-attention on every level but the first (the mid block always has one)
-    norm_num_groups: int = 8
+    norm_num_groups: int = NORM_GROUPS
     # None: one head as wide as its level (Ho et al.'s DDPM). diffusers' default of 8 makes
     # channels/8 heads, each with its own tokens x tokens score matrix: 6-7x slower at 128x128.
     attention_head_dim: int | None = None
@@ -114,21 +117,18 @@ def model_config_from_dict(values: dict[str, Any]):
     return architecture(values.get("architecture", "unet2d")).config_class.from_dict(values)
 
 
-def check_norm_groups(cfg: UNetConfig) -> None:
-    if any(c % cfg.norm_num_groups for c in cfg.block_out_channels):
-        raise GensynthError(
-            f"UNet block_out_channels {list(cfg.block_out_channels)}: each must be a multiple of norm_num_groups={cfg.norm_num_groups}"
-        )
-
-
 def check_unet2d(cfg: UNetConfig) -> None:
-    check_norm_groups(cfg)
-    levels = len(cfg.block_out_channels)
-    if cfg.sample_size % 2 ** (levels - 1):
-        raise GensynthError(f"UNet sample_size {cfg.sample_size}: must be divisible by 2**{levels - 1} for {levels} resolution levels")
+    problem = unet_shape_problem(cfg.block_out_channels, cfg.sample_size, cfg.norm_num_groups)
+    if problem:
+        part, expected = problem
+        value = f"block_out_channels {list(cfg.block_out_channels)}" if part == "channels" else f"sample_size {cfg.sample_size}"
+        raise GensynthError(f"UNet {value}: expected {expected}")
 
 
 def build_unet2d(cfg: UNetConfig) -> UNet2DModel:
+    # diffusers' model zoo takes seconds to import: only jobs that build a model pay for it.
+    from diffusers import UNet2DModel
+
     levels = len(cfg.block_out_channels)
     attn = [cfg.attention and level > 0 for level in range(levels)]
     return UNet2DModel(

@@ -1,4 +1,4 @@
-"""genaug: generative augmentation of a multimodal wound-healing classifier (gensynth issue 13).
+"""genaug: generative augmentation of a multimodal wound-healing classifier.
 
 ``augmentation``: the per-modality settings, the modality-to-model mapping, the global switch and
 the prompt templates (no torch import: the Snakefile validates the config with it at parse time);
@@ -14,3 +14,14 @@ classifier and its training); ``quality`` (FID of the samples on the classifier'
 ``experiment`` (metrics, bootstrap intervals, paired differences, the table); ``figures``;
 ``flags`` (the augmentation settings as script flags); ``dag`` (what the Snakefile knows).
 """
+
+from ..lazy import lazy_exports
+
+# The group's own import, ``from gensynth.genaug import GenerativeAugmentationManager, AugmentationConfig``,
+# imported on first use: the Snakefile imports gensynth.genaug.dag (no torch) at parse time, which runs this file.
+_EXPORTS = {
+    "AugmentationConfig": "augmentation",
+    "GenerativeAugmentationManager": "manager",
+}
+__getattr__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)

@@ -15,6 +15,7 @@ import os
 from typing import Any
 
 from ..dagtools import config_error, flag, one_of, require_file, uses_phantom
+from ..diffusion.shape import check_unet_shape
 from .augmentation import MODALITIES, MODEL_FOLDERS, MODEL_KIND, PHASES, model_folder, validate_augmentation
 from .flags import flag_name, prompts_value
 
@@ -45,7 +46,6 @@ REPORT = {
 BASELINE, AUGMENTED = "baseline", "augmented"
 SWEEP_LABELS = {"prob": "prob", "mix_ratio_range": "mix", "inference_steps": "steps"}
 FOLDER_PATTERN = one_of(MODEL_FOLDERS)
-NORM_GROUPS = 8  # the UNet's group norm: channels come in multiples of it
 
 # Config keys each script takes as flags (one flag per key, spelled from the key); the per-modality
 # settings and the switch are the arm's (arm_flags), spelled --<modality>-<key> (gensynth.genaug.flags).
@@ -236,13 +236,8 @@ def validate(section: dict[str, Any], config: dict[str, Any]) -> None:
     swept = sum(len(values) for values in section["sweep"].values())
     if section["use_generative_augmentation"] and len(arms(section)) - 2 + base_values(section) != swept:
         raise config_error("genaug.sweep", section["sweep"], "values that name distinct arms (two print alike with 6 digits)")
-    channels = section["pipeline"]["block_out_channels"]
-    if any(c % NORM_GROUPS for c in channels):
-        raise config_error("genaug.pipeline.block_out_channels", channels, f"multiples of {NORM_GROUPS} (the UNet's group norm)")
-    size = section["data"]["image_size"]
-    if size % 2 ** (len(channels) - 1):
-        raise config_error("genaug.data.image_size", size, f"a multiple of 2**{len(channels) - 1} for the {len(channels)} levels of "
-                           f"genaug.pipeline.block_out_channels {channels}")
+    check_unet_shape(section["pipeline"]["block_out_channels"], section["data"]["image_size"],
+                     channels_key="genaug.pipeline.block_out_channels", size_key="genaug.data.image_size")
     width = section["classifier"]["width"]
     if width % 2:
         raise config_error("genaug.classifier.width", width, "an even number (its first convolution has width / 2)")

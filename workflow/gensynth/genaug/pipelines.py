@@ -27,6 +27,7 @@ import torch
 from diffusers import DDIMPipeline, DDIMScheduler, UNet2DModel
 
 from ..diffusion import DiffusionTrainConfig, diffusion_trainer, make_train_scheduler
+from ..diffusion.shape import NORM_GROUPS
 from ..errors import GensynthError
 from ..io import atomic_directory
 from ..seeding import sha256_seed
@@ -36,7 +37,6 @@ from .data import TRAIN, WoundDataset
 
 log = logging.getLogger(__name__)
 
-NORM_GROUPS = 8  # the UNet's group norm: channels come in multiples of it
 # The modalities whose images train each model kind (depth_rgb and thermal_rgb both draw from rgb).
 KIND_SOURCES = {"rgb": ("depth_rgb", "thermal_rgb"), "depth_map": ("depth_map",), "thermal_map": ("thermal_map",)}
 

@@ -25,7 +25,8 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.models.unets.unet_2d import UNet2DOutput
 from torch import nn
 
-from ..diffusion.models import UNetConfig, check_norm_groups, register_architecture
+from ..diffusion.models import UNetConfig, register_architecture
+from ..diffusion.shape import channels_problem
 from ..errors import GensynthError
 
 
@@ -132,8 +133,10 @@ class ContextUnet(ModelMixin, ConfigMixin):
 
 
 def check_context_unet(cfg: UNetConfig) -> None:
-    check_norm_groups(cfg)
     channels = list(cfg.block_out_channels)
+    expected = channels_problem(channels, cfg.norm_num_groups)
+    if expected:
+        raise GensynthError(f"context_unet: block_out_channels {channels}; expected {expected}")
     if len(channels) != 2 or channels[1] != 2 * channels[0]:
         raise GensynthError(f"context_unet: block_out_channels {channels}; expected [n_feat, 2 * n_feat] (its two levels)")
     if cfg.attention or cfg.layers_per_block != 1:

@@ -12,6 +12,7 @@ import shlex
 from typing import Any
 
 from ..dagtools import config_error, config_flags, one_of
+from ..diffusion.shape import check_unet_shape
 from ..errors import GensynthError
 from .naming import DIGITS_COUNT, MNIST_FILES, SCENARIOS, w_label
 
@@ -39,7 +40,6 @@ CURVES = {"curves": f"{FIGURES}/{{scenario}}_w{{w}}_metrics.png", "spectra": f"{
 COMPARISON = {"table": f"{ROOT}/summary_w{{w}}.csv", "figure": f"{FIGURES}/fid_scenarios_w{{w}}.png"}
 SCENARIO_PATTERN = one_of(SCENARIOS)
 GENERATION_PATTERN = r"\d+"
-NORM_GROUPS = 8  # the UNets' group norm: channels come in multiples of it
 
 # Config keys each script takes as flags (one flag per key, spelled from the key); "scenarios.*" is the job's scenario.
 SCRIPT_FLAGS = {
@@ -186,17 +186,14 @@ def validate(section: dict[str, Any], config: dict[str, Any]) -> None:
 
 def check_model(model: dict[str, Any], image_size: int) -> None:
     channels = model["block_out_channels"]
-    if any(c % NORM_GROUPS for c in channels):
-        raise config_error("madness.model.block_out_channels", channels, f"multiples of {NORM_GROUPS} (the UNet's group norm)")
+    if image_size % 4:
+        raise config_error("madness.data.image_size", image_size, "a multiple of 4 (LeNet's two 2x poolings)")
+    check_unet_shape(channels, image_size, channels_key="madness.model.block_out_channels", size_key="madness.data.image_size")
     if model["architecture"] == "context_unet":
         if len(channels) != 2 or channels[1] != 2 * channels[0]:
             raise config_error("madness.model.block_out_channels", channels, "[n_feat, 2 * n_feat] for context_unet (its two levels)")
         if model["attention"] or model["layers_per_block"] != 1:
             raise config_error("madness.model.attention", model["attention"], "false with layers_per_block 1 for context_unet")
-    divisor = max(4, 2 ** (len(channels) - 1))  # LeNet's two poolings, the UNet's levels
-    if image_size % divisor:
-        raise config_error("madness.data.image_size", image_size,
-                           f"a multiple of {divisor} (LeNet's two 2x poolings and the {len(channels)} levels of model.block_out_channels)")
 
 
 def real_split_sizes(data: dict[str, Any]) -> tuple[int, int]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..dagtools import config_error, one_of, require_file, uses_phantom
+from ..diffusion.shape import check_unet_shape
 from ..io import npz_member_shape
 
 ROOT = "results/replicas"
@@ -29,7 +30,6 @@ QA = {
     "summary": f"{ROOT}/qa/summary.png",
     "samples": f"{ROOT}/qa/samples.png",
 }
-NORM_GROUPS = 8  # the UNet's group norm: channels come in multiples of it
 
 # Config keys each script takes as flags (one flag per key, spelled from the key).
 SCRIPT_FLAGS = {
@@ -77,9 +77,6 @@ def final_outputs(section: dict[str, Any]) -> list[str]:
 
 def validate(section: dict[str, Any], config: dict[str, Any]) -> None:
     """The user's files exist, the model's channels and levels fit the slices, the phantom has both splits."""
-    channels = section["model"]["block_out_channels"]
-    if any(c % NORM_GROUPS for c in channels):
-        raise config_error("replicas.model.block_out_channels", channels, f"multiples of {NORM_GROUPS} (the UNet's group norm)")
     if uses_phantom(section):
         size_key, size = "replicas.phantom.image_size", section["phantom"]["image_size"]
         check_phantom_splits(section["phantom"])
@@ -92,10 +89,7 @@ def validate(section: dict[str, Any], config: dict[str, Any]) -> None:
         if data["test_csv"]:
             require_file("replicas.data.test_csv", data["test_csv"])
         size_key, size = "replicas.data.train_npz", npz_member_shape(data["train_npz"], "images")[-1]
-    levels = len(channels)
-    if size % 2 ** (levels - 1):
-        raise config_error(size_key, size, f"a slice size divisible by 2**{levels - 1} for the {levels} levels of "
-                           f"replicas.model.block_out_channels {channels}")
+    check_unet_shape(section["model"]["block_out_channels"], size, channels_key="replicas.model.block_out_channels", size_key=size_key)
 
 
 def check_phantom_splits(phantom: dict[str, Any]) -> None:
