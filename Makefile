@@ -21,11 +21,12 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/snakemake --profile profiles/local --cores $(CORES)
 
-# Lint first (seconds): snakefmt and ruff, pinned in the test extras. Two pytest workers: one runs the
-# whole DAG on tests/configs/dag.yaml and every test of its results (tests/conftest.py's scheduler), the
-# other the rest.
+# Lint first (seconds): snakefmt and ruff, pinned in the test extras. Three pytest workers on two cores:
+# one runs the whole DAG on tests/configs/dag.yaml and every test of its results (tests/conftest.py's
+# scheduler), the others the rest; most tests wait on subprocesses, and a third worker keeps both cores
+# busy, also when another process competes for them.
 test: $(STAMP) lint
-	$(BIN)/python -m pytest -n 2 --durations=25
+	$(BIN)/python -m pytest -n 3 --durations=25
 
 dry-run: $(STAMP)
 	$(BIN)/snakemake -n -p --cores $(CORES)

@@ -3,7 +3,7 @@
 
 Prints images/s for generation alone (blocks made in memory, nothing written) and for the
 whole CLI (generation, split, compressed NPZ files, metadata; without the validation
-figure), and the CLI's peak resident memory at each --rss-sizes size. Targets (issue 4, a
+figure), and the CLI's peak resident memory at each --rss-sizes size. Targets (a
 2-core CPU): generation >= 100,000 img/s, the 1M-image CLI run < 30 s, peak RSS < 1 GB at 10M.
 
     python scripts/bench_atoms.py                                  # 1M images; RSS at 1M and 10M
@@ -43,7 +43,7 @@ def bench_generation(num_images: int, threads: int) -> tuple[float, float]:
 
 
 def bench_reference(num_images: int) -> float:
-    """img/s of the per-image reference path (the seed's one-image-at-a-time loop)."""
+    """img/s of the per-image reference path (the group's one-image-at-a-time loop)."""
     np.random.seed(0)
     began = time.perf_counter()
     for _ in range(num_images):

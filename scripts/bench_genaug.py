@@ -1,5 +1,5 @@
 """What generative augmentation costs: synthetic images/s per inference-step count, peak memory of the
-model cache, and its hit rate under the training's access pattern (gensynth issue 13, item 6).
+model cache, and its hit rate under the training's access pattern.
 
     python scripts/bench_genaug.py --device cpu
     python scripts/bench_genaug.py --device cuda --batch 30 --repeats 3 --json results/genaug/bench_genaug.json
@@ -9,7 +9,7 @@ Random-weight pipelines are saved to a temporary folder first (nothing is downlo
         block_out_channels 32 64 64, one layer per block (the --ddim-* flags change it)
   sd    the tiny Stable Diffusion pipeline of gensynth.genaug.tiny_sd (16x16; guidance 7.5, so two
         UNet passes a step)
-1. throughput: images/s of manager.generate(n=--batch) at each of --steps (the seed's sweep 10, 20, 50),
+1. throughput: images/s of manager.generate(n=--batch) at each of --steps (the group's sweep 10, 20, 50),
    the best of --repeats calls after a warm-up call that loads the pipeline;
 2. memory: a fresh child process per case cycles --cycles times through the nine ddim folders, making
    --memory-batch images at one step from each, with max_models 3 and with all nine held; it reports
@@ -53,8 +53,8 @@ FOLDER_SOURCE = {model_folder(m, p): (m, p) for m in ("depth_rgb", "thermal_map"
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_device_arguments(parser)
-    parser.add_argument("--steps", type=int, nargs="+", default=[10, 20, 50], help="inference-step counts (the seed's sweep)")
-    parser.add_argument("--batch", type=int, default=8, help="images per generate() call (the seed's batch_limit: 30)")
+    parser.add_argument("--steps", type=int, nargs="+", default=[10, 20, 50], help="inference-step counts (the group's sweep)")
+    parser.add_argument("--batch", type=int, default=8, help="images per generate() call (the group's batch_limit: 30)")
     parser.add_argument("--repeats", type=int, default=2, help="timed calls per step count (the best counts)")
     parser.add_argument("--ddim-size", type=int, default=32, help="image side of the ddim pipeline")
     parser.add_argument("--ddim-channels", type=int, nargs="+", default=[32, 64, 64], help="its UNet's block_out_channels")
@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def enabled_configs(modalities, **settings):
-    """The seed's production configs, switched on for ``modalities``, with ``settings`` changed."""
+    """The group's production configs, switched on for ``modalities``, with ``settings`` changed."""
     section = {"modalities": {m: {"enabled": m in modalities, **settings} for m in MODALITIES}}
     return augmentation_configs(section, use_generative_augmentation=True)
 

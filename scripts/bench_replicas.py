@@ -69,7 +69,7 @@ def best_times(fns: dict, device: torch.device, repeats: int) -> dict[str, float
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--size", type=int, default=32, help="image side (the seed's full scale: 128)")
+    parser.add_argument("--size", type=int, default=32, help="image side (the group's full scale: 128)")
     parser.add_argument("--block-out-channels", type=int, nargs="+", default=[16, 32, 32], help="UNet block_out_channels")
     parser.add_argument("--attention", action=argparse.BooleanOptionalAction, default=False)
     parser.add_argument("--z-bins", type=int, default=4)

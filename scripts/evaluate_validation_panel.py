@@ -1,4 +1,4 @@
-"""The panel QA (the seed's primary QA script, its flags kept): every checkpoint on the fixed hold-out panel,
+"""The panel QA (the group's primary QA script, its flags kept): every checkpoint on the fixed hold-out panel,
 the top-k ranked, and four readiness gates; a version banner first.
 
 The panel manifest's SHA-256 is checked against ``--expected-hash`` before any model loads. Every ``*.pt`` in

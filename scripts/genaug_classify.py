@@ -8,7 +8,7 @@
         --depth-rgb-prob 0.5 --depth-rgb-mix-ratio-range 0.01 0.05 --depth-rgb-inference-steps 10 ...
 
 With the switch on, every training batch goes through the mixing rule (gensynth.genaug.mixing) for
-each enabled modality, drawing from the pipelines in ``--models`` (the seed's {kind}_{phase}
+each enabled modality, drawing from the pipelines in ``--models`` (the group's {kind}_{phase}
 folders); validation and test visits are never augmented. The log and the history record each
 epoch's synthetic images and the model cache's hit rate.
 

@@ -1,4 +1,4 @@
-"""Train one per-(modality, phase) diffusion pipeline on one fold's training patients; save it as the seed's model folder.
+"""Train one per-(modality, phase) diffusion pipeline on one fold's training patients; save it as the group's model folder.
 
     python scripts/genaug_train_pipeline.py --dataset results/genaug/data/dataset.npz --fold 0 --folder rgb_I \
         --out results/genaug/models/fold0/rgb_I --out-info results/genaug/models/fold0/rgb_I.json \

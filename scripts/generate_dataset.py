@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def confirm(assume_yes: bool) -> bool:
-    """The seed's y/n question; never waits on a stdin that is not a terminal."""
+    """The group's y/n question; never waits on a stdin that is not a terminal."""
     if assume_yes:
         return True
     if sys.stdin is None or not sys.stdin.isatty():

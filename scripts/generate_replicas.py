@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out-dir", required=True, type=Path)
     parser.add_argument("--seed-base", type=int, default=schema_default("replicas", "sample.seed_base"))
     parser.add_argument("--num-inference-steps", type=positive_int, default=schema_default("replicas", "sample.num_inference_steps"),
-                        help="DDIM steps (the seed's production value: 200)")
+                        help="DDIM steps (the group's production value: 200)")
     parser.add_argument("--eta", type=float, default=schema_default("replicas", "sample.eta"),
                         help="DDIM stochasticity (0: deterministic given the initial noise)")
     parser.add_argument("--guidance-scale", type=float, default=schema_default("replicas", "sample.guidance_scale"),

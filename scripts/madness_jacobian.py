@@ -16,7 +16,7 @@ import sys
 import numpy as np
 import torch
 
-import gensynth.madness.context_unet  # noqa: F401  (registers the seed's architecture: checkpoints may hold it)
+import gensynth.madness.context_unet  # noqa: F401  (registers the group's architecture: checkpoints may hold it)
 from gensynth.cli import run_main
 from gensynth.config import schema_default
 from gensynth.device import add_device_arguments, use_device

@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="checkpoint (its EMA weights are used)")
     parser.add_argument("--n-with-w", type=int, default=schema_default("madness", "initial.N_with_w"),
-                        help="number of images (the seed's N_with_w)")
+                        help="number of images (the group's N_with_w)")
     parser.add_argument("--w", type=float, required=True, help="guidance weight w (guidance scale 1 + w)")
     parser.add_argument("--tag", default="initial", help="names the set in its seeds")
     add_sampling_arguments(parser)

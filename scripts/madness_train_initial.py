@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="real-data NPZ (madness_prepare_data.py)")
     parser.add_argument("--n-epoch", type=int, default=schema_default("madness", "initial.n_epoch"),
-                        help="passes over the real training split (the seed's n_epoch)")
+                        help="passes over the real training split (the group's n_epoch)")
     add_model_arguments(parser)
     add_training_arguments(parser)
     parser.add_argument("--seed", type=int, default=schema_default("madness", "seed"))

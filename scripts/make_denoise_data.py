@@ -1,4 +1,4 @@
-"""Make the denoise module's default data: procedural UV/Vis spectra in the seed's layout.
+"""Make the denoise module's default data: procedural UV/Vis spectra in the group's layout.
 
 ``corpus`` writes the raw spectra tree, the clean spectra tree (evaluation and the clean-target arm only),
 the wavelength grid, manifest_full.csv (with the Noise2Noise duplicates), manifest_train.csv,

@@ -1,4 +1,4 @@
-"""ROI overlays (the seed's legacy utility): raw, denoised and baseline spectra in each ROI window, per group.
+"""ROI overlays (the group's legacy utility): raw, denoised and baseline spectra in each ROI window, per group.
 
 For the first replicate of each panel group (one row per group, at most ``--max-groups``), every ROI window of
 ``--roi-windows``: the raw spectrum, the MambaUV-denoised one (``--denoised-dir``, the mirrored

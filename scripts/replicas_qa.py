@@ -1,6 +1,6 @@
 """QA of the replicas against the real test set: a JSON and two figures.
 
-Per replica: the seed's layout (names, dtypes, shapes), per-condition counts against the
+Per replica: the published layout (names, dtypes, shapes), per-condition counts against the
 test CSV (exact), lesion agreement (mask non-empty exactly when lesion_present is 1), and
 mean intensity and lesion area per z-bin next to the real test slices'.
 

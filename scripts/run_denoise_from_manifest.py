@@ -1,4 +1,4 @@
-"""Denoise every spectrum of a manifest with a trained MambaUV (the seed's batch inference helper, its flags kept).
+"""Denoise every spectrum of a manifest with a trained MambaUV (the group's batch inference helper, its flags kept).
 
 Writes ``<output-root>/<relative_path without .npy>_denoised.npy``, mirroring the manifest's
 treatment/sample/angle/replicate tree; rows that point at the same file (the Noise2Noise duplicates) are

@@ -1,4 +1,4 @@
-"""Train the MambaUV denoiser (the seed's ``python -m src.train``, its flags kept): Noise2Noise or clean targets.
+"""Train the MambaUV denoiser (the group's ``python -m src.train``, its flags kept): Noise2Noise or clean targets.
 
 Each training manifest row is one pair: the row's spectrum in, its ``n2n_partner`` replicate as the target
 (``--target noise2noise``), or its own clean spectrum from ``--clean_dir`` (``--target clean``, the comparison
@@ -51,7 +51,7 @@ TRAIN_KEYS = ("epochs", "batch_size", "lr", "final_lr_fraction", "ema_decay", "p
 
 
 def flag(name: str) -> tuple[str, str]:
-    """The seed's spelling (--train_dir) and the dashed one (--train-dir)."""
+    """The group's spelling (--train_dir) and the dashed one (--train-dir)."""
     return f"--{name}", f"--{name.replace('_', '-')}"
 
 

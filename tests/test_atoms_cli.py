@@ -147,7 +147,7 @@ def test_the_plan_is_confirmed_on_a_terminal(tmp_path, answer, generated):
         assert not out.exists()
 
 
-SECTION_6 = {
+PUBLISHED_METADATA = {
     "version": str,
     "timestamp": str,
     "generation_params": {"num_images", "seed", "grid_size", "splits"},
@@ -157,12 +157,12 @@ SECTION_6 = {
 }
 
 
-def test_metadata_has_every_field_of_the_seed_and_the_files_digests(tmp_path):
+def test_metadata_has_every_published_field_and_the_files_digests(tmp_path):
     out = tmp_path / "ds"
     assert cli("--num-images", 1000, "--output-dir", out, "--yes", "--seed", 7, "--train-fraction", 0.7,
                "--val-fraction", 0.2, "--test-fraction", 0.1) == 0
     metadata = json.loads((out / "metadata.json").read_text())
-    for key, wanted in SECTION_6.items():
+    for key, wanted in PUBLISHED_METADATA.items():
         assert key in metadata
         if isinstance(wanted, set):
             assert wanted <= set(metadata[key]), key
@@ -200,7 +200,7 @@ def test_same_seed_gives_byte_identical_files(tmp_path):
 
 
 def test_a_per_image_generator_plugs_in(tmp_path):
-    """The seed's kind of function: () -> (grid, label), drawing from NumPy's global state."""
+    """The group's kind of function: () -> (grid, label), drawing from NumPy's global state."""
     (tmp_path / "plugin.py").write_text(
         "import numpy as np\n"
         "def constant_tile():\n"
@@ -243,7 +243,7 @@ def test_a_batch_generator_module_plugs_in_and_bad_output_is_refused(tmp_path, c
     assert not any((tmp_path / "bad").glob("*.npz")) and not any((tmp_path / "bad").glob(".staging-*"))
 
 
-def test_progress_bar_uses_the_seeds_description_and_unit(tmp_path):
+def test_progress_bar_uses_the_groups_description_and_unit(tmp_path):
     result = run_script("--num-images", 20000, "--yes", "--no-validation-report", "--output-dir", tmp_path / "ds",
                         env={**ENV, "GENSYNTH_PROGRESS": "1"})
     assert result.returncode == 0, result.stderr

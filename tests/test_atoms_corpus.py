@@ -1,4 +1,4 @@
-"""atoms: sizes, splits, the streaming writer against the seed's in-memory path, loaders, generator plug-ins."""
+"""atoms: sizes, splits, the streaming writer against the in-memory path, loaders, generator plug-ins."""
 
 from __future__ import annotations
 
@@ -30,14 +30,14 @@ from gensynth.io import save_npz, sha256_file
 @pytest.mark.parametrize(
     "num_images,grid_size,total,readable",
     [
-        (100_000, 16, 25_600_000, "24.41 MB"),  # the seed's example; its "25.60 MB" disagrees with its formula
+        (100_000, 16, 25_600_000, "24.41 MB"),  # the group's example; its "25.60 MB" disagrees with its formula
         (3, 16, 768, "768 bytes"),
         (10, 16, 2560, "2.50 KB"),
         (5_000_000, 16, 1_280_000_000, "1.19 GB"),
         (1000, 32, 1_024_000, "1000.00 KB"),
     ],
 )
-def test_estimate_memory_follows_the_seeds_formula(num_images, grid_size, total, readable):
+def test_estimate_memory_follows_the_groups_formula(num_images, grid_size, total, readable):
     assert estimate_memory(num_images, grid_size) == {
         "bytes": total, "readable": readable, "num_images": num_images, "bytes_per_image": grid_size**2,
     }
@@ -90,10 +90,10 @@ def test_blocks_do_not_depend_on_threads_and_seeds_differ():
     np.random.seed(5)
     from_global = generate_corpus(100, show_progress=False)
     np.random.seed(5)
-    assert np.array_equal(from_global[0], generate_corpus(100, show_progress=False)[0])  # the seed's np.random.seed style
+    assert np.array_equal(from_global[0], generate_corpus(100, show_progress=False)[0])  # the group's np.random.seed style
 
 
-def test_streamed_files_equal_the_seeds_in_memory_path(tmp_path):
+def test_streamed_files_equal_the_in_memory_path(tmp_path):
     """write_splits (blocks, threads, bounded memory) gives the same bytes as split_corpus + save_corpus."""
     n, seed = block_size(16) + 300, 21
     streamed, in_memory = tmp_path / "streamed", tmp_path / "in_memory"
@@ -139,7 +139,7 @@ def test_save_corpus_refuses_values_that_do_not_fit_the_dtype(tmp_path):
     images = np.full((2, 4, 4), 300, np.int64)
     with pytest.raises(GensynthError, match="outside uint8 range 0..255"):
         save_corpus({"train": (images, np.ones(2))}, tmp_path)
-    save_corpus({"train": (np.full((2, 4, 4), 200, np.int64), np.ones(2, np.int64))}, tmp_path)  # int64 -> uint8 (the seed's case)
+    save_corpus({"train": (np.full((2, 4, 4), 200, np.int64), np.ones(2, np.int64))}, tmp_path)  # int64 -> uint8 (the group's case)
     images, labels = load_split(tmp_path / "train.npz")
     assert images.dtype == labels.dtype == np.uint8 and images.max() == 200
 

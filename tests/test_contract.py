@@ -133,7 +133,7 @@ def test_a_full_scale_run_never_takes_the_default_runs_results_as_sources(projec
      "config key 'replicas.phantom.image_size' = 34: expected a multiple of 4 (the UNet halves it 2 times"),
     ("replicas:\n  data: {source: files, train_npz: mine/train.npz, test_npz: mine/test.npz}\n",
      "config key 'replicas.data.train_npz' = mine/train.npz: expected an existing file (not found)"),
-    # madness: the case, image size 10 and a probe timestep beyond n_T
+    # madness: image size 10 and a probe timestep beyond n_T (the first error is reported)
     ("madness:\n  data: {image_size: 10}\n  jacobian: {timesteps: [50, 900]}\n",
      "config key 'madness.data.image_size' = 10: expected a multiple of 4"),
     ("madness:\n  jacobian: {timesteps: [50, 900]}\n",

@@ -1,4 +1,4 @@
-"""denoise data: the phantom's layout and counts (the seed's at full scale), and one clear error per bad input."""
+"""denoise data: the phantom's layout and counts (the group's at full scale), and one clear error per bad input."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def corpus(tmp_path_factory) -> PhantomPaths:
     return paths
 
 
-def test_full_scale_config_reproduces_the_seeds_counts():
+def test_full_scale_config_reproduces_the_groups_counts():
     config = PhantomConfig.design(*(FULL[k] for k in DESIGN), angles=FULL["angles"],
                                   **{k: FULL[k] for k in ("replicates", "extra_pairing_groups", "panel_groups", "val_groups")})
     full = corpus_rows(config)

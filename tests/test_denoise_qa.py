@@ -1,5 +1,5 @@
 """The panel QA: the hash checked before any model loads, every checkpoint ranked, an untrained checkpoint failing
-the gates with a non-zero exit, the outputs the seed names."""
+the gates with a non-zero exit, the outputs the group's script names."""
 
 from __future__ import annotations
 

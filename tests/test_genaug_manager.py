@@ -1,4 +1,4 @@
-"""genaug's augmentation config, prompt templates and GenerativeAugmentationManager (issue 13, items 1 and 2).
+"""genaug's augmentation config, prompt templates and GenerativeAugmentationManager.
 
 The model folders are tiny random pipelines saved here (gensynth.genaug.tiny_sd): 16x16 DDIM pipelines
 for the cache and the error paths, one tiny Stable Diffusion pipeline for the prompted path.
@@ -49,7 +49,7 @@ def configs(enabled=("depth_rgb",), **settings) -> dict[str, AugmentationConfig]
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> pathlib.Path:
-    """The seed's nine folders as tiny DDIM pipelines: rgb_* with 3 channels, the maps with 1."""
+    """The group's nine model folders as tiny DDIM pipelines: rgb_* with 3 channels, the maps with 1."""
     base = tmp_path_factory.mktemp("models_5_7")
     for index, folder in enumerate(MODEL_FOLDERS):
         build_ddim_pipeline(base / folder, channels=3 if folder.startswith("rgb") else 1, seed=index, **TINY_DDIM)
@@ -64,10 +64,10 @@ def sd_models(tmp_path_factory) -> pathlib.Path:
     return base
 
 
-# -- the seed's mapping, defaults and switch -------------------------------------------------------
+# -- the group's mapping, defaults and switch ------------------------------------------------------
 
 
-def test_modalities_map_to_the_seeds_nine_folders():
+def test_modalities_map_to_the_nine_model_folders():
     assert {model_folder(m, p) for m in MODALITIES for p in PHASES} == set(MODEL_FOLDERS)
     assert len(MODEL_FOLDERS) == 9
     assert model_folder("depth_rgb", "I") == model_folder("thermal_rgb", "I") == "rgb_I"
@@ -79,7 +79,7 @@ def test_modalities_map_to_the_seeds_nine_folders():
         model_folder("rgb", "I")
 
 
-def test_defaults_are_the_seeds_production_values_and_the_switch_is_off():
+def test_defaults_are_the_production_values_and_the_switch_is_off():
     assert AugmentationConfig() == AugmentationConfig(False, 0.5, (0.01, 0.05), 10, 30, 3)
     off = augmentation_configs(None)
     assert not any(c.enabled for c in off.values())  # USE_GENERATIVE_AUGMENTATION = False

@@ -68,7 +68,7 @@ def test_synthetic_count_stays_in_bounds_and_is_unbiased(batch_size, ratio):
 
 
 def test_one_to_five_percent_of_sixteen_is_zero_or_one_image():
-    """The seed's production range on a small batch: k is 0 or 1, 1 with probability 16 r (0.48 on average)."""
+    """The production range on a small batch: k is 0 or 1, 1 with probability 16 r (0.48 on average)."""
     rng = numpy_generator(1)
     counts = np.array([synthetic_count(16, (0.01, 0.05), rng) for _ in range(20_000)])
     assert set(np.unique(counts)) == {0, 1}

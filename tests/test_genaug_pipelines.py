@@ -44,7 +44,7 @@ def test_training_images_are_the_folds_training_patients_of_one_phase(dataset):
         training_images(dataset, 0, "rgb_X")
 
 
-def test_a_trained_pipeline_is_saved_as_the_seeds_folder_and_loads_back(dataset, tmp_path):
+def test_a_trained_pipeline_is_saved_as_a_model_folder_and_loads_back(dataset, tmp_path):
     images = training_images(dataset, 0, "rgb_I")
     pipeline, history = train_pipeline(images, TINY, torch.device("cpu"), tmp_path / "resume.ckpt", 0, "rgb_I")
     assert [r["epoch"] for r in history] == [1, 2] and all(np.isfinite(r["loss"]) for r in history)

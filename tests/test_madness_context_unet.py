@@ -1,4 +1,4 @@
-"""The madness seed's ContextUnet as an architecture of the diffusion core."""
+"""The group's ContextUnet (madness) as an architecture of the diffusion core."""
 
 from __future__ import annotations
 

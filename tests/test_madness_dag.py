@@ -56,7 +56,7 @@ def test_one_generations_checkpoint_builds_exactly_its_chain(project):
     assert set(stats) == {"madness_prepare_data", "madness_train_initial", "madness_sample_initial", "madness_generation"}
 
 
-def test_the_seeds_context_unet_is_a_config_choice(project):
+def test_the_groups_context_unet_is_a_config_choice(project):
     (project / "ctx.yaml").write_text("madness:\n  model: {architecture: context_unet, block_out_channels: [32, 64]}\n")
     output = snakemake(project, "-n", "-p", "--configfile", "ctx.yaml", "--cores", "1", "results/madness/initial/model_initial.ckpt").stdout
     command = next(line for line in output.splitlines() if "madness_train_initial.py" in line)

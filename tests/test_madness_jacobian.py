@@ -31,7 +31,7 @@ def one_thread():
 @pytest.fixture(scope="module", params=["unet2d", "context_unet"])
 def unet(request):
     """Each of the project's conditional UNets, tiny: UNet2DModel (attention on the second level,
-    class embeddings) and the seed's ContextUnet (batch norm, one-hot context)."""
+    class embeddings) and the group's ContextUnet (batch norm, one-hot context)."""
     torch.manual_seed(0)
     architecture = {"architecture": request.param}
     if request.param == "context_unet":

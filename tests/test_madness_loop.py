@@ -96,7 +96,7 @@ def test_each_image_depends_only_on_its_own_seed(tiny):
     assert np.array_equal(y, np.arange(9) % 10) and x_one_batch.min() >= -1 and x_one_batch.max() <= 1
     x_other_seed, _ = sample_images(model.model, cfg, 9, 0.0, SamplerSettings(3, 9), "s", 2)
     assert not np.allclose(x_one_batch, x_other_seed)
-    # the seed's w: eps = (1 + w) eps_cond - w eps_null, i.e. guidance scale 1 + w
+    # the group's w: eps = (1 + w) eps_cond - w eps_null, i.e. guidance scale 1 + w
     assert guidance_scale(0) == 1.0 and guidance_scale(0.5) == 1.5
     x_guided, _ = sample_images(model.model, cfg, 9, 2.0, SamplerSettings(3, 9), "s", 1)
     assert not np.allclose(x_one_batch, x_guided)

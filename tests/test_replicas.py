@@ -254,7 +254,7 @@ def generate(tiny_model: Path, out: Path, *extra: str, checkpoint: Path | None =
     )  # fmt: skip
 
 
-def test_runner_writes_the_seed_layout_and_is_reproducible(tiny_model, tmp_path):
+def test_runner_writes_the_published_layout_and_is_reproducible(tiny_model, tmp_path):
     assert generate(tiny_model, tmp_path / "a", "--batch-size", "5") == 0
     assert generate(tiny_model, tmp_path / "b", "--batch-size", "5") == 0
     arrays = load_npz(tmp_path / "a" / "replica_002.npz")

@@ -19,8 +19,8 @@ CONFIG = dag_config()["replicas"]
 N_REPLICAS = CONFIG["sample"]["n_replicas"]
 Z_BINS = CONFIG["z_bins"]
 SIZE = CONFIG["phantom"]["image_size"]
-# The seed's NPZ table: name -> (dtype, shape with N = total n_slices and H = the image size)
-SEED_TABLE = {
+# The published NPZ table: name -> (dtype, shape with N = total n_slices and H = the image size)
+PUBLISHED_TABLE = {
     "images": ("float16", ("N", SIZE, SIZE)),
     "masks": ("float16", ("N", SIZE, SIZE)),
     "zbin": ("int32", ("N",)),
@@ -44,8 +44,8 @@ def test_dag_replica_matches_the_published_tables(results, replica_id):
     distribution = load_test_distribution(results / "data" / "test_distribution.csv", Z_BINS)
     n = int(distribution["n_slices"].sum())
     arrays = load_npz(results / f"replica_{replica_id:03d}.npz")
-    assert list(arrays) == list(SEED_TABLE)
-    for name, (dtype, shape) in SEED_TABLE.items():
+    assert list(arrays) == list(PUBLISHED_TABLE)
+    for name, (dtype, shape) in PUBLISHED_TABLE.items():
         assert arrays[name].dtype == np.dtype(dtype), name
         assert arrays[name].shape == tuple(n if d == "N" else d for d in shape), name
     assert (arrays["replica_id"] == replica_id).all()

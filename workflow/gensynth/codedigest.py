@@ -16,6 +16,7 @@ import re
 from pathlib import Path
 
 PACKAGE = "gensynth"
+EXPORTS = "_EXPORTS"  # the name -> submodule table of a package's lazy exports (gensynth.lazy)
 SCRIPT_IN_COMMAND = re.compile(r"\bscripts/(\w+)\.py\b")
 
 
@@ -41,6 +42,19 @@ def import_statements(tree: ast.Module):
             todo.extend(getattr(node, block, None) or ())
 
 
+@functools.lru_cache(maxsize=None)
+def package_exports(package_root: Path, dotted: str) -> dict[str, str]:
+    """A package's lazy exports (gensynth.lazy): the ``_EXPORTS`` literal of its ``__init__``, name -> submodule.
+    ``from package import name`` runs that submodule, though no import statement names it."""
+    init = package_root.joinpath(*dotted.split("."), "__init__.py")
+    if not init.is_file():
+        return {}
+    for node in ast.parse(init.read_text(encoding="utf-8"), filename=str(init)).body:
+        if isinstance(node, ast.Assign) and any(isinstance(target, ast.Name) and target.id == EXPORTS for target in node.targets):
+            return ast.literal_eval(node.value)
+    return {}
+
+
 @functools.lru_cache(maxsize=None)  # scripts share most modules: each file is read once per parse
 def imported_modules(path: Path, package_root: Path) -> frozenset[str]:
     """Dotted names of the gensynth modules ``path`` imports (``from pkg import name`` counts ``pkg.name``
@@ -63,6 +77,8 @@ def imported_modules(path: Path, package_root: Path) -> frozenset[str]:
                 base = node.module or ""
             names.add(base)
             names.update(f"{base}.{alias.name}" for alias in node.names)
+            exports = package_exports(package_root, base) if base.split(".")[0] == PACKAGE else {}
+            names.update(f"{base}.{exports[alias.name]}" for alias in node.names if alias.name in exports)
     found = set()
     for name in names:
         if name.split(".")[0] != PACKAGE:

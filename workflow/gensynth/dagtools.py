@@ -4,7 +4,7 @@ Plain Python without heavy imports: the Snakefile reads it at parse time.
 
 A config key reaches its script as one flag spelled from the key's last part, the same in every
 module: ``block_out_channels`` is ``--block-out-channels``, ``N_next`` ``--n-next``; a
-``(key, flag)`` pair keeps a flag a seed's users already type (atoms' ``--train-fraction``). Lists become
+``(key, flag)`` pair keeps a flag the group's users already type (atoms' ``--train-fraction``). Lists become
 space-separated values (``nargs="+"``), booleans ``--key`` / ``--no-key``
 (``argparse.BooleanOptionalAction``), strings are shell-quoted.
 """
@@ -21,7 +21,7 @@ from .config import format_value
 from .errors import GensynthError
 
 
-FlagKey = str | tuple[str, str]  # a dotted config key, or (key, the seed's flag)
+FlagKey = str | tuple[str, str]  # a dotted config key, or (key, the group's flag)
 
 
 def flag_name(key: FlagKey) -> str:

@@ -1,5 +1,8 @@
 """Package exports imported on first use (PEP 562), so that importing one light submodule (a ``dag.py``
-at Snakefile parse time, a settings table in a job's argument parsing) does not import the whole package."""
+at Snakefile parse time, a settings table in a job's argument parsing) does not import the whole package.
+
+A package declares its table as a literal ``_EXPORTS = {name: submodule}`` and passes it here; the code digest
+(gensynth.codedigest) reads that literal, so a job that imports ``name`` reruns when its submodule changes."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-# genaug: visits (phantom or the user's folder) -> per fold, the pipelines of the seed's models_5_7 layout
+# genaug: visits (phantom or the user's folder) -> per fold, the pipelines of the group's models_5_7 layout
 # -> per arm and fold, the fusion classifier over all seeds -> per fold, the pipelines' FID -> the comparison.
 from gensynth.genaug import dag as genaug_dag
 

@@ -1,6 +1,6 @@
 """atoms: large, versioned datasets of simulated Z-contrast images of crystal lattices.
 
-The seed's API (``001_7df1600396f9a849.txt``) with its names and signatures:
+The group's API with its names and signatures:
 :func:`generate_corpus`, :func:`split_corpus`, :func:`estimate_memory` (its ``pipeline.py``),
 :func:`save_corpus`, :func:`load_corpus`, :func:`save_metadata`, :func:`validate_dataset`
 (its ``visualization.py``) and the per-image :func:`generate_atomic_image`. The CLI

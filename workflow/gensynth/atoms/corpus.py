@@ -1,4 +1,4 @@
-"""Generating a corpus block by block, splitting it, and sizing it (the seed's ``pipeline.py``).
+"""Generating a corpus block by block, splitting it, and sizing it (the group's ``pipeline.py``).
 
 Determinism: the corpus is cut into fixed blocks of :func:`block_size` images; block ``k``
 draws from its own ``numpy.random.Generator`` seeded with
@@ -33,9 +33,9 @@ def block_size(grid_size: int) -> int:
 
 
 def estimate_memory(num_images: int, grid_size: int = 16) -> dict:
-    """Bytes of the uint8 images, with a 1024-based readable size (the seed's formula).
+    """Bytes of the uint8 images, with a 1024-based readable size (the group's formula).
 
-    The seed's metadata example reads 25,600,000 bytes as "25.60 MB"; its formula, kept
+    The group's metadata example reads 25,600,000 bytes as "25.60 MB"; its formula, kept
     here, gives "24.41 MB" (MiB, 1024**2 bytes).
     """
     bytes_per_image = grid_size * grid_size  # uint8: 1 byte per pixel
@@ -95,7 +95,7 @@ def split_assignment(num_images: int, fractions: Mapping[str, float] = DEFAULT_F
 
 
 def _resolve_seed(seed: int | None) -> int:
-    """``None``: draw one from NumPy's global state, so ``np.random.seed(s)`` reproduces a run (as in the seed)."""
+    """``None``: draw one from NumPy's global state, so ``np.random.seed(s)`` reproduces a run (as in the group's scripts)."""
     seed = int(np.random.randint(0, MAX_SEED + 1, dtype=np.int64)) if seed is None else int(seed)
     if not 0 <= seed <= MAX_SEED:
         raise GensynthError(f"--seed {seed}: expected an integer from 0 to {MAX_SEED}")
@@ -155,7 +155,7 @@ def generate_corpus(
     generator: ImageGenerator | str = DEFAULT_GENERATOR,
     threads: int = 1,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The whole corpus in memory: images (N, G, G) uint8 and labels (N,) uint8 (the seed's API).
+    """The whole corpus in memory: images (N, G, G) uint8 and labels (N,) uint8 (the group's API).
 
     For large N use the CLI (``scripts/generate_dataset.py``), which streams blocks to disk.
     """
@@ -176,7 +176,7 @@ def split_corpus(
     fractions: Mapping[str, float] = DEFAULT_FRACTIONS,
     seed: int | None = None,
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """{"train": (images, labels), "val": ..., "test": ...} by :func:`split_assignment` (the seed's API)."""
+    """{"train": (images, labels), "val": ..., "test": ...} by :func:`split_assignment` (the group's API)."""
     if len(images) != len(labels):
         raise GensynthError(f"split_corpus: {len(images)} images but {len(labels)} labels")
     codes = split_assignment(len(labels), fractions, _resolve_seed(seed))

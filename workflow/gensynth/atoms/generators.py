@@ -4,7 +4,7 @@ Two kinds of function are accepted, told apart by their required positional para
 
 * a batch function ``(rng, n) -> (images, labels)``: ``rng`` is a ``numpy.random.Generator``
   of its own for each block of images, ``images`` is ``(n, G, G)`` and ``labels`` ``(n,)``;
-* a per-image function ``() -> (grid, label)`` like the seed's ``generate_atomic_image()``:
+* a per-image function ``() -> (grid, label)`` like the group's ``generate_atomic_image()``:
   it is called once per image, in order, after ``np.random.seed(seed)`` and ``random.seed(seed)``,
   so one that draws from NumPy's or Python's global state is reproducible.
 

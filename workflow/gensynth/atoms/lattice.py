@@ -223,10 +223,10 @@ def generate_batch(rng: np.random.Generator, n: int, grid_size: int = 16, config
 
 
 def generate_atomic_image(rng: np.random.Generator | None = None, grid_size: int = 16, config: LatticeImageConfig = DEFAULT_CONFIG):
-    """One image (G, G) uint8 and its label Z, by the reference renderer (slow; the seed's per-image API).
+    """One image (G, G) uint8 and its label Z, by the reference renderer (slow; the group's per-image API).
 
     Without ``rng`` it draws from NumPy's global state, so ``np.random.seed(s)`` makes a
-    sequence of calls reproducible, as in the seed's scripts.
+    sequence of calls reproducible, as in the group's scripts.
     """
     if rng is None:
         rng = np.random.default_rng(np.random.randint(0, 2**63 - 1, dtype=np.int64))

@@ -26,7 +26,7 @@ def validate_dataset(
     output_path: str | os.PathLike | None = None,
     title: str | None = None,
 ) -> Path:
-    """Save ``validation_report.png`` for ``dataset_dir/train.npz`` (the seed's API); returns its path.
+    """Save ``validation_report.png`` for ``dataset_dir/train.npz`` (the group's API); returns its path.
 
     Up to 100 random train images (seeded, so the report is reproducible) with their
     labels, and the histogram of all train labels. The train split is streamed, never

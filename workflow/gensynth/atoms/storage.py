@@ -1,4 +1,4 @@
-"""Dataset files on disk (the seed's ``visualization.py`` savers, and the streaming writer).
+"""Dataset files on disk (the group's ``visualization.py`` savers, and the streaming writer).
 
 A dataset directory holds ``train.npz``, ``val.npz``, ``test.npz`` (arrays ``images``
 uint8 (N, G, G) and ``labels`` uint8 (N,), deflate-compressed, with fixed ZIP timestamps so
@@ -35,7 +35,7 @@ QUEUE_BLOCKS = 4  # blocks waiting per split writer: bounds memory while the wri
 
 
 def save_corpus(splits: Mapping[str, tuple[np.ndarray, np.ndarray]], output_dir: str | os.PathLike, dtype=np.uint8) -> None:
-    """Save each split to ``<output_dir>/<split>.npz`` as ``dtype`` (the seed's API; deterministic bytes)."""
+    """Save each split to ``<output_dir>/<split>.npz`` as ``dtype`` (the group's API; deterministic bytes)."""
     os.makedirs(output_dir, exist_ok=True)
     info = np.iinfo(dtype) if np.issubdtype(dtype, np.integer) else None
     for split_name, (images, labels) in splits.items():
@@ -206,7 +206,7 @@ def save_metadata(
     generator: str = DEFAULT_GENERATOR,
     provenance: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Write ``metadata.json``: the seed's section 6 fields, the NPZ files' SHA-256 and sizes, and provenance."""
+    """Write ``metadata.json``: the published metadata fields, the NPZ files' SHA-256 and sizes, and provenance."""
     output_dir = Path(output_dir)
     memory = estimate_memory(num_images, grid_size)
     files = {}

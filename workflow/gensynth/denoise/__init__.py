@@ -1,4 +1,4 @@
-"""denoise: a conditional Mamba denoiser for UV spectra (seed 004, gensynth issue 12).
+"""denoise: a conditional Mamba denoiser for UV spectra.
 
 MambaUV (``mamba``) runs Mamba blocks over the wavelength axis with FiLM dose conditioning and
 a residual output; its selective scans (``scan``) are a plain-torch reference, a fused numba
@@ -6,7 +6,7 @@ kernel for the CPU (with its own backward, so training runs there too) and mamba
 kernel when that optional package is installed. The rest of the module:
 
 - ``layout``: every file name of the module (plain Python, shared with the DAG);
-- ``data``: the seed's data layout read with every check (manifests keyed by relative_path with
+- ``data``: the group's data layout read with every check (manifests keyed by relative_path with
   the Noise2Noise partner, the spectra tree, the wavelength grid, dose features);
 - ``phantom``: the default data, procedural UV/Vis spectra with dose-dependent bands;
 - ``train`` and ``checkpoint``: Noise2Noise (or clean-target) training with EMA, early stopping,

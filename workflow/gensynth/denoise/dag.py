@@ -50,7 +50,7 @@ USER_FILES = ("manifest_full", "train_manifest", "validation_panel", "wavelength
 PHANTOM_FLAGS = ("seed", "phantom.doses", "phantom.samples", "phantom.angles", "phantom.replicates", "phantom.wavelength_min",
                  "phantom.wavelength_max", "phantom.wavelength_step", "phantom.read_noise", "phantom.shot_noise",
                  "phantom.extra_pairing_groups")
-# Config keys each script takes as flags (one flag per key, spelled from the key; the scripts also accept the seed's spellings).
+# Config keys each script takes as flags (one flag per key, spelled from the key; the scripts also accept the group's spellings).
 SCRIPT_FLAGS = {
     "make_denoise_data corpus": (*PHANTOM_FLAGS, "phantom.last_treatment_samples", "phantom.panel_groups", "phantom.val_groups"),
     "make_denoise_data staging": (*PHANTOM_FLAGS, "phantom.staging_last_treatment_samples"),

@@ -1,10 +1,10 @@
-"""The seed's data layout, read with every check: manifests, spectra, the wavelength grid, dose features.
+"""The group's data layout, read with every check: manifests, spectra, the wavelength grid, dose features.
 
 - A **spectra tree** (``root``): one float ``.npy`` per spectrum, ``<treatment>/<sample>/<angle>/<replicate>.npy``
   by convention (any relative path inside the root is accepted).
 - A **manifest** (CSV) keyed by ``relative_path``, with ``treatment, sample, angle, replicate, group_id`` and
   ``n2n_partner``, the relative path of the other replicate that is the row's Noise2Noise target. A file may
-  have several rows (the seed's Noise2Noise duplicates, other partners), all with the same metadata.
+  have several rows (Noise2Noise duplicates, other partners), all with the same metadata.
 - ``wavelength_grid.npy``: the wavelengths (nm) of every spectrum, strictly increasing.
 - ``dose_features.csv``: one row per treatment, ``treatment`` then numeric feature columns; ``dose_stats.json``:
   ``{"features": [...], "mean": {feature: m}, "std": {feature: s}}``, the normalisation of the FiLM input.

@@ -1,6 +1,6 @@
 """The module's file names, each spelled once: shared by the DAG (dag.py) and the code that writes the files.
 
-Plain Python (standard library only): the Snakefile reads it at parse time. The seed's names where it has them.
+Plain Python (standard library only): the Snakefile reads it at parse time. The group's names where it has them.
 """
 
 from pathlib import PurePosixPath
@@ -38,7 +38,7 @@ STAGING_FILES = {
 
 
 def denoised_relative_path(relative: str) -> str:
-    """``a/b/replicate_001.npy`` -> ``a/b/replicate_001_denoised.npy``: the seed's name of a denoised spectrum."""
+    """``a/b/replicate_001.npy`` -> ``a/b/replicate_001_denoised.npy``: the group's name of a denoised spectrum."""
     path = PurePosixPath(relative)
     stem = path.name[: -len(".npy")] if path.name.endswith(".npy") else path.name
     return str(path.with_name(stem + DENOISED_SUFFIX))

@@ -1,4 +1,4 @@
-"""The embedded default data: procedural UV/Vis absorbance spectra laid out as the seed's corpus.
+"""The embedded default data: procedural UV/Vis absorbance spectra laid out as the group's corpus.
 
 Each (treatment, sample, angle) group is one clean spectrum measured ``replicates`` times:
 
@@ -23,7 +23,7 @@ clean-target comparison only; nothing a real user would lack is read from them i
 a Noise2Noise model. Every draw is seeded by SHA-256 of its names, so a spectrum depends only on
 the seed and its own (treatment, sample, angle, replicate), never on how many others are made.
 
-Layout (the seed's): ``<root>/<treatment>/<sample>/angle_<θ>/replicate_<r>.npy``; manifests keyed
+Layout (the group's): ``<root>/<treatment>/<sample>/angle_<θ>/replicate_<r>.npy``; manifests keyed
 by ``relative_path`` with the Noise2Noise partner (replicates paired 0-1, 2-3, ...); the first
 ``extra_pairing_groups`` groups paired a second time (0-2, 1-3, ...: rows that point at the same
 files); whole groups held out for the panel and for the validation loss, spread over the treatments.
@@ -59,7 +59,7 @@ class Treatment:
     name: str
     dose: float
     samples: tuple[str, ...]
-    staging_samples: tuple[str, ...]  # the staging corpus's samples (the seed's 9,000: all five everywhere)
+    staging_samples: tuple[str, ...]  # the staging corpus's samples (the group's 9,000: all five everywhere)
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,7 @@ class PhantomConfig:
     @classmethod
     def design(cls, doses, samples, last_treatment_samples, staging_last_treatment_samples, **settings: Any) -> PhantomConfig:
         """The config's design: treatment_1 .. treatment_n with ``doses``; every treatment but the last has ``samples``
-        (the seed's A-E), the last ``last_treatment_samples`` (the seed's treatment_6: G and I), and in the staging
+        (the group's A-E), the last ``last_treatment_samples`` (the group's treatment_6: G and I), and in the staging
         corpus ``staging_last_treatment_samples``."""
         last = len(doses)
         treatments = tuple(

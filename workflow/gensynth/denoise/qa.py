@@ -48,7 +48,7 @@ from .layout import COMPARISON_NAME, DOWNSTREAM_JSON, QA_FILES, QA_METHOD_FILES,
 from .quality import RoiConfig, load_roi_windows, psnr, reference_spectra, roi_features, spectral_angle
 
 log = logging.getLogger(__name__)
-VERSION = "gensynth denoise panel QA v1 (the seed's Act_of_God four gates)"
+VERSION = "gensynth denoise panel QA v1 (four gates)"
 IDENTITY_COLUMNS = ("relative_path", "group_id", "treatment", "sample", "angle", "replicate")
 
 

@@ -8,7 +8,7 @@ random-weight pipelines built offline, for tests and the benchmark.
 
 The experiment: ``phantom`` (the procedural multimodal wound phantom) and ``data`` (the dataset
 NPZ, the patient-grouped folds, the users' folder and CSV layout); ``pipelines`` (the small DDIM
-pipelines trained per fold and model folder, saved in the seed's ``{kind}_{phase}`` layout);
+pipelines trained per fold and model folder, saved in the group's ``{kind}_{phase}`` layout);
 ``mixing`` (the rule that puts synthetic images into training batches); ``classifier`` (the late-fusion
 classifier and its training); ``quality`` (FID of the samples on the classifier's features);
 ``experiment`` (metrics, bootstrap intervals, paired differences, the table); ``figures``;

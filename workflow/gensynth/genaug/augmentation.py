@@ -1,6 +1,6 @@
 """Generative augmentation settings: modalities, their models, the global switch, the prompts.
 
-The seed (003, ``generative_augmentation_v2.py`` and ``production_config.py``):
+The group's code (``generative_augmentation_v2.py`` and ``production_config.py``):
 
 - the classifier's modalities are depth_rgb, thermal_rgb, depth_map and thermal_map;
 - one fine-tuned model per (image kind, healing phase) in ``models_5_7/{kind}_{phase}``, nine in all:
@@ -39,12 +39,12 @@ from ..errors import GensynthError
 MODALITIES = ("depth_rgb", "thermal_rgb", "depth_map", "thermal_map")
 PHASES = ("I", "P", "R")
 PHASE_NAMES = {"I": "inflammatory", "P": "proliferative", "R": "remodeling"}
-MODEL_KINDS = ("rgb", "thermal_map", "depth_map")  # the image kinds of the model folders, in the seed's order
+MODEL_KINDS = ("rgb", "thermal_map", "depth_map")  # the image kinds of the model folders, in the group's order
 MODEL_KIND = {"depth_rgb": "rgb", "thermal_rgb": "rgb", "depth_map": "depth_map", "thermal_map": "thermal_map"}
 MODEL_FOLDERS = tuple(f"{kind}_{phase}" for kind in MODEL_KINDS for phase in PHASES)  # rgb_I ... depth_map_R
 CHANNELS = {"rgb": 3, "thermal_map": 1, "depth_map": 1}  # channels of the images handed to the classifier
 
-USE_GENERATIVE_AUGMENTATION = False  # the seed's global switch, off by default
+USE_GENERATIVE_AUGMENTATION = False  # the group's global switch, off by default
 DEFAULT_ENABLED = {"depth_rgb": True, "thermal_rgb": False, "depth_map": False, "thermal_map": False}
 DEFAULT_PROMPTS = Path(__file__).resolve().parents[3] / "resources" / "genaug" / "prompts.yaml"
 PROMPT_PLACEHOLDERS = ("view", "phase", "phase_name")
@@ -77,7 +77,7 @@ def model_kind(modality: str) -> str:
 
 
 def model_folder(modality: str, phase: str) -> str:
-    """The seed's folder of a (modality, phase): depth_rgb, I -> ``rgb_I``; depth_map, R -> ``depth_map_R``."""
+    """The model folder of a (modality, phase): depth_rgb, I -> ``rgb_I``; depth_map, R -> ``depth_map_R``."""
     return f"{model_kind(modality)}_{check_phase(phase)}"
 
 
@@ -96,7 +96,7 @@ def is_count(value: Any) -> bool:
 
 @dataclass(frozen=True)
 class AugmentationConfig:
-    """How one modality is augmented. Defaults: the seed's production values (production_config.py)."""
+    """How one modality is augmented. Defaults: the group's production values (production_config.py)."""
 
     enabled: bool = False  # per modality; augmentation_configs also applies the global switch
     prob: float = 0.5  # GENERATIVE_AUG_PROB: chance that a training batch gets synthetic samples

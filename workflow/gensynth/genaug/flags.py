@@ -41,10 +41,10 @@ def add_augmentation_arguments(parser: argparse.ArgumentParser) -> None:
     """``--use-generative-augmentation``, ``--prompts`` and the per-modality flags, defaults from the schema."""
     parser.add_argument("--use-generative-augmentation", action=argparse.BooleanOptionalAction,
                         default=default("use_generative_augmentation"),
-                        help="the seed's global switch: off trains the baseline (no synthetic images)")
+                        help="the global switch: off trains the baseline (no synthetic images)")
     parser.add_argument("--prompts", default=default("prompts"),
                         help="prompt templates of Stable Diffusion folders: a YAML file, or the same layout as JSON text")
-    group = parser.add_argument_group("per-modality augmentation (the seed's AugmentationConfig)")
+    group = parser.add_argument_group("per-modality augmentation (the group's AugmentationConfig)")
     for modality in MODALITIES:
         for key in KEYS:
             value = default(f"modalities.{modality}.{key}")

@@ -1,6 +1,6 @@
 """GenerativeAugmentationManager: the per-(modality, phase) pipelines, loaded on demand into an LRU cache.
 
-The seed's manager (003, ``generative_augmentation_v2.py``): ``__init__(base_dir, config, device=None)``
+The group's manager (``generative_augmentation_v2.py``): ``__init__(base_dir, config, device=None)``
 loads ``base_dir / "{kind}_{phase}"`` when first asked (depth_rgb, I -> ``rgb_I``), keeps at most
 ``max_models`` (3) pipelines in memory and unloads the least recently used; its prompts carry the
 healing phase's medical context. Here:
@@ -59,7 +59,7 @@ from .augmentation import (
 log = logging.getLogger(__name__)
 
 SD_PIPELINES = ("StableDiffusionPipeline",)  # text-to-image folders sampled with the phase's prompt
-SD_UNUSED_COMPONENTS = ("safety_checker",)  # loaded as None (medical images: the seed disables it)
+SD_UNUSED_COMPONENTS = ("safety_checker",)  # loaded as None (medical images: the group's code disables it)
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 
 
@@ -93,7 +93,7 @@ class LoadedModel:
 def check_model_folder(folder: str | Path) -> dict[str, Any]:
     """model_index.json of a loadable diffusers pipeline folder, or one GensynthError naming what is wrong.
 
-    Reads only configs and safetensors headers (cheap, even for the seed's 48 GB of models).
+    Reads only configs and safetensors headers (cheap, even for the group's 48 GB of models).
     """
     folder = Path(folder)
     if not folder.is_dir():

@@ -1,6 +1,6 @@
-"""The mixing rule: which samples of a training batch get synthetic images (issue 13, item 3).
+"""The mixing rule: which samples of a training batch get synthetic images.
 
-Per training batch of B samples and per enabled modality m (the seed's AugmentationConfig):
+Per training batch of B samples and per enabled modality m (the group's AugmentationConfig):
 
 1. with probability ``prob`` the batch is augmented for m (else it stays real);
 2. a share r is drawn uniformly from ``mix_ratio_range`` = [low, high];

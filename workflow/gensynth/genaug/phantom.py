@@ -1,6 +1,6 @@
 """A procedural multimodal wound phantom: per patient and visit, two cameras' co-registered images.
 
-The seed's classifier (003) sees four modalities of one wound at one visit: ``depth_rgb`` and
+The group's classifier sees four modalities of one wound at one visit: ``depth_rgb`` and
 ``depth_map`` from a depth camera, ``thermal_rgb`` and ``thermal_map`` from a thermal camera; each
 camera's RGB view is registered to its own map, and the two cameras look at the wound from slightly
 different positions. Each visit has a healing phase: I (inflammatory), P (proliferative) or R

@@ -1,11 +1,11 @@
-"""The small per-(modality, phase) diffusion pipelines: trained on one fold's training patients, saved as the seed's folders.
+"""The small per-(modality, phase) diffusion pipelines: trained on one fold's training patients, saved as the group's model folders.
 
-One pipeline per model folder of the seed's ``models_5_7/`` layout (``rgb_I`` ... ``depth_map_R``): an
+One pipeline per model folder of the group's ``models_5_7/`` layout (``rgb_I`` ... ``depth_map_R``): an
 unconditional diffusers ``UNet2DModel`` (no attention) trained with DDPM's loss (Ho et al. 2020) on the
 images of one phase, then saved with its EMA weights and a ``DDIMScheduler`` on the training noise
 schedule as a ``DDIMPipeline`` (``save_pretrained``, safetensors), which the manager loads back with
 ``from_pretrained``. The ``rgb_{phase}`` pipelines learn from both cameras' RGB views (depth_rgb and
-thermal_rgb draw from them, as in the seed); each map pipeline from its own map.
+thermal_rgb draw from them, as in the group's code); each map pipeline from its own map.
 
 Each fold trains its own pipelines on its training patients only (never its validation or test
 patients), so no synthetic image carries a test patient's wound.

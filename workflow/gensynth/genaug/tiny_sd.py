@@ -1,6 +1,6 @@
 """Tiny random-weight diffusers pipelines, assembled offline, for tests and the benchmark.
 
-``build_tiny_sd_pipeline`` saves a StableDiffusionPipeline of the same component classes as the seed's
+``build_tiny_sd_pipeline`` saves a StableDiffusionPipeline of the same component classes as the group's
 fine-tuned models (CLIP text encoder and tokenizer, conditional UNet, KL autoencoder, DDIM scheduler),
 each a few hundred thousand parameters; nothing is downloaded: the tokenizer is a byte-level BPE
 vocabulary built here (the 256 byte symbols, the same with ``</w>``, start and end of text; no merges),

@@ -1,10 +1,10 @@
-"""The madness seed's ``ContextUnet``: the small conditional UNet of its DDPM on MNIST.
+"""The group's ``ContextUnet``: the small conditional UNet of its DDPM-MNIST code.
 
 Two resolution levels (``n_feat`` then ``2 n_feat`` channels, max-pooled), the bottom feature
 map pooled to one vector and spread back by a transposed convolution, residual conv blocks
 with batch norm and GELU. Time enters as ``t / T`` and the class as a one-hot vector, each
 through a two-layer MLP, at both decoder levels: ``h = context_embedding * h + time_embedding``.
-A zero one-hot vector is the unconditional model (the seed's context mask); here that is the
+A zero one-hot vector is the unconditional model (the group's context mask); here that is the
 null token ``K``, so classifier-free guidance works as with ``UNet2DModel``.
 
 Built with diffusers' ``ModelMixin``/``ConfigMixin`` and the call signature of ``UNet2DModel``

@@ -9,7 +9,7 @@ for g = 0; warm start, or a fresh initialisation of the same UNet) and trains on
 
 where "the generation before" of g = 0 is the initial model's synthetic set. It then samples
 ``N_next`` images (the next generation's synthetic data) and ``N_eval`` images (for the
-metrics). The guidance weight ``w`` of the seed is the guidance scale ``1 + w``, since
+metrics). The group's guidance weight ``w`` is the guidance scale ``1 + w``, since
 ``eps = (1 + w) eps_cond - w eps_null = eps_null + (1 + w)(eps_cond - eps_null)``.
 """
 
@@ -32,7 +32,7 @@ from ..errors import GensynthError
 from ..io import sha256_file
 from ..seeding import numpy_generator, sha256_seed
 from ..training import ResumeFile, Trainer, train_epochs
-from . import context_unet  # noqa: F401  (registers the seed's architecture, for its checkpoints)
+from . import context_unet  # noqa: F401  (registers the group's architecture, for its checkpoints)
 from .data import NUM_CLASSES, RealData
 from .naming import SCENARIOS, w_label
 
@@ -102,7 +102,7 @@ def sample_images(model, scheduler_config: dict, n: int, w: float, settings: Sam
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model and noise schedule (madness.model)")
     group.add_argument("--architecture", choices=("unet2d", "context_unet"), default=schema_default("madness", "model.architecture"),
-                       help="unet2d (diffusers' UNet2DModel) or the seed's context_unet")
+                       help="unet2d (diffusers' UNet2DModel) or the group's context_unet")
     group.add_argument("--block-out-channels", type=int, nargs="+", default=schema_default("madness", "model.block_out_channels"),
                        help="channels per level (context_unet: n_feat 2*n_feat)")
     group.add_argument("--layers-per-block", type=int, default=schema_default("madness", "model.layers_per_block"))
@@ -163,7 +163,7 @@ def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--num-inference-steps", type=int, default=schema_default("madness", "sampling.num_inference_steps"))
     group.add_argument("--eta", type=float, default=schema_default("madness", "sampling.eta"))
     group.add_argument("--max-c", type=int, default=schema_default("madness", "sampling.max_c"),
-                       help="images per sampling batch (the seed's max_c; does not change the images)")
+                       help="images per sampling batch (the group's max_c; does not change the images)")
 
 
 def sampler_settings(args: argparse.Namespace) -> SamplerSettings:

@@ -2,5 +2,5 @@
 
 ``data``: the slice dataset and test-distribution CSV (formats, validation);
 ``phantom``: the embedded procedural brain phantom; ``train``: training settings and loop;
-``generate``: the seed's replica files; ``qa``: replicas against the real test set.
+``generate``: the replica files in the group's layout; ``qa``: replicas against the real test set.
 """

@@ -1,4 +1,4 @@
-"""One replica: every sample of the test distribution, seeded per sample, in the seed's file layout.
+"""One replica: every sample of the test distribution, seeded per sample, in the group's file layout.
 
 ``replica_XXX.npz`` holds exactly these arrays (N = total ``n_slices`` of the test CSV),
 samples ordered by condition (zbin, lesion_present, domain) and then by ``k_index``:
@@ -51,7 +51,7 @@ def replica_name(replica_id: int) -> str:
 
 
 def sample_seed(seed_base: int, replica_id: int, zbin: int, lesion_present: int, domain: int, k_index: int) -> int:
-    """SHA256(seed_base, replica_id, zbin, lesion_present, domain_int, sample_index), as the seed specifies."""
+    """SHA256(seed_base, replica_id, zbin, lesion_present, domain_int, sample_index), as the group's runner derives it."""
     return sha256_seed(seed_base, replica_id, zbin, lesion_present, domain, k_index)
 
 
@@ -79,7 +79,7 @@ def plan_replica(distribution: pd.DataFrame, z_bins: int, seed_base: int, replic
 
 
 def generate_replica(model, scheduler_config: dict, plan: dict[str, np.ndarray], settings: SamplerSettings) -> dict[str, np.ndarray]:
-    """The replica's nine arrays, in the seed's order and dtypes; sample i from its own seed ``plan["seed"][i]``."""
+    """The replica's nine arrays, in the published order and dtypes; sample i from its own seed ``plan["seed"][i]``."""
     n, size = len(plan["seed"]), model.config.sample_size
     images = np.empty((n, size, size), dtype=np.float16)
     masks = np.empty((n, size, size), dtype=np.float16)
@@ -105,13 +105,13 @@ def replica_meta(
     ema_loaded: bool,
     provenance: dict[str, Any],
 ) -> dict[str, Any]:
-    """The seed's metadata keys, in its order, plus ``provenance``."""
+    """The group's metadata keys, in its order, plus ``provenance``."""
     return {
         "replica_id": replica_id,
         "seed_base": seed_base,
         "n_samples": int(len(plan["seed"])),
         "n_conditions": n_conditions,
-        # The seed's format (ISO 8601 without zone); the time is UTC.
+        # The group's format (ISO 8601 without zone); the time is UTC.
         "generation_timestamp": dt.datetime.now(dt.timezone.utc).replace(tzinfo=None).isoformat(timespec="microseconds"),
         "config": {
             "checkpoint_path": checkpoint_path,

@@ -18,7 +18,7 @@ LESION_AGREEMENT_TARGET = 0.9
 
 
 def layout_problems(arrays: dict[str, np.ndarray]) -> list[str]:
-    """Where a replica's arrays differ from the seed's table (names, dtypes, shapes); empty when none."""
+    """Where a replica's arrays differ from the published table (names, dtypes, shapes); empty when none."""
     if sorted(arrays) != sorted(REPLICA_ARRAYS):
         return [f"arrays {sorted(arrays)}, expected {sorted(REPLICA_ARRAYS)}"]
     problems = []
@@ -93,7 +93,7 @@ def real_qa(real: SliceDataset, z_bins: int, min_mask_pixels: int) -> dict[str, 
 
 
 def replica_qa(arrays: dict[str, np.ndarray], distribution: pd.DataFrame, z_bins: int, min_mask_pixels: int) -> dict[str, Any]:
-    """QA of one replica; ``arrays`` must hold at least the seed's nine arrays."""
+    """QA of one replica; ``arrays`` must hold at least the nine published arrays."""
     problems = layout_problems(arrays)
     mismatches = condition_count_mismatches(arrays, distribution)
     nonempty = mask_nonempty(arrays["masks"], min_mask_pixels)
