@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from gensynth.atoms import generate_atomic_image, iter_blocks
-from gensynth.cli import run_main
+from gensynth.cli import exit_main
 from gensynth.errors import GensynthError
 
 SCRIPT = Path(__file__).resolve().parent / "generate_dataset.py"
@@ -102,4 +102,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_main(main))
+    exit_main(main)

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from gensynth.cli import run_main
+from gensynth.cli import exit_main
 from gensynth.denoise import scan
 from gensynth.denoise.mamba import MambaStack, MambaUV, MambaUVConfig
 from gensynth.device import add_device_arguments, use_device
@@ -185,4 +185,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_main(main))
+    exit_main(main)

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from gensynth.cli import run_main
+from gensynth.cli import exit_main
 from gensynth.device import add_device_arguments, use_device
 from gensynth.genaug.augmentation import MODALITIES, MODEL_FOLDERS, PHASES, augmentation_configs, model_folder
 from gensynth.genaug.mixing import plan_batch
@@ -219,4 +219,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_main(main))
+    exit_main(main)

@@ -22,7 +22,6 @@ short; the count does not depend on the device).
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 
 import numpy as np
@@ -30,7 +29,7 @@ import pandas as pd
 import torch
 from torch.func import vjp, vmap
 
-from gensynth.cli import run_main
+from gensynth.cli import exit_main
 from gensynth.device import pick_device
 from gensynth.diffusion import UNetConfig, build_model
 from gensynth.madness.jacobian import LANCZOS_TOL, denoiser, exact_spectrum, gram_operator, jacobian_ready, lanczos_spectrum
@@ -146,4 +145,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_main(main))
+    exit_main(main)

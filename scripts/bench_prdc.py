@@ -27,7 +27,7 @@ import pandas as pd
 import torch
 from threadpoolctl import threadpool_limits
 
-from gensynth.cli import run_main
+from gensynth.cli import exit_main
 from gensynth.errors import GensynthError
 from gensynth.metrics import PRDC_CHUNK_SIZE, prdc
 from gensynth.seeding import numpy_generator, sha256_seed
@@ -138,4 +138,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_main(main))
+    exit_main(main)

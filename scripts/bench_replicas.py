@@ -13,14 +13,13 @@ Target: per-sample costs at most 5% more time than one-gen at batch 16 and 64.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 
 import torch
 from diffusers import DDIMScheduler
 from diffusers.utils.torch_utils import randn_tensor
 
-from gensynth.cli import run_main
+from gensynth.cli import exit_main
 from gensynth.device import autocast, pick_device
 from gensynth.io import save_json
 from gensynth.diffusion import SamplerSettings, UNetConfig, build_model, make_sampler, make_train_scheduler, prepare_for_inference, sample, scheduler_config
@@ -128,4 +127,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_main(main))
+    exit_main(main)

@@ -21,11 +21,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import sys
 from pathlib import Path
 
 import numpy as np
-from gensynth.cli import run_main
+from gensynth.cli import exit_main
 from gensynth.device import add_device_arguments, use_device
 from gensynth.errors import GensynthError
 from gensynth.genaug.augmentation import PHASES, model_folder
@@ -108,4 +107,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_main(main))
+    exit_main(main)

@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import argparse
 import csv
-import sys
 
 import numpy as np
-from gensynth.cli import run_main
+from gensynth.cli import exit_main
 from gensynth.genaug.augmentation import PHASES
 from gensynth.genaug.data import ROLE_NAMES, read_folder, save_dataset, with_folds, write_folder
 from gensynth.genaug.figures import dataset_figure
@@ -88,4 +87,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_main(main))
+    exit_main(main)

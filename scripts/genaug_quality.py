@@ -14,11 +14,10 @@ per folder, the first samples at the first step count above real training images
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import torch
-from gensynth.cli import run_main
+from gensynth.cli import exit_main
 from gensynth.device import add_device_arguments, use_device
 from gensynth.genaug.augmentation import MODALITIES, MODEL_FOLDERS, MODEL_KIND, augmentation_configs
 from gensynth.genaug.classifier import FusionClassifier
@@ -101,4 +100,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_main(main))
+    exit_main(main)

@@ -15,10 +15,9 @@ between the arms for the differences.
 from __future__ import annotations
 
 import argparse
-import sys
 
 import numpy as np
-from gensynth.cli import run_main
+from gensynth.cli import exit_main
 from gensynth.errors import GensynthError
 from gensynth.genaug.data import load_dataset
 from gensynth.genaug.experiment import KAPPA_WEIGHTS, METRICS, markdown_table, per_seed_metrics, pool_predictions, summarize, write_csv
@@ -97,4 +96,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_main(main))
+    exit_main(main)

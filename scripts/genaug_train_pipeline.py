@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
 from pathlib import Path
 
-from gensynth.cli import run_main
+from gensynth.cli import exit_main
 from gensynth.device import add_device_arguments, use_device
 from gensynth.genaug.augmentation import MODEL_FOLDERS
 from gensynth.genaug.data import load_dataset
@@ -64,4 +63,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_main(main))
+    exit_main(main)

@@ -23,7 +23,7 @@ from gensynth.atoms import SPLIT_NAMES, block_size, check_fractions, estimate_me
 from gensynth.atoms import iter_blocks, load_generator, save_metadata, split_assignment, validate_dataset, write_splits
 from gensynth.atoms.corpus import MAX_SEED
 from gensynth.atoms.storage import check_writable, existing_dataset_files, next_dataset_dir, staged_dataset
-from gensynth.cli import run_main
+from gensynth.cli import exit_main
 from gensynth.config import schema_default
 from gensynth.errors import GensynthError
 from gensynth.provenance import Provenance
@@ -144,4 +144,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_main(main))
+    exit_main(main)

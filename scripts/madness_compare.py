@@ -9,12 +9,11 @@ Example (one metrics JSON per replicate chain):
 from __future__ import annotations
 
 import argparse
-import sys
 
 import numpy as np
 import pandas as pd
 
-from gensynth.cli import run_main
+from gensynth.cli import exit_main
 from gensynth.io import atomic_open, save_figure
 from gensynth.madness.evaluation import METRICS, add_scenario_arguments, load_metrics, scenario_files
 from gensynth.madness.figures import scenario_comparison
@@ -47,4 +46,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(run_main(main))
+    exit_main(main)

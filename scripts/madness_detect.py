@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 
-from gensynth.cli import run_main
+from gensynth.cli import exit_main
 from gensynth.config import schema_default
 from gensynth.errors import GensynthError
 from gensynth.io import save_figure, save_json
@@ -70,4 +69,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(run_main(main))
+    exit_main(main)

@@ -9,11 +9,10 @@ Example (one metrics JSON and one Jacobian NPZ per replicate chain):
 from __future__ import annotations
 
 import argparse
-import sys
 
 import numpy as np
 
-from gensynth.cli import run_main
+from gensynth.cli import exit_main
 from gensynth.errors import GensynthError
 from gensynth.io import save_figure
 from gensynth.madness.detection import load_chains
@@ -44,4 +43,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(run_main(main))
+    exit_main(main)

@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 
-from gensynth.cli import run_main
+from gensynth.cli import exit_main
 from gensynth.config import schema_default
 from gensynth.device import add_device_arguments, use_device
 from gensynth.diffusion import save_model_checkpoint, scheduler_config
@@ -113,4 +112,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(run_main(main))
+    exit_main(main)

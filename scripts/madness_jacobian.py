@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 
 import numpy as np
 import torch
 
 import gensynth.madness.context_unet  # noqa: F401  (registers the group's architecture: checkpoints may hold it)
-from gensynth.cli import run_main
+from gensynth.cli import exit_main
 from gensynth.config import schema_default
 from gensynth.device import add_device_arguments, use_device
 from gensynth.diffusion import load_model_checkpoint
@@ -70,4 +69,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(run_main(main))
+    exit_main(main)

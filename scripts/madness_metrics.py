@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 
 import torch
 
-from gensynth.cli import run_main
+from gensynth.cli import exit_main
 from gensynth.config import schema_default
 from gensynth.device import limit_threads
 from gensynth.errors import GensynthError
@@ -94,4 +93,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(run_main(main))
+    exit_main(main)

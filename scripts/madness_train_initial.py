@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 
 import numpy as np
 import torch
 
-from gensynth.cli import run_main
+from gensynth.cli import exit_main
 from gensynth.config import schema_default
 from gensynth.device import add_device_arguments, use_device
 from gensynth.diffusion import build_model, diffusion_trainer, save_model_checkpoint
@@ -67,4 +66,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(run_main(main))
+    exit_main(main)

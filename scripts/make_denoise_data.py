@@ -13,10 +13,9 @@ its manifest.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from gensynth.cli import run_main
+from gensynth.cli import exit_main
 from gensynth.config import schema_default
 from gensynth.denoise.phantom import PhantomConfig, PhantomPaths, write_phantom, write_staging
 from gensynth.io import save_json
@@ -66,4 +65,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_main(main))
+    exit_main(main)

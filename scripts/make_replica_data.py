@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
 
-from gensynth.cli import run_main
+from gensynth.cli import exit_main
 from gensynth.config import schema_default
 from gensynth.replicas.data import condition_counts, load_slice_dataset, save_slice_dataset, save_test_distribution
 from gensynth.replicas.phantom import PhantomConfig, make_phantom
@@ -55,4 +54,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_main(main))
+    exit_main(main)

@@ -13,10 +13,9 @@ Checks that every distinct file of the manifest was written by one of the shards
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from gensynth.cli import run_main
+from gensynth.cli import exit_main
 from gensynth.denoise.data import read_csv
 from gensynth.denoise.layout import denoised_relative_path
 from gensynth.errors import GensynthError
@@ -62,4 +61,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_main(main))
+    exit_main(main)

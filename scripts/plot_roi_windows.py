@@ -15,10 +15,9 @@ data have them, the clean spectrum (``--clean-dir``).
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from gensynth.cli import run_main
+from gensynth.cli import exit_main
 from gensynth.config import schema_default
 from gensynth.denoise.data import load_grid, load_manifest, load_tree_spectra
 from gensynth.denoise.figures import GroupSpectra, roi_figure
@@ -63,4 +62,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_main(main))
+    exit_main(main)

@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 
-from gensynth.cli import run_main
+from gensynth.cli import exit_main
 from gensynth.config import schema_default
 from gensynth.errors import GensynthError
 from gensynth.io import load_json, load_npz, save_figure, save_json
@@ -80,4 +79,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_main(main))
+    exit_main(main)

@@ -20,10 +20,9 @@ only (the DAG runs the shards as separate jobs); ``--done-json`` records what th
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from gensynth.cli import run_main
+from gensynth.cli import exit_main
 from gensynth.config import schema_default
 from gensynth.denoise.inference import denoise_manifest
 from gensynth.device import add_device_arguments, use_device
@@ -72,4 +71,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_main(main))
+    exit_main(main)

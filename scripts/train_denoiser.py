@@ -30,7 +30,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-from gensynth.cli import run_main
+from gensynth.cli import exit_main
 from gensynth.config import schema_default
 from gensynth.denoise.data import DoseTable, load_grid, load_manifest
 from gensynth.denoise.mamba import MambaUVConfig
@@ -140,4 +140,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_main(main))
+    exit_main(main)

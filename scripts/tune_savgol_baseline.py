@@ -13,10 +13,9 @@ provenance); the panel QA applies it to the panel's raw spectra.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from gensynth.cli import run_main
+from gensynth.cli import exit_main
 from gensynth.config import schema_default
 from gensynth.denoise.baseline import tune_savgol
 from gensynth.denoise.data import load_grid, load_manifest, partner_pairs
@@ -52,4 +51,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_main(main))
+    exit_main(main)

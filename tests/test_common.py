@@ -5,12 +5,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import subprocess
 import sys
 
 import numpy as np
 import pytest
 import torch
 
+from conftest import ENV
 from gensynth import io
 from gensynth.cli import run_main
 from gensynth.device import autocast_dtype, pick_device
@@ -229,3 +231,33 @@ def test_run_main_turns_errors_into_exit_2(capsys):
 
     assert run_main(main, []) == 2
     assert capsys.readouterr().err.strip() == "error: data.npz: missing array 'images'"
+
+
+EXIT_MAIN_SCRIPT = """
+import atexit, logging, sys
+from gensynth.cli import exit_main
+from gensynth.errors import GensynthError
+
+def main(argv):
+    atexit.register(lambda: print("exit handler ran", file=sys.stderr))
+    logging.getLogger("job").info("logged")
+    sys.stdout.write("no newline at the end")  # buffered: only a flush writes it
+    if sys.argv[1] == "bad":
+        raise GensynthError("data.npz: missing array 'images'")
+    return int(sys.argv[1])
+
+exit_main(main)
+"""
+
+
+@pytest.mark.parametrize("argument, code", [("0", 0), ("3", 3), ("bad", 2)])
+def test_exit_main_flushes_everything_and_exits_with_mains_code(argument, code, tmp_path):
+    out, err = tmp_path / "out.txt", tmp_path / "err.txt"  # files, as a job's log: block-buffered
+    env = {name: value for name, value in ENV.items() if name != "PYTHONUNBUFFERED"}
+    with open(out, "w") as stdout, open(err, "w") as stderr:
+        done = subprocess.run([sys.executable, "-c", EXIT_MAIN_SCRIPT, argument], stdout=stdout, stderr=stderr, timeout=120, env=env)
+    assert done.returncode == code
+    assert out.read_text() == "no newline at the end"
+    log = err.read_text()
+    assert "INFO job: logged" in log and "exit handler ran" in log
+    assert ("error: data.npz: missing array 'images'" in log) == (argument == "bad")

@@ -7,7 +7,8 @@ import re
 import sys
 from pathlib import Path
 
-from conftest import DAG_CONFIG, ROOT, job_counts, snakemake
+import pytest
+from conftest import DAG_CONFIG, ROOT, copy_project, job_counts, snakemake
 
 # Rules each module must contribute to the default DAG.
 EXPECTED_RULES = {
@@ -21,8 +22,14 @@ EXPECTED_RULES = {
 }
 
 
-def test_dry_run_lists_every_job_with_its_command(project: Path):
-    output = snakemake(project, "-n", "-p", "--cores", "2").stdout
+@pytest.fixture(scope="module")
+def default_dry_run(tmp_path_factory) -> str:
+    """`snakemake -n -p` of the default config, in a copy of the project."""
+    return snakemake(copy_project(tmp_path_factory.mktemp("default_dry_run")), "-n", "-p", "--cores", "2").stdout
+
+
+def test_dry_run_lists_every_job_with_its_command(default_dry_run: str):
+    output = default_dry_run
     counts = job_counts(output)
     for module, rules in EXPECTED_RULES.items():
         assert rules <= set(counts), f"{module}: rules {sorted(rules - set(counts))} missing from the dry-run"
@@ -36,8 +43,8 @@ def test_dry_run_lists_every_job_with_its_command(project: Path):
         assert command.group(1) in counts
 
 
-def test_the_test_config_runs_every_rule_of_the_default_dag(project: Path):
-    default = job_counts(snakemake(project, "-n", "--cores", "2").stdout)
+def test_the_test_config_runs_every_rule_of_the_default_dag(default_dry_run: str, project: Path):
+    default = job_counts(default_dry_run)
     test = job_counts(snakemake(project, "-n", "--cores", "2", "--configfile", DAG_CONFIG).stdout)
     assert set(default) == set(test), f"rules only in the default DAG: {sorted(set(default) - set(test))}"
     assert test["total"] < default["total"]

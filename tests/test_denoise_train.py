@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from conftest import ROOT
+from gensynth.cli import run_main
 from gensynth.denoise.checkpoint import build_denoiser
 from gensynth.denoise.data import DoseTable, load_grid, load_manifest
 from gensynth.denoise.mamba import MambaUV, MambaUVConfig
@@ -147,4 +148,4 @@ def test_training_script_writes_checkpoint_metrics_and_audit(data, tmp_path):
     assert summary["best_epoch"] in (1, 2) and {"train_manifest", "checkpoint"} <= set(summary["provenance"]["inputs"])
     # a checkpoint of another shape as --init_checkpoint: one clear error, exit 2
     other = script_argv(paths, tmp_path / "other", "--epochs", "1", "--d_model", "8", "--init_checkpoint", str(checkpoint))
-    assert train_script.run_main(train_script.main, other) == 2
+    assert run_main(train_script.main, other) == 2

@@ -1,5 +1,5 @@
 """genaug in the DAG: dry-runs of the default and full configs (arms as wildcards), config checks, script defaults,
-and one run of the whole module at toy scale whose table is recomputed from its predictions."""
+the DAG run's arms (its table recomputed from their predictions), and the jobs that read a user's model folders."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from gensynth.genaug.tiny_sd import build_ddim_pipeline
 from gensynth.io import load_npz
 
 CONFIG = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
-TOY = "tests/configs/genaug_toy.yaml"
+USER_MODELS = "tests/configs/genaug_user_models.yaml"
 
 
 def job_stats(output: str) -> dict[str, int]:
@@ -148,26 +148,30 @@ def test_every_scripts_defaults_are_the_schemas():
     assert quality[flag_name("depth_map", "batch_limit")].default == default("modalities.depth_map.batch_limit")
 
 
-# -- the module, run once at toy scale ------------------------------------------------------------
+# -- the module in the DAG run, and once on the user's own model folders ----------------------------
 
 
 @pytest.fixture(scope="module")
-def toy_run(tmp_path_factory) -> Path:
-    """The module on the toy config, with the user's model folders: three tiny random rgb pipelines."""
-    workdir = copy_project(tmp_path_factory.mktemp("genaug_toy"))
+def users_models_run(tmp_path_factory) -> Path:
+    """genaug on the user's model folders (three tiny random rgb pipelines): the quality table and one
+    augmented fold, the jobs that read the folders (the arms' table is the DAG run's)."""
+    workdir = copy_project(tmp_path_factory.mktemp("genaug_folders"))
     for index, folder in enumerate(("rgb_I", "rgb_P", "rgb_R")):
         build_ddim_pipeline(workdir / "toy_models" / folder, channels=3, image_size=8, block_out_channels=(8, 16), seed=index)
-    snakemake(workdir, "--cores", "2", "--configfile", TOY, "--config", "modules=[genaug]", timeout=900)
+    targets = ["results/genaug/quality.csv", "results/genaug/runs/augmented/fold1.json"]
+    snakemake(workdir, *targets, "--cores", "2", "--configfile", USER_MODELS, "--config", "modules=[genaug]", timeout=900)
     return workdir
 
 
-def test_toy_run_table_is_the_predictions_summarized(toy_run):
-    results = toy_run / "results" / "genaug"
-    toy = validate_config({**copy.deepcopy(CONFIG), "genaug": {**CONFIG["genaug"], **yaml.safe_load((ROOT / TOY).read_text())["genaug"]}})["genaug"]
+@pytest.mark.dag
+def test_dag_table_is_the_predictions_summarized(dag_run):
+    results = dag_run / "results" / "genaug"
+    section = dag_config()["genaug"]
     dataset = load_dataset(results / "data" / "dataset.npz")
-    runs = {arm: [load_npz(results / "runs" / arm / f"fold{f}.npz") for f in range(2)] for arm in ("baseline", "augmented")}
+    folds = range(section["data"]["folds"])
+    runs = {arm: [load_npz(results / "runs" / arm / f"fold{f}.npz") for f in folds] for arm in ("baseline", "augmented")}
     experiment = pool_predictions(dataset.phase, dataset.patient, runs)
-    report = toy["report"]
+    report = section["report"]
     expected = summarize(experiment, report["n_bootstrap"], report["confidence"], report["seed"], report["kappa_weights"])
     with open(results / "results.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
@@ -178,30 +182,34 @@ def test_toy_run_table_is_the_predictions_summarized(toy_run):
                 assert float(row[column]) == pytest.approx(recomputed[column], abs=1e-12), column
     assert float(rows[1]["synthetic_per_epoch"]) > 0 and float(rows[0]["synthetic_per_epoch"]) == 0
     assert "| augmented | 1 | 0.2-0.5 | 2 |" in (results / "results.md").read_text()
-    for figure in ("comparison.png", "data/samples.png", "quality/fold0_samples.png", "quality/fold1_samples.png"):
+    for figure in ("comparison.png", "data/samples.png", *(f"quality/fold{f}_samples.png" for f in folds)):
         assert (results / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     summary = json.loads((results / "summary.json").read_text())
-    assert summary["seeds"] == [0, 1] and len(summary["provenance"]["inputs"]) == 1 + 2 * 2 + 2  # dataset, predictions, quality
+    assert summary["seeds"] == section["classifier"]["seeds"] == [0, 1]
+    assert len(summary["provenance"]["inputs"]) == 1 + 2 * len(folds) + len(folds)  # dataset, predictions, quality
 
 
-def test_toy_run_logs_synthetic_counts_and_hit_rates_per_epoch(toy_run):
-    log = (toy_run / "logs" / "genaug" / "genaug_classify" / "augmented_fold0.log").read_text()
+@pytest.mark.dag
+def test_dag_logs_synthetic_counts_and_hit_rates_per_epoch(dag_run):
+    epochs = dag_config()["genaug"]["classifier"]["epochs"]
+    log = (dag_run / "logs" / "genaug" / "genaug_classify" / "augmented_fold0.log").read_text()
     lines = re.findall(r"augmented fold 0 seed (\d), epoch (\d+): (\d+) synthetic images in (\d+) batches, cache hit rate ([\d.]+)", log)
-    assert sorted((seed, epoch) for seed, epoch, *_ in lines) == [(s, str(e)) for s in "01" for e in range(1, 4)]
-    history = json.loads((toy_run / "results" / "genaug" / "runs" / "augmented" / "fold0.json").read_text())
+    assert sorted((seed, epoch) for seed, epoch, *_ in lines) == [(s, str(e)) for s in "01" for e in range(1, epochs + 1)]
+    history = json.loads((dag_run / "results" / "genaug" / "runs" / "augmented" / "fold0.json").read_text())
     for seed, epoch, count, _, rate in lines:
         record = history["seeds_history"][seed]["epochs"][int(epoch) - 1]
         assert record["synthetic"] == int(count) > 0 and record["cache_hit_rate"] == pytest.approx(float(rate), abs=1e-3)
     assert history["cache"]["loads"] <= 3 and history["augmenting"] and "provenance" in history
-    baseline = json.loads((toy_run / "results" / "genaug" / "runs" / "baseline" / "fold0.json").read_text())
+    baseline = json.loads((dag_run / "results" / "genaug" / "runs" / "baseline" / "fold0.json").read_text())
     assert all(r["synthetic"] == 0 for h in baseline["seeds_history"].values() for r in h["epochs"]) and baseline["cache"] is None
 
 
-def test_toy_run_reads_the_users_models_and_tables_their_quality(toy_run):
-    results = toy_run / "results" / "genaug"
+def test_the_users_model_folders_are_read_and_their_quality_tabled(users_models_run):
+    results = users_models_run / "results" / "genaug"
     assert not (results / "models").exists()  # models.source folder: nothing trained
     history = json.loads((results / "runs" / "augmented" / "fold1.json").read_text())
     assert sorted(history["provenance"]["inputs"]) == ["dataset", *(f"{f}/unet/diffusion_pytorch_model.safetensors" for f in ("rgb_I", "rgb_P", "rgb_R"))]
+    assert sum(record["synthetic"] for h in history["seeds_history"].values() for record in h["epochs"]) > 0
     with open(results / "quality.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert sorted({(r["fold"], r["folder"], r["modality"]) for r in rows}) == sorted(
