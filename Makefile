@@ -11,21 +11,21 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 setup: $(STAMP)
 
-# Reinstalls only when the pins change.
+# Reinstalls only when the pins change. pip would compile the packages' bytecode one file at a time;
+# compileall does it on every core (jobs need it written beforehand where PYTHONDONTWRITEBYTECODE is set),
+# leaving out the packages' own test folders, which no job imports. A few files for newer Pythons compile
+# under neither (torch's py312 helpers): the leading - ignores compileall's status.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-compile -e '.[test]'
-	# pip compiles the packages' bytecode one file at a time, compileall on every core. Jobs need it written
-	# beforehand where PYTHONDONTWRITEBYTECODE is set. A few files for newer Pythons (torch's py312 test
-	# helpers) do not compile here, under pip neither: its status is ignored (the leading -).
-	-$(BIN)/python -m compileall -qq -j 0 $(VENV)/lib
+	-$(BIN)/python -m compileall -qq -j 0 -x '/tests/' $(VENV)/lib
 	touch $@
 
 run: $(STAMP)
 	$(BIN)/snakemake --profile profiles/local --cores $(CORES)
 
-# Lint first (seconds): snakefmt and ruff, pinned in the test extras. Three pytest workers on two cores:
+# Lint first (seconds): snakefmt, ruff format and ruff check, pinned in the test extras. Three pytest workers on two cores:
 # one runs the whole DAG on tests/configs/dag.yaml and every test of its results (tests/conftest.py's
 # scheduler), the others the rest; most tests wait on subprocesses, and a third worker keeps both cores
 # busy, also when another process competes for them.
@@ -37,6 +37,7 @@ dry-run: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/snakefmt --check Snakefile workflow/rules
+	$(BIN)/ruff format --check
 	$(BIN)/ruff check
 
 # `snakemake --profile slurm` looks for the profile in ~/.config/snakemake/, not in profiles/: link it there.

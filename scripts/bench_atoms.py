@@ -54,8 +54,19 @@ def bench_reference(num_images: int) -> float:
 def bench_cli(num_images: int, threads: int, work_dir: Path) -> tuple[float, float]:
     """(wall seconds, peak RSS in GB) of one CLI run in a child process, figure skipped."""
     output_dir = work_dir / f"bench-{num_images}"
-    command = [sys.executable, str(SCRIPT), "--num-images", str(num_images), "--yes", "--no-validation-report",
-               "--threads", str(threads), "--output-dir", str(output_dir), "--overwrite"]
+    command = [
+        sys.executable,
+        str(SCRIPT),
+        "--num-images",
+        str(num_images),
+        "--yes",
+        "--no-validation-report",
+        "--threads",
+        str(threads),
+        "--output-dir",
+        str(output_dir),
+        "--overwrite",
+    ]
     began = time.perf_counter()
     child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(child.pid, 0)
@@ -70,8 +81,7 @@ def bench_cli(num_images: int, threads: int, work_dir: Path) -> tuple[float, flo
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--num-images", type=int, default=1_000_000, help="Images for the throughput runs (default: 1,000,000)")
-    parser.add_argument("--rss-sizes", type=int, nargs="*", default=[1_000_000, 10_000_000],
-                        help="CLI sizes whose peak RSS is measured (default: 1M and 10M)")
+    parser.add_argument("--rss-sizes", type=int, nargs="*", default=[1_000_000, 10_000_000], help="CLI sizes whose peak RSS is measured (default: 1M and 10M)")
     parser.add_argument("--threads", type=int, default=2, help="Generation threads (default: 2)")
     parser.add_argument("--reference-images", type=int, default=1000, help="Images for the per-image reference rate (default: 1000)")
     parser.add_argument("--work-dir", type=Path, default=None, help="Where the CLI writes its datasets (default: a temporary directory)")
@@ -84,8 +94,10 @@ def main(argv=None) -> int:
     print(f"per-image reference generator  : {rate:12,.0f} img/s  ({args.reference_images:,} images)")
     for threads in sorted({1, args.threads}):
         rate, cpu = bench_generation(args.num_images, threads)
-        print(f"generation alone, {threads} thread(s)  : {rate:12,.0f} img/s  ({args.num_images:,} images, "
-              f"{args.num_images / cpu:,.0f} img per CPU-second)  target >= {TARGETS['generation_img_s']:,}")
+        print(
+            f"generation alone, {threads} thread(s)  : {rate:12,.0f} img/s  ({args.num_images:,} images, "
+            f"{args.num_images / cpu:,.0f} img per CPU-second)  target >= {TARGETS['generation_img_s']:,}"
+        )
 
     with tempfile.TemporaryDirectory(dir=args.work_dir, prefix="bench_atoms-") as work_dir:
         sizes = [args.num_images] + [n for n in args.rss_sizes if n != args.num_images]

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
 from gensynth.cli import exit_main
 from gensynth.denoise import scan
 from gensynth.denoise.mamba import MambaStack, MambaUV, MambaUVConfig
@@ -99,22 +100,44 @@ def end_to_end_figures(args, device) -> list[Figure]:
     from gensynth.denoise.inference import manifest_throughput
 
     data = args.manifest_data
-    files = dict(manifest=data / "manifest_full.csv", root=data / "spectra", dose_csv=data / "metadata/dose_features.csv",
-                 dose_stats=data / "metadata/dose_stats.json")
-    run = manifest_throughput(files["manifest"], files["root"], args.checkpoint, files["dose_csv"], files["dose_stats"],
-                              batch_size=args.batch, num_workers=1, device=str(device))
+    files = dict(
+        manifest=data / "manifest_full.csv", root=data / "spectra", dose_csv=data / "metadata/dose_features.csv", dose_stats=data / "metadata/dose_stats.json"
+    )
+    run = manifest_throughput(
+        files["manifest"], files["root"], args.checkpoint, files["dose_csv"], files["dose_stats"], batch_size=args.batch, num_workers=1, device=str(device)
+    )
     with tempfile.TemporaryDirectory() as out:
-        command = [sys.executable, str(Path(__file__).with_name("run_denoise_from_manifest.py")), "--manifest", str(files["manifest"]),
-                   "--root-dir", str(files["root"]), "--checkpoint", str(args.checkpoint), "--output-root", out,
-                   "--dose-features-csv", str(files["dose_csv"]), "--dose-stats-json", str(files["dose_stats"]),
-                   "--batch-size", str(args.batch), "--num-workers", "1", "--device", str(device)]
+        command = [
+            sys.executable,
+            str(Path(__file__).with_name("run_denoise_from_manifest.py")),
+            "--manifest",
+            str(files["manifest"]),
+            "--root-dir",
+            str(files["root"]),
+            "--checkpoint",
+            str(args.checkpoint),
+            "--output-root",
+            out,
+            "--dose-features-csv",
+            str(files["dose_csv"]),
+            "--dose-stats-json",
+            str(files["dose_stats"]),
+            "--batch-size",
+            str(args.batch),
+            "--num-workers",
+            "1",
+            "--device",
+            str(device),
+        ]
         start = time.perf_counter()
         done = subprocess.run(command, check=False, capture_output=True, text=True)
         seconds = time.perf_counter() - start
     if done.returncode != 0:
         raise GensynthError(f"run_denoise_from_manifest.py failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
-    return [Figure(f"whole run_denoise_from_manifest.py, {run.spectra} spectra", run.spectra / seconds),
-            Figure("the manifest run alone (no interpreter start)", run.spectra_per_s)]
+    return [
+        Figure(f"whole run_denoise_from_manifest.py, {run.spectra} spectra", run.spectra / seconds),
+        Figure("the manifest run alone (no interpreter start)", run.spectra_per_s),
+    ]
 
 
 def main(argv=None) -> int:
@@ -172,15 +195,20 @@ def main(argv=None) -> int:
         print(line)
     if mambapy_figures:
         parallel, sequential = (stack_figure.spectra_per_s / figure.spectra_per_s for figure in mambapy_figures)
-        print(f"speedup of the fused stack: {parallel:.1f}x mambapy parallel, {sequential:.1f}x mambapy sequential; "
-              f"outputs equal within {EQUAL_TOLERANCE:g}: {equal}")
+        print(
+            f"speedup of the fused stack: {parallel:.1f}x mambapy parallel, {sequential:.1f}x mambapy sequential; "
+            f"outputs equal within {EQUAL_TOLERANCE:g}: {equal}"
+        )
     if args.out:
-        save_json(args.out, {
-            "first_call_s": first_call_s,
-            "figures": [vars(figure) for figure in figures],
-            "outputs_equal": equal,
-            "provenance": provenance.record({}),
-        })
+        save_json(
+            args.out,
+            {
+                "first_call_s": first_call_s,
+                "figures": [vars(figure) for figure in figures],
+                "outputs_equal": equal,
+                "provenance": provenance.record({}),
+            },
+        )
     return 0 if equal else 1
 
 

@@ -35,11 +35,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 from gensynth.cli import exit_main
 from gensynth.device import add_device_arguments, use_device
 from gensynth.genaug.augmentation import MODALITIES, MODEL_FOLDERS, PHASES, augmentation_configs, model_folder
-from gensynth.genaug.mixing import plan_batch
 from gensynth.genaug.manager import GenerativeAugmentationManager
+from gensynth.genaug.mixing import plan_batch
 from gensynth.genaug.tiny_sd import build_ddim_pipeline, build_tiny_sd_pipeline
 from gensynth.io import save_json
 from gensynth.provenance import Provenance
@@ -64,8 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--memory-batch", type=int, default=4, help="images per folder visit in the memory cases")
     parser.add_argument("--batches", type=int, default=200, help="training batches of the hit-rate cases")
     parser.add_argument("--batch-size", type=int, default=32, help="samples per training batch")
-    parser.add_argument("--phase-mix", type=float, nargs=3, default=[1 / 3, 1 / 3, 1 / 3], metavar=("I", "P", "R"),
-                        help="phase proportions of the training set")
+    parser.add_argument(
+        "--phase-mix", type=float, nargs=3, default=[1 / 3, 1 / 3, 1 / 3], metavar=("I", "P", "R"), help="phase proportions of the training set"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="also write the figures to this JSON file")
     return parser
@@ -140,8 +142,15 @@ def memory_case(base: str, max_models: int, cycles: int, batch: int, threads: in
             most_bytes = max(most_bytes, manager.loaded_bytes())
     info = manager.cache_info()
     peak = peak_rss_mib()
-    row = {"max_models": max_models, "rss_before_mib": baseline, "peak_rss_mib": peak, "peak_rss_growth_mib": peak - baseline,
-           "peak_parameter_mib": most_bytes / MIB, "loads": info.loads, "evictions": info.evictions}
+    row = {
+        "max_models": max_models,
+        "rss_before_mib": baseline,
+        "peak_rss_mib": peak,
+        "peak_rss_growth_mib": peak - baseline,
+        "peak_parameter_mib": most_bytes / MIB,
+        "loads": info.loads,
+        "evictions": info.evictions,
+    }
     if manager.device.type == "cuda":
         row["cuda_max_allocated_mib"] = torch.cuda.max_memory_allocated() / MIB
     return row
@@ -185,8 +194,10 @@ def main(argv=None) -> int:
     device = use_device(args)
     provenance = Provenance(vars(args), str(device))
     with tempfile.TemporaryDirectory(prefix="bench_genaug_") as tmp:
-        print(f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}), threads {args.threads}, "
-              f"ddim {args.ddim_size}x{args.ddim_size} {args.ddim_channels} x{args.ddim_layers}, sd {args.sd_size}x{args.sd_size}")
+        print(
+            f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}), threads {args.threads}, "
+            f"ddim {args.ddim_size}x{args.ddim_size} {args.ddim_channels} x{args.ddim_layers}, sd {args.sd_size}x{args.sd_size}"
+        )
         ddim = build_folders(Path(tmp) / "ddim", "ddim", args)
         sd = build_folders(Path(tmp) / "sd", "sd", args, folders=[f"rgb_{p}" for p in PHASES])
         small = argparse.Namespace(**{**vars(args), "ddim_size": 16, "ddim_channels": [16, 32]})  # hit rates count requests: fast loads do
@@ -200,19 +211,22 @@ def main(argv=None) -> int:
 
         mem = memory(ddim, device, args)
         print(f"\n2. memory, {args.cycles} passes through the nine ddim folders, {args.memory_batch} images a visit")
-        print(f"{'max_models':>10} {'peak RSS MiB':>12} {'RSS growth MiB':>14} {'parameters MiB':>14} {'CUDA peak MiB':>13} "
-              f"{'loads':>5} {'evictions':>9}")
+        print(f"{'max_models':>10} {'peak RSS MiB':>12} {'RSS growth MiB':>14} {'parameters MiB':>14} {'CUDA peak MiB':>13} {'loads':>5} {'evictions':>9}")
         for row in mem:
             cuda = f"{row['cuda_max_allocated_mib']:13.1f}" if "cuda_max_allocated_mib" in row else f"{'-':>13}"
-            print(f"{row['max_models']:10d} {row['peak_rss_mib']:12.1f} {row['peak_rss_growth_mib']:14.1f} "
-                  f"{row['peak_parameter_mib']:14.1f} {cuda} {row['loads']:5d} {row['evictions']:9d}")
+            print(
+                f"{row['max_models']:10d} {row['peak_rss_mib']:12.1f} {row['peak_rss_growth_mib']:14.1f} "
+                f"{row['peak_parameter_mib']:14.1f} {cuda} {row['loads']:5d} {row['evictions']:9d}"
+            )
 
         hits = hit_rates(tiny, device, args)
         print(f"\n3. hit rate, {args.batches} batches of {args.batch_size}, phase mix I/P/R {' '.join(f'{x:.3g}' for x in args.phase_mix)}")
         print(f"{'case':>20} {'max_models':>10} {'requests':>8} {'hits':>5} {'loads':>5} {'evictions':>9} {'hit rate':>8}")
         for row in hits:
-            print(f"{row['case']:>20} {row['max_models']:10d} {row['requests']:8d} {row['hits']:5d} {row['loads']:5d} "
-                  f"{row['evictions']:9d} {row['hit_rate']:8.3f}")
+            print(
+                f"{row['case']:>20} {row['max_models']:10d} {row['requests']:8d} {row['hits']:5d} {row['loads']:5d} "
+                f"{row['evictions']:9d} {row['hit_rate']:8.3f}"
+            )
     if args.json:
         save_json(args.json, {"throughput": speed, "memory": mem, "hit_rate": hits, "provenance": provenance.record()})
     return 0

@@ -67,15 +67,34 @@ def run_case(args) -> dict:
         start = time.perf_counter()
         result = compute()
         seconds = time.perf_counter() - start
-    return {"method": args.case, "samples": args.case_size, "seconds": seconds, "peak_mb": max_rss_mb(), "before_mb": before,
-            **{key: float(result[key]) for key in KEYS}}
+    return {
+        "method": args.case,
+        "samples": args.case_size,
+        "seconds": seconds,
+        "peak_mb": max_rss_mb(),
+        "before_mb": before,
+        **{key: float(result[key]) for key in KEYS},
+    }
 
 
 def spawn(method: str, size: int, args) -> dict:
     command = [
-        sys.executable, __file__, "--case", method, "--case-size", str(size), "--features", str(args.features),
-        "--nearest-k", str(args.nearest_k), "--chunk-size", str(args.chunk_size), "--seed", str(args.seed),
-        "--threads", str(args.threads),
+        sys.executable,
+        __file__,
+        "--case",
+        method,
+        "--case-size",
+        str(size),
+        "--features",
+        str(args.features),
+        "--nearest-k",
+        str(args.nearest_k),
+        "--chunk-size",
+        str(args.chunk_size),
+        "--seed",
+        str(args.seed),
+        "--threads",
+        str(args.threads),
     ]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
@@ -112,26 +131,31 @@ def main(argv=None) -> int:
         methods = METHODS if size <= args.reference_max else METHODS[:1]
         if size > args.reference_max:
             matrix_gb = size * size * 8 / 1e9
-            print(f"compute_prdc at {size} samples skipped: each of its three {size}x{size} float64 distance matrices "
-                  f"takes {matrix_gb:.1f} GB", flush=True)
+            print(f"compute_prdc at {size} samples skipped: each of its three {size}x{size} float64 distance matrices takes {matrix_gb:.1f} GB", flush=True)
         for repeat in range(args.repeats):
             for method in methods:
                 run = spawn(method, size, args)
                 runs.append(run)
-                print(f"{method:>12} {size:>7} samples, run {repeat + 1}: {run['seconds']:8.2f} s, peak {run['peak_mb']:7.0f} MB "
-                      f"(+{run['peak_mb'] - run['before_mb']:.0f} MB over the features)", flush=True)
-        best = {method: min((run for run in runs if run["method"] == method and run["samples"] == size), key=lambda run: run["seconds"])
-                for method in methods}
+                print(
+                    f"{method:>12} {size:>7} samples, run {repeat + 1}: {run['seconds']:8.2f} s, peak {run['peak_mb']:7.0f} MB "
+                    f"(+{run['peak_mb'] - run['before_mb']:.0f} MB over the features)",
+                    flush=True,
+                )
+        best = {method: min((run for run in runs if run["method"] == method and run["samples"] == size), key=lambda run: run["seconds"]) for method in methods}
         ours = best["gensynth"]
-        print(f"{size} x {args.features}, k = {args.nearest_k}, {args.threads} threads: gensynth {ours['seconds']:.2f} s, "
-              f"peak {ours['peak_mb']:.0f} MB; " + ", ".join(f"{key} {ours[key]:.6g}" for key in KEYS))
+        print(
+            f"{size} x {args.features}, k = {args.nearest_k}, {args.threads} threads: gensynth {ours['seconds']:.2f} s, "
+            f"peak {ours['peak_mb']:.0f} MB; " + ", ".join(f"{key} {ours[key]:.6g}" for key in KEYS)
+        )
         if "compute_prdc" in best:
             reference = best["compute_prdc"]
             values = [run for run in runs if run["samples"] == size]
             identical = all(run[key] == reference[key] for run in values for key in KEYS)
-            print(f"{size} x {args.features}: compute_prdc {reference['seconds']:.2f} s, peak {reference['peak_mb']:.0f} MB; "
-                  f"speedup {reference['seconds'] / ours['seconds']:.1f}x; "
-                  f"all four values identical in every run: {'yes' if identical else 'NO'}")
+            print(
+                f"{size} x {args.features}: compute_prdc {reference['seconds']:.2f} s, peak {reference['peak_mb']:.0f} MB; "
+                f"speedup {reference['seconds'] / ours['seconds']:.1f}x; "
+                f"all four values identical in every run: {'yes' if identical else 'NO'}"
+            )
     if args.out:
         pd.DataFrame(runs).to_csv(args.out, index=False)
     return 0

@@ -21,8 +21,8 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from gensynth.cli import exit_main
 from gensynth.device import autocast, pick_device
-from gensynth.io import save_json
 from gensynth.diffusion import SamplerSettings, UNetConfig, build_model, make_sampler, make_train_scheduler, prepare_for_inference, sample, scheduler_config
+from gensynth.io import save_json
 from gensynth.seeding import torch_generator
 
 
@@ -47,6 +47,7 @@ def best_times(fns: dict, device: torch.device, repeats: int) -> dict[str, float
 
     The functions take turns within a round, so a change in the machine's load hits them alike.
     """
+
     def run(fn) -> float:
         if device.type == "cuda":
             torch.cuda.synchronize()
@@ -63,6 +64,25 @@ def best_times(fns: dict, device: torch.device, repeats: int) -> dict[str, float
         for name, fn in fns.items():
             best[name] = min(best[name], run(fn))
     return best
+
+
+def sampling_calls(unet, scheduler, batch: int, num_classes: int, args: argparse.Namespace) -> dict:
+    """The ways of sampling ``batch`` images that the benchmark times: a generator per sample (the pipeline's),
+    one generator for the batch, and (unless --skip-batch1) one image at a time."""
+    labels = torch.arange(batch) % num_classes  # (B,)
+    settings = SamplerSettings(args.steps, batch, eta=args.eta)
+
+    def per_sample():
+        sample(unet, scheduler, labels, [torch_generator(s) for s in range(batch)], settings)
+
+    def one_generator():
+        sample_one_generator(unet, scheduler, labels, torch_generator(0), args.steps, eta=args.eta)
+
+    def batch_one():
+        for i in range(batch):
+            sample(unet, scheduler, labels[i : i + 1], [torch_generator(i)], settings)
+
+    return {"per_sample": per_sample, "one_generator": one_generator, **({} if args.skip_batch1 else {"batch1": batch_one})}
 
 
 def main(argv=None) -> int:
@@ -87,28 +107,14 @@ def main(argv=None) -> int:
     torch.manual_seed(0)
     unet = prepare_for_inference(build_model(cfg).to(device))
     scheduler = make_sampler("ddim", scheduler_config(make_train_scheduler(1000, prediction_type="v_prediction")))
-    print(f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}), size {args.size}, "
-          f"channels {args.block_out_channels}, attention {args.attention}, {args.steps} DDIM steps, eta {args.eta}, threads {args.threads}")
+    print(
+        f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}), size {args.size}, "
+        f"channels {args.block_out_channels}, attention {args.attention}, {args.steps} DDIM steps, eta {args.eta}, threads {args.threads}"
+    )
     print(f"{'batch':>5} {'per-sample/s':>13} {'one-gen/s':>10} {'batch-1/s':>10} {'overhead vs one-gen':>20}")
     rows = []
     for batch in args.batch_sizes:
-        labels = torch.arange(batch) % cfg.num_classes  # (B,)
-        seeds = range(batch)
-
-        settings = SamplerSettings(args.steps, batch, eta=args.eta)
-
-        def per_sample():
-            sample(unet, scheduler, labels, [torch_generator(s) for s in seeds], settings)
-
-        def one_generator():
-            sample_one_generator(unet, scheduler, labels, torch_generator(0), args.steps, eta=args.eta)
-
-        def batch_one():
-            for i in seeds:
-                sample(unet, scheduler, labels[i : i + 1], [torch_generator(i)], settings)
-
-        fns = {"per_sample": per_sample, "one_generator": one_generator, **({} if args.skip_batch1 else {"batch1": batch_one})}
-        times = best_times(fns, device, args.repeats)
+        times = best_times(sampling_calls(unet, scheduler, batch, cfg.num_classes, args), device, args.repeats)
         t_per_sample, t_one_gen, t_batch1 = times["per_sample"], times["one_generator"], times.get("batch1")
         row = {
             "batch": batch,
@@ -119,8 +125,10 @@ def main(argv=None) -> int:
         }
         rows.append(row)
         batch1 = "-" if t_batch1 is None else f"{row['batch1_samples_per_s']:10.2f}"
-        print(f"{batch:5d} {row['per_sample_samples_per_s']:13.2f} {row['one_generator_samples_per_s']:10.2f} {batch1:>10} "
-              f"{row['overhead_vs_one_generator_pct']:19.1f}%")
+        print(
+            f"{batch:5d} {row['per_sample_samples_per_s']:13.2f} {row['one_generator_samples_per_s']:10.2f} {batch1:>10} "
+            f"{row['overhead_vs_one_generator_pct']:19.1f}%"
+        )
     if args.json:
         save_json(args.json, {"args": vars(args), "device": str(device), "rows": rows})
     return 0

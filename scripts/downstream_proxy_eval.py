@@ -20,6 +20,7 @@ import dataclasses
 from pathlib import Path
 
 import numpy as np
+
 from gensynth.cli import exit_main
 from gensynth.config import schema_default
 from gensynth.denoise.data import load_grid, load_manifest, load_tree_spectra
@@ -63,14 +64,25 @@ def main(argv=None) -> int:
     if missing:
         raise GensynthError(f"{args.metadata}: no dose for treatment(s) {', '.join(missing)} of {args.manifest}")
     files = panel.files
-    result = downstream_metrics(denoised, raw, grid, roi, files["group_id"].to_numpy(), files["treatment"].to_numpy(),
-                                np.array([doses[t] for t in files["treatment"]]), thresholds, str(args.manifest))
+    result = downstream_metrics(
+        denoised,
+        raw,
+        grid,
+        roi,
+        files["group_id"].to_numpy(),
+        files["treatment"].to_numpy(),
+        np.array([doses[t] for t in files["treatment"]]),
+        thresholds,
+        str(args.manifest),
+    )
     for name, check in result["checks"].items():
-        print(f"{name:<23} {check['value']:10.4g} {check['rule']} {check['threshold']:<6g} (denoised {check['denoised']:.4g}, "
-              f"raw {check['raw']:.4g}) {'PASS' if check['passed'] else 'FAIL'}", flush=True)
+        print(
+            f"{name:<23} {check['value']:10.4g} {check['rule']} {check['threshold']:<6g} (denoised {check['denoised']:.4g}, "
+            f"raw {check['raw']:.4g}) {'PASS' if check['passed'] else 'FAIL'}",
+            flush=True,
+        )
     output = args.output or args.denoised_dir / DOWNSTREAM_JSON
-    inputs = {"manifest": args.manifest, "metadata": args.metadata, "wavelength_grid": args.wavelength_grid,
-              "roi_windows": args.roi_windows}
+    inputs = {"manifest": args.manifest, "metadata": args.metadata, "wavelength_grid": args.wavelength_grid, "roi_windows": args.roi_windows}
     save_json(output, {**result, "provenance": provenance.record(inputs)})
     return 0 if result["passed"] else 1
 

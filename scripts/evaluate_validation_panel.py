@@ -84,17 +84,36 @@ def main(argv=None) -> int:
     gates = GateThresholds(**{f.name: getattr(args, f.name) for f in dataclasses.fields(GateThresholds)})
     downstream = DownstreamThresholds(**{f.name: getattr(args, f.name) for f in dataclasses.fields(DownstreamThresholds)})
     options = QaOptions(
-        checkpoint_dir=args.checkpoint_dir, manifest=args.manifest, root_dir=args.root_dir, baseline_dir=args.baseline_dir or args.root_dir,
-        metadata=args.metadata, wavelength_grid=args.wavelength_grid, output_dir=args.output_dir, downstream_script=args.downstream_script,
-        roi_windows=args.roi_windows, expected_hash=args.expected_hash, clean_dir=args.clean_dir, savgol_params=args.savgol_params,
-        comparison_checkpoint=args.comparison_checkpoint, comparison_name=args.comparison_name, top_k=args.top_k,
-        batch_size=args.batch_size, dose_column=args.dose_column, gates=gates, downstream=downstream,
+        checkpoint_dir=args.checkpoint_dir,
+        manifest=args.manifest,
+        root_dir=args.root_dir,
+        baseline_dir=args.baseline_dir or args.root_dir,
+        metadata=args.metadata,
+        wavelength_grid=args.wavelength_grid,
+        output_dir=args.output_dir,
+        downstream_script=args.downstream_script,
+        roi_windows=args.roi_windows,
+        expected_hash=args.expected_hash,
+        clean_dir=args.clean_dir,
+        savgol_params=args.savgol_params,
+        comparison_checkpoint=args.comparison_checkpoint,
+        comparison_name=args.comparison_name,
+        top_k=args.top_k,
+        batch_size=args.batch_size,
+        dose_column=args.dose_column,
+        gates=gates,
+        downstream=downstream,
     )
     provenance = Provenance({k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}, str(device))
     summary = run_panel_qa(options, device)
     panel_psnr_figure(args.output_dir, summary)
-    inputs = {"manifest": args.manifest, "metadata": args.metadata, "wavelength_grid": args.wavelength_grid,
-              "roi_windows": args.roi_windows, **{f"checkpoint {entry['name']}": entry["path"] for entry in summary["ranked_checkpoints"]}}
+    inputs = {
+        "manifest": args.manifest,
+        "metadata": args.metadata,
+        "wavelength_grid": args.wavelength_grid,
+        "roi_windows": args.roi_windows,
+        **{f"checkpoint {entry['name']}": entry["path"] for entry in summary["ranked_checkpoints"]},
+    }
     for name in ("savgol_params", "comparison_checkpoint"):
         if getattr(args, name):
             inputs[name] = getattr(args, name)

@@ -24,6 +24,7 @@ import logging
 from pathlib import Path
 
 import numpy as np
+
 from gensynth.cli import exit_main
 from gensynth.device import add_device_arguments, use_device
 from gensynth.errors import GensynthError
@@ -71,10 +72,15 @@ def main(argv=None) -> int:
     configs = configs_from_args(args)
     augmenting = any(c.enabled for c in configs.values())
     if augmenting and args.models is None:
-        raise GensynthError("--models: the folder of the pipelines is needed when augmenting (--use-generative-augmentation with an "
-                            "enabled modality)")
-    config = {"arm": args.arm, "fold": args.fold, "seeds": args.seeds, "classifier": dataclasses.asdict(settings),
-              "augmentation": {m: dataclasses.asdict(c) for m, c in configs.items()}, "augmenting": augmenting}
+        raise GensynthError("--models: the folder of the pipelines is needed when augmenting (--use-generative-augmentation with an enabled modality)")
+    config = {
+        "arm": args.arm,
+        "fold": args.fold,
+        "seeds": args.seeds,
+        "classifier": dataclasses.asdict(settings),
+        "augmentation": {m: dataclasses.asdict(c) for m, c in configs.items()},
+        "augmenting": augmenting,
+    }
     provenance = Provenance(config, str(device))
     dataset = load_dataset(args.dataset)
     weights = model_weights(args.models, configs) if augmenting else {}
@@ -91,16 +97,25 @@ def main(argv=None) -> int:
         log.info("%s fold %d seed %d: test accuracy %.3f on %d visits", args.arm, args.fold, seed, accuracy, len(held_out["label"]))
         predictions.append({"seed": np.full(len(held_out["index"]), seed, dtype=np.int64), **held_out})
         states[str(seed)] = trainer.ema_state_dict()
-        histories[str(seed)] = {"epochs": history, "test_accuracy": accuracy,
-                                "synthetic": int(sum(r["synthetic"] for r in history)),
-                                "synthetic_per_epoch": float(np.mean([r["synthetic"] for r in history]))}
+        histories[str(seed)] = {
+            "epochs": history,
+            "test_accuracy": accuracy,
+            "synthetic": int(sum(r["synthetic"] for r in history)),
+            "synthetic_per_epoch": float(np.mean([r["synthetic"] for r in history])),
+        }
 
     save_npz(args.out_predictions, {key: np.concatenate([p[key] for p in predictions]) for key in predictions[0]})
     save_checkpoint(args.out_model, {"width": settings.width, "seeds": list(args.seeds), "state_dicts": states})
     cache = manager.cache_info().as_dict() if manager is not None else None
-    save_json(args.out_history, {**config, "cache": cache, "seeds_history": histories,
-                                 "provenance": provenance.record({"dataset": args.dataset, **weights},
-                                                                 {"predictions": args.out_predictions, "model": args.out_model})})
+    save_json(
+        args.out_history,
+        {
+            **config,
+            "cache": cache,
+            "seeds_history": histories,
+            "provenance": provenance.record({"dataset": args.dataset, **weights}, {"predictions": args.out_predictions, "model": args.out_model}),
+        },
+    )
     if manager is not None:
         manager.close()
     return 0

@@ -15,6 +15,7 @@ import argparse
 import csv
 
 import numpy as np
+
 from gensynth.cli import exit_main
 from gensynth.genaug.augmentation import PHASES
 from gensynth.genaug.data import ROLE_NAMES, read_folder, save_dataset, with_folds, write_folder
@@ -32,8 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--csv", default=default("data.csv"), help="folder: the CSV's name inside it")
     parser.add_argument("--image-size", type=int, default=default("data.image_size"), help="image side in pixels")
     parser.add_argument("--folds", type=int, default=default("data.folds"), help="patient-grouped folds")
-    parser.add_argument("--val-fraction", type=float, default=default("data.val_fraction"),
-                        help="share of each fold's training patients held out for validation")
+    parser.add_argument(
+        "--val-fraction", type=float, default=default("data.val_fraction"), help="share of each fold's training patients held out for validation"
+    )
     parser.add_argument("--split-seed", type=int, default=default("data.split_seed"), help="seed of the folds and validation sets")
     parser.add_argument("--patients", type=int, default=default("phantom.patients"), help="phantom: simulated patients")
     parser.add_argument("--visits", type=int, default=default("phantom.visits"), help="phantom: visits per patient")
@@ -48,8 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def counts(dataset, visits: np.ndarray) -> dict:
     """Visits, patients and visits per phase of a selection (a boolean mask over the visits)."""
-    return {"visits": int(visits.sum()), "patients": len(np.unique(dataset.patient[visits])),
-            "phases": {p: int((visits & (dataset.phase == i)).sum()) for i, p in enumerate(PHASES)}}
+    return {
+        "visits": int(visits.sum()),
+        "patients": len(np.unique(dataset.patient[visits])),
+        "phases": {p: int((visits & (dataset.phase == i)).sum()) for i, p in enumerate(PHASES)},
+    }
 
 
 def main(argv=None) -> int:
@@ -71,14 +76,18 @@ def main(argv=None) -> int:
         for patient in patients:
             rows = np.flatnonzero(dataset.patient == patient)
             validation = [f for f in range(dataset.folds) if (dataset.split[f, rows] == 1).any()]
-            writer.writerow([patient, len(rows), "".join(PHASES[p] for p in dataset.phase[rows]), int(dataset.fold[rows[0]]),
-                             " ".join(map(str, validation))])
+            writer.writerow([patient, len(rows), "".join(PHASES[p] for p in dataset.phase[rows]), int(dataset.fold[rows[0]]), " ".join(map(str, validation))])
     folds = [{ROLE_NAMES[role]: counts(dataset, dataset.split[f] == role) for role in ROLE_NAMES} for f in range(dataset.folds)]
     info = {
-        "source": args.source, "visits": len(dataset), "patients": len(patients), "image_size": dataset.image_size,
-        "phases": counts(dataset, np.ones(len(dataset), bool))["phases"], "folds": folds,
-        "provenance": provenance.record({} if args.source == "phantom" else {"csv": f"{args.folder}/{args.csv}"},
-                                        {"dataset": args.out, "splits": args.out_splits}),
+        "source": args.source,
+        "visits": len(dataset),
+        "patients": len(patients),
+        "image_size": dataset.image_size,
+        "phases": counts(dataset, np.ones(len(dataset), bool))["phases"],
+        "folds": folds,
+        "provenance": provenance.record(
+            {} if args.source == "phantom" else {"csv": f"{args.folder}/{args.csv}"}, {"dataset": args.out, "splits": args.out_splits}
+        ),
     }
     save_json(args.out_info, info)
     dataset_figure(dataset, args.out_samples)

@@ -17,6 +17,7 @@ import argparse
 from pathlib import Path
 
 import torch
+
 from gensynth.cli import exit_main
 from gensynth.device import add_device_arguments, use_device
 from gensynth.genaug.augmentation import MODALITIES, MODEL_FOLDERS, MODEL_KIND, augmentation_configs
@@ -40,8 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--classifier", required=True, help="the fold's baseline classifier (--out-model of genaug_classify.py)")
     parser.add_argument("--models", required=True, type=Path, help="the fold's model folders ({kind}_{phase})")
     parser.add_argument("--folders", nargs="+", required=True, choices=MODEL_FOLDERS, help="the folders to assess")
-    parser.add_argument("--inference-steps", type=int, nargs="+", default=[default("modalities.depth_rgb.inference_steps")],
-                        help="DDIM step counts to sample at")
+    parser.add_argument(
+        "--inference-steps", type=int, nargs="+", default=[default("modalities.depth_rgb.inference_steps")], help="DDIM step counts to sample at"
+    )
     parser.add_argument("--n-samples", type=int, default=default("quality.n_samples"), help="images per folder, modality and step count")
     parser.add_argument("--seed", type=int, default=default("quality.seed"), help="seed of the samples")
     parser.add_argument("--prompts", default=default("prompts"), help="prompt templates of Stable Diffusion folders")
@@ -76,9 +78,19 @@ def main(argv=None) -> int:
         managers = {}
         for steps in args.inference_steps:
             # Every modality drawing from the folders, one pipeline in memory at a time (the folders come one after another).
-            section = {"use_generative_augmentation": True, "modalities": {
-                m: {"enabled": m in drawing, "inference_steps": steps, "max_models": 1, "batch_limit": getattr(args, f"{m}_batch_limit"),
-                    "guidance_scale": getattr(args, f"{m}_guidance_scale")} for m in MODALITIES}}
+            section = {
+                "use_generative_augmentation": True,
+                "modalities": {
+                    m: {
+                        "enabled": m in drawing,
+                        "inference_steps": steps,
+                        "max_models": 1,
+                        "batch_limit": getattr(args, f"{m}_batch_limit"),
+                        "guidance_scale": getattr(args, f"{m}_guidance_scale"),
+                    }
+                    for m in MODALITIES
+                },
+            }
             managers[steps] = GenerativeAugmentationManager(args.models, augmentation_configs(section, "flags"), device, prompts)
         rows += pipeline_quality(managers, model, dataset, args.fold, folder, args.n_samples, args.seed)
         kind, phase = split_folder(folder)
@@ -88,14 +100,14 @@ def main(argv=None) -> int:
         panels.append((f"{folder} ({args.inference_steps[0]} steps)", shown, real))
         for manager in managers.values():
             manager.close()
-    weights = {f"{folder}/{p.relative_to(args.models / folder)}": p for folder in args.folders
-               for p in sorted((args.models / folder).rglob("*.safetensors"))}
-    save_json(args.out, {"fold": args.fold, "rows": rows,
-                         "provenance": provenance.record({"dataset": args.dataset, "classifier": args.classifier, **weights})})
+    weights = {f"{folder}/{p.relative_to(args.models / folder)}": p for folder in args.folders for p in sorted((args.models / folder).rglob("*.safetensors"))}
+    save_json(args.out, {"fold": args.fold, "rows": rows, "provenance": provenance.record({"dataset": args.dataset, "classifier": args.classifier, **weights})})
     samples_figure(panels, args.out_samples)
     for row in rows:
-        print(f"{row['folder']:>13} {row['modality']:>11} {row['inference_steps']:3d} steps: FID synthetic {row['fid_synthetic']}, "
-              f"held-out real {row['fid_heldout']}")
+        print(
+            f"{row['folder']:>13} {row['modality']:>11} {row['inference_steps']:3d} steps: FID synthetic {row['fid_synthetic']}, "
+            f"held-out real {row['fid_heldout']}"
+        )
     return 0
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
+
 from gensynth.cli import exit_main
 from gensynth.errors import GensynthError
 from gensynth.genaug.data import load_dataset
@@ -26,17 +27,40 @@ from gensynth.genaug.flags import default
 from gensynth.io import atomic_open, load_json, load_npz, save_json
 from gensynth.provenance import Provenance
 
-QUALITY_COLUMNS = ("fold", "folder", "modality", "phase", "inference_steps", "n_synthetic", "n_train_real", "n_heldout_real",
-                   "fid_synthetic", "fid_heldout", "note")
+QUALITY_COLUMNS = (
+    "fold",
+    "folder",
+    "modality",
+    "phase",
+    "inference_steps",
+    "n_synthetic",
+    "n_train_real",
+    "n_heldout_real",
+    "fid_synthetic",
+    "fid_heldout",
+    "note",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", required=True, help="the dataset NPZ (labels and patients of the visits)")
-    parser.add_argument("--arm", nargs="+", action="append", required=True, metavar=("NAME", "PREDICTIONS"),
-                        help="an arm and its per-fold prediction files (genaug_classify.py --out-predictions); once per arm")
-    parser.add_argument("--history", nargs="+", action="append", default=[], metavar=("NAME", "HISTORY"),
-                        help="an arm and its per-fold history files (settings and synthetic counts); once per arm")
+    parser.add_argument(
+        "--arm",
+        nargs="+",
+        action="append",
+        required=True,
+        metavar=("NAME", "PREDICTIONS"),
+        help="an arm and its per-fold prediction files (genaug_classify.py --out-predictions); once per arm",
+    )
+    parser.add_argument(
+        "--history",
+        nargs="+",
+        action="append",
+        default=[],
+        metavar=("NAME", "HISTORY"),
+        help="an arm and its per-fold history files (settings and synthetic counts); once per arm",
+    )
     parser.add_argument("--quality", nargs="*", default=[], help="the quality rule's JSON files (genaug_quality.py --out)")
     parser.add_argument("--n-bootstrap", type=int, default=default("report.n_bootstrap"), help="bootstrap replicates")
     parser.add_argument("--confidence", type=float, default=default("report.confidence"), help="coverage of the intervals")
@@ -57,8 +81,9 @@ def arm_settings(histories: list[dict]) -> dict:
     settings = {"augmented": ", ".join(enabled) or "none", "prob": "", "mix_low": "", "mix_high": "", "inference_steps": ""}
     if enabled:
         config = first["augmentation"][enabled[0]]
-        settings.update(prob=config["prob"], mix_low=config["mix_ratio_range"][0], mix_high=config["mix_ratio_range"][1],
-                        inference_steps=config["inference_steps"])
+        settings.update(
+            prob=config["prob"], mix_low=config["mix_ratio_range"][0], mix_high=config["mix_ratio_range"][1], inference_steps=config["inference_steps"]
+        )
     per_epoch = [h["synthetic_per_epoch"] for history in histories for h in history["seeds_history"].values()]
     hit_rates = [history["cache"]["hit_rate"] for history in histories if history["cache"]]
     settings["synthetic_per_epoch"] = float(np.mean(per_epoch))
@@ -88,9 +113,18 @@ def main(argv=None) -> int:
     write_csv(args.out_quality, quality, QUALITY_COLUMNS)
     inputs = {f"{name}_{i}": path for name, *files in args.arm for i, path in enumerate(files)}
     inputs.update({f"quality_{i}": path for i, path in enumerate(args.quality)})
-    save_json(args.out_json, {"rows": rows, "per_seed": per_seed, "seeds": experiment.seeds, "metrics": list(METRICS),
-                              "provenance": provenance.record({"dataset": args.dataset, **inputs}, {
-                                  "table": args.out_table, "markdown": args.out_markdown, "quality": args.out_quality})})
+    save_json(
+        args.out_json,
+        {
+            "rows": rows,
+            "per_seed": per_seed,
+            "seeds": experiment.seeds,
+            "metrics": list(METRICS),
+            "provenance": provenance.record(
+                {"dataset": args.dataset, **inputs}, {"table": args.out_table, "markdown": args.out_markdown, "quality": args.out_quality}
+            ),
+        },
+    )
     print(markdown_table(rows, args.confidence))
     return 0
 

@@ -54,10 +54,20 @@ def main(argv=None) -> int:
     images = training_images(dataset, args.fold, args.folder)
     pipeline, history = train_pipeline(images, settings, device, args.resume, args.fold, args.folder)
     save_pipeline(pipeline, args.out)
-    save_json(args.out_info, {"fold": args.fold, "folder": args.folder, "n_images": len(images), "image_size": dataset.image_size,
-                              "parameters": sum(p.numel() for p in pipeline.unet.parameters()), "history": history,
-                              "provenance": provenance.record({"dataset": args.dataset}, {
-                                  str(path.relative_to(args.out.parent)): path for path in sorted(args.out.rglob("*")) if path.is_file()})})
+    save_json(
+        args.out_info,
+        {
+            "fold": args.fold,
+            "folder": args.folder,
+            "n_images": len(images),
+            "image_size": dataset.image_size,
+            "parameters": sum(p.numel() for p in pipeline.unet.parameters()),
+            "history": history,
+            "provenance": provenance.record(
+                {"dataset": args.dataset}, {str(path.relative_to(args.out.parent)): path for path in sorted(args.out.rglob("*")) if path.is_file()}
+            ),
+        },
+    )
     print(f"{args.folder}, fold {args.fold}: {len(images)} images, final loss {history[-1]['loss']:.4f} -> {args.out}")
     return 0
 

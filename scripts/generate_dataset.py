@@ -19,8 +19,18 @@ import sys
 import time
 from pathlib import Path
 
-from gensynth.atoms import SPLIT_NAMES, block_size, check_fractions, estimate_memory
-from gensynth.atoms import iter_blocks, load_generator, save_metadata, split_assignment, validate_dataset, write_splits
+from gensynth.atoms import (
+    SPLIT_NAMES,
+    block_size,
+    check_fractions,
+    estimate_memory,
+    iter_blocks,
+    load_generator,
+    save_metadata,
+    split_assignment,
+    validate_dataset,
+    write_splits,
+)
 from gensynth.atoms.corpus import MAX_SEED
 from gensynth.atoms.storage import check_writable, existing_dataset_files, next_dataset_dir, staged_dataset
 from gensynth.cli import exit_main
@@ -35,7 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Generate large-scale atomic image datasets")
     parser.add_argument("--num-images", type=int, required=True, help="Total number of images to generate (e.g., 1000, 100000)")
     parser.add_argument(
-        "--output-dir", type=str, default=None,
+        "--output-dir",
+        type=str,
+        default=None,
         help="Output directory (default: datasets/YYYY-MM-DD-vN, N the next free version of today)",
     )
     parser.add_argument("--seed", type=int, default=schema_default("atoms", "versions.seed"), help="Random seed for reproducibility (default: 42)")
@@ -43,12 +55,15 @@ def build_parser() -> argparse.ArgumentParser:
     for name in SPLIT_NAMES:
         default = schema_default("atoms", f"versions.splits.{name}")
         parser.add_argument(
-            f"--{name}-fraction", type=float, default=default,
+            f"--{name}-fraction",
+            type=float,
+            default=default,
             help=f"Fraction of the images in the {name} split (default: {default}; the three sum to 1)",
         )
     generator = schema_default("atoms", "versions.generator")
     parser.add_argument(
-        "--generator", default=generator,
+        "--generator",
+        default=generator,
         help="Image generator, module:function or path/to/file.py:function: a batch function (rng, n) -> (images, labels) "
         f"or a per-image function () -> (grid, label) (default: {generator})",
     )
@@ -56,7 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--overwrite", action="store_true", help="Replace a dataset already in --output-dir")
     parser.add_argument("--no-validation-report", action="store_true", help="Skip validation_report.png")
     parser.add_argument(
-        "--threads", type=int, default=min(2, os.cpu_count() or 1),
+        "--threads",
+        type=int,
+        default=min(2, os.cpu_count() or 1),
         help="Threads generating blocks of images (the data do not depend on it; default: 2, or 1 on a 1-CPU machine)",
     )
     return parser
@@ -92,8 +109,7 @@ def main(argv=None) -> int:
     found = existing_dataset_files(output_dir)
     if found and not args.overwrite:
         raise GensynthError(
-            f"--output-dir {output_dir} already holds a dataset ({', '.join(found)}): pass --overwrite to replace it, "
-            "or choose another --output-dir"
+            f"--output-dir {output_dir} already holds a dataset ({', '.join(found)}): pass --overwrite to replace it, or choose another --output-dir"
         )
     check_writable(output_dir)
 
@@ -113,8 +129,11 @@ def main(argv=None) -> int:
         return 130
 
     generation_params = {
-        "num_images": args.num_images, "seed": args.seed, "grid_size": args.grid_size,
-        "splits": fractions, "generator": generator.name,
+        "num_images": args.num_images,
+        "seed": args.seed,
+        "grid_size": args.grid_size,
+        "splits": fractions,
+        "generator": generator.name,
     }
     provenance = Provenance(generation_params, device="cpu")
     began = time.perf_counter()
@@ -129,8 +148,14 @@ def main(argv=None) -> int:
         splits_info = {f"{name}_count": counts[name] for name in SPLIT_NAMES} | {"total_count": args.num_images}
         inputs = {"generator": generator.source} if generator.source else {}
         save_metadata(
-            stage, args.num_images, args.seed, splits_info, grid_size=args.grid_size, fractions=fractions,
-            generator=generator.name, provenance=provenance.record(inputs=inputs),
+            stage,
+            args.num_images,
+            args.seed,
+            splits_info,
+            grid_size=args.grid_size,
+            fractions=fractions,
+            generator=generator.name,
+            provenance=provenance.record(inputs=inputs),
         )
         if not args.no_validation_report:
             print("\nValidating dataset...")

@@ -45,15 +45,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--replica-id", required=True, type=int)
     parser.add_argument("--out-dir", required=True, type=Path)
     parser.add_argument("--seed-base", type=int, default=schema_default("replicas", "sample.seed_base"))
-    parser.add_argument("--num-inference-steps", type=positive_int, default=schema_default("replicas", "sample.num_inference_steps"),
-                        help="DDIM steps (the group's production value: 200)")
-    parser.add_argument("--eta", type=float, default=schema_default("replicas", "sample.eta"),
-                        help="DDIM stochasticity (0: deterministic given the initial noise)")
-    parser.add_argument("--guidance-scale", type=float, default=schema_default("replicas", "sample.guidance_scale"),
-                        help="classifier-free guidance scale (1: none)")
+    parser.add_argument(
+        "--num-inference-steps",
+        type=positive_int,
+        default=schema_default("replicas", "sample.num_inference_steps"),
+        help="DDIM steps (the group's production value: 200)",
+    )
+    parser.add_argument(
+        "--eta", type=float, default=schema_default("replicas", "sample.eta"), help="DDIM stochasticity (0: deterministic given the initial noise)"
+    )
+    parser.add_argument(
+        "--guidance-scale", type=float, default=schema_default("replicas", "sample.guidance_scale"), help="classifier-free guidance scale (1: none)"
+    )
     parser.add_argument("--batch-size", type=positive_int, default=schema_default("replicas", "sample.batch_size"))
-    parser.add_argument("--use-ema", action=argparse.BooleanOptionalAction, default=schema_default("replicas", "sample.use_ema"),
-                        help="sample with the EMA weights")
+    parser.add_argument(
+        "--use-ema", action=argparse.BooleanOptionalAction, default=schema_default("replicas", "sample.use_ema"), help="sample with the EMA weights"
+    )
     add_device_arguments(parser)
     return parser
 

@@ -35,8 +35,15 @@ def main(argv=None):
         records = load_metrics(metrics)
         for replicate, chain in enumerate(records):
             for generation, record in enumerate(chain):
-                rows.append({"scenario": name, "replicate": replicate, "generation": generation,
-                             **{m: record[m]["value"] for m in METRICS}, **{f"{m}_std": record[m]["bootstrap_std"] for m in METRICS}})
+                rows.append(
+                    {
+                        "scenario": name,
+                        "replicate": replicate,
+                        "generation": generation,
+                        **{m: record[m]["value"] for m in METRICS},
+                        **{f"{m}_std": record[m]["bootstrap_std"] for m in METRICS},
+                    }
+                )
         fid_by_scenario[name] = np.array([[record["fid"]["value"] for record in chain] for chain in records])
     table = pd.DataFrame(rows)
     with atomic_open(args.out_table, "w", encoding="utf-8", newline="") as handle:

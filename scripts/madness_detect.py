@@ -32,10 +32,18 @@ log = logging.getLogger("madness.detect")
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_scenario_arguments(parser, jacobians=True)
-    parser.add_argument("--alpha", type=float, default=schema_default("madness", "detection.alpha"),
-                        help="family-wise error rate per scenario (Holm over signals x generations)")
-    parser.add_argument("--n-bootstrap", type=int, default=schema_default("madness", "detection.n_bootstrap"),
-                        help="resamples of the replicate chains for each departure's interval")
+    parser.add_argument(
+        "--alpha",
+        type=float,
+        default=schema_default("madness", "detection.alpha"),
+        help="family-wise error rate per scenario (Holm over signals x generations)",
+    )
+    parser.add_argument(
+        "--n-bootstrap",
+        type=int,
+        default=schema_default("madness", "detection.n_bootstrap"),
+        help="resamples of the replicate chains for each departure's interval",
+    )
     parser.add_argument("--label", default="", help="figure titles, e.g. 'w=0'")
     parser.add_argument("--seed", type=int, default=schema_default("madness", "seed"))
     parser.add_argument("--out-json", nargs="+", required=True, help="detection JSON per scenario, in --scenario order")
@@ -50,21 +58,25 @@ def main(argv=None):
         raise GensynthError(f"--alpha {args.alpha} (in (0, 1)) and --n-bootstrap {args.n_bootstrap} (>= 10): out of range")
     groups = scenario_files(args)
     if len(args.out_json) != len(groups) or len(args.out_figure) != len(groups):
-        raise GensynthError(f"--out-json and --out-figure: expected one each per --scenario ({len(groups)}), "
-                            f"got {len(args.out_json)} and {len(args.out_figure)}")
+        raise GensynthError(
+            f"--out-json and --out-figure: expected one each per --scenario ({len(groups)}), got {len(args.out_json)} and {len(args.out_figure)}"
+        )
     provenance = Provenance(vars(args), "cpu")
     signals = {}
     for name, (metrics, jacobians) in groups.items():
         stats, _, timesteps = load_chains(jacobians, JACOBIAN_STATS)
         signals[name] = sample_signals(load_metrics(metrics)) + jacobian_signals(stats, timesteps)
     records = detect(signals, args.alpha, args.n_bootstrap, sha256_seed("madness", args.seed, "departure-bootstrap"))
-    inputs = {f"{name}_{kind}_rep{r}": p for name, files in groups.items() for kind, paths in zip(("metrics", "jacobian"), files)
-              for r, p in enumerate(paths)}
+    inputs = {f"{name}_{kind}_rep{r}": p for name, files in groups.items() for kind, paths in zip(("metrics", "jacobian"), files) for r, p in enumerate(paths)}
     for (name, record), out_json, out_figure in zip(records.items(), args.out_json, args.out_figure):
         save_figure(signal_departures(record, f"{name}, {args.label}".strip(", ")), out_figure, dpi=120)
         save_json(out_json, {**record, "provenance": provenance.record(inputs)})
-        log.info("%s: earliest departures %s; fired on controls: %s", name, record["earliest_departure"],
-                 {c: r["fired"] for c, r in record["error_rates"]["controls"].items()})
+        log.info(
+            "%s: earliest departures %s; fired on controls: %s",
+            name,
+            record["earliest_departure"],
+            {c: r["fired"] for c, r in record["error_rates"]["controls"].items()},
+        )
     save_figure(error_rates(records, args.alpha, args.label), args.out_error_rates, dpi=120)
 
 

@@ -22,8 +22,18 @@ from gensynth.errors import GensynthError
 from gensynth.io import save_json
 from gensynth.madness.data import load_images, load_real, save_images
 from gensynth.madness.loop import (
-    add_sampling_arguments, add_training_arguments, resume_file, sample_images, sample_seed_parts, sampler_settings, starting_trainer,
-    init_seed, train, train_config, trainer_seed, training_set,
+    add_sampling_arguments,
+    add_training_arguments,
+    init_seed,
+    resume_file,
+    sample_images,
+    sample_seed_parts,
+    sampler_settings,
+    starting_trainer,
+    train,
+    train_config,
+    trainer_seed,
+    training_set,
 )
 from gensynth.madness.naming import SCENARIOS
 from gensynth.provenance import Provenance
@@ -40,14 +50,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--real", required=True, help="real-data NPZ")
     parser.add_argument("--synthetic", required=True, help="the previous generation's samples (initial set for g = 0)")
     parser.add_argument("--prev-model", required=True, help="the previous generation's checkpoint (model_initial for g = 0)")
-    parser.add_argument("--warm-start", action=argparse.BooleanOptionalAction, default=schema_default("madness", "train.warm_start"),
-                        help="start from the previous model's weights (else a fresh initialisation)")
+    parser.add_argument(
+        "--warm-start",
+        action=argparse.BooleanOptionalAction,
+        default=schema_default("madness", "train.warm_start"),
+        help="start from the previous model's weights (else a fresh initialisation)",
+    )
     parser.add_argument("--n-epoch", type=int, required=True, help="passes over this generation's training data (the scenario's n_epoch)")
     parser.add_argument("--n-next", type=int, required=True, help="images sampled for the next generation (N_next)")
     parser.add_argument("--n-eval", type=int, default=schema_default("madness", "N_eval"), help="images sampled for the metrics (N_eval)")
     parser.add_argument("--n-real", type=int, default=0, help="fresh: new real images per generation")
-    parser.add_argument("--n-initial", type=int, default=0,
-                        help="train on the first N images of --synthetic only (0 = all; the scenario's N_initial, at g = 0)")
+    parser.add_argument(
+        "--n-initial", type=int, default=0, help="train on the first N images of --synthetic only (0 = all; the scenario's N_initial, at g = 0)"
+    )
     add_training_arguments(parser)
     add_sampling_arguments(parser)
     parser.add_argument("--seed", type=int, default=schema_default("madness", "seed"))
@@ -93,22 +108,33 @@ def main(argv=None):
             seed_parts = sample_seed_parts(args.seed, args.scenario, args.w, args.generation, purpose, args.replicate)
             x, y = sample_images(trainer.model, scheduler_config(train_scheduler), n, args.w, settings, *seed_parts)
             save_images(out, x, y)
-    save_json(args.out_info, {
-        "scenario": args.scenario,
-        "generation": args.generation,
-        "w": args.w,
-        "replicate": args.replicate,
-        "warm_start": args.warm_start,
-        "n_synthetic": data.n_synthetic,
-        "n_real": len(data.real_indices),
-        "real_indices": data.real_indices.tolist() if args.scenario == "fresh" else None,
-        "steps": trainer.step,
-        "epoch_losses": losses,
-        "provenance": provenance.record(inputs, {"model": args.out_model, "next": args.out_next, "eval": args.out_eval}),
-    })
+    save_json(
+        args.out_info,
+        {
+            "scenario": args.scenario,
+            "generation": args.generation,
+            "w": args.w,
+            "replicate": args.replicate,
+            "warm_start": args.warm_start,
+            "n_synthetic": data.n_synthetic,
+            "n_real": len(data.real_indices),
+            "real_indices": data.real_indices.tolist() if args.scenario == "fresh" else None,
+            "steps": trainer.step,
+            "epoch_losses": losses,
+            "provenance": provenance.record(inputs, {"model": args.out_model, "next": args.out_next, "eval": args.out_eval}),
+        },
+    )
     resume.remove()
-    log.info("%s generation %d (w=%g): %d synthetic + %d real images, %d steps, last loss %.4f",
-             args.scenario, args.generation, args.w, data.n_synthetic, len(data.real_indices), trainer.step, losses[-1])
+    log.info(
+        "%s generation %d (w=%g): %d synthetic + %d real images, %d steps, last loss %.4f",
+        args.scenario,
+        args.generation,
+        args.w,
+        data.n_synthetic,
+        len(data.real_indices),
+        trainer.step,
+        losses[-1],
+    )
 
 
 if __name__ == "__main__":

@@ -32,12 +32,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", required=True, help="the chain's checkpoints, generations 0, 1, ... (their EMA weights sampled)")
     parser.add_argument("--probes", required=True, help="probe NPZ (madness_make_probes.py)")
-    parser.add_argument("--method", choices=METHODS, default=schema_default("madness", "jacobian.method"),
-                        help="auto: exact up to 1,024 dimensions, else lanczos")
+    parser.add_argument(
+        "--method", choices=METHODS, default=schema_default("madness", "jacobian.method"), help="auto: exact up to 1,024 dimensions, else lanczos"
+    )
     parser.add_argument("--k", type=int, default=schema_default("madness", "jacobian.k"), help="eigenvalues per probe for lanczos")
     add_device_arguments(parser)
-    parser.add_argument("--out", required=True,
-                        help="NPZ: eigenvalues (G, P, K) and one (G, P) array per statistic; timesteps, labels, image_index (P,)")
+    parser.add_argument("--out", required=True, help="NPZ: eigenvalues (G, P, K) and one (G, P) array per statistic; timesteps, labels, image_index (P,)")
     return parser
 
 
@@ -57,15 +57,17 @@ def main(argv=None):
             stats[name].append([s[name] for s in per_probe])
         eigenvalues.append(spectrum)
         at = {int(t): probes["timesteps"] == t for t in np.unique(probes["timesteps"])}
-        log.info("generation %d: %s", g, ", ".join(f"t={t} mean effective rank {np.mean(np.array(stats['effective_rank'][-1])[m]):.2f}"
-                                                   for t, m in at.items()))
-    save_npz(args.out, {
-        "eigenvalues": np.stack(eigenvalues),  # (G, P, K)
-        "timesteps": probes["timesteps"],
-        "labels": probes["labels"],
-        "image_index": probes["image_index"],
-        **{name: np.array(values) for name, values in stats.items()},  # (G, P)
-    })
+        log.info("generation %d: %s", g, ", ".join(f"t={t} mean effective rank {np.mean(np.array(stats['effective_rank'][-1])[m]):.2f}" for t, m in at.items()))
+    save_npz(
+        args.out,
+        {
+            "eigenvalues": np.stack(eigenvalues),  # (G, P, K)
+            "timesteps": probes["timesteps"],
+            "labels": probes["labels"],
+            "image_index": probes["image_index"],
+            **{name: np.array(values) for name, values in stats.items()},  # (G, P)
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -37,13 +37,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lenet", required=True, help="feature-extractor checkpoint")
     parser.add_argument("--samples", nargs="+", required=True, help="the chain's generated images NPZ (x, y), generations 0, 1, ...")
     parser.add_argument("--label", default="", help="figure title, e.g. 'fresh, replicate 0, w=0'")
-    parser.add_argument("--min-accuracy", type=float, default=schema_default("madness", "feature_extractor.min_accuracy"),
-                        help="refuse an extractor below this test accuracy")
+    parser.add_argument(
+        "--min-accuracy", type=float, default=schema_default("madness", "feature_extractor.min_accuracy"), help="refuse an extractor below this test accuracy"
+    )
     parser.add_argument("--nearest-k", type=int, default=schema_default("madness", "metrics.nearest_k"), help="k of PRDC")
-    parser.add_argument("--n-bootstrap", type=int, default=schema_default("madness", "metrics.n_bootstrap"),
-                        help="resamples of the generated set for the spreads")
-    parser.add_argument("--tsne-points", type=int, default=schema_default("madness", "metrics.tsne_points"),
-                        help="at most this many real and generated points in each t-SNE")
+    parser.add_argument(
+        "--n-bootstrap", type=int, default=schema_default("madness", "metrics.n_bootstrap"), help="resamples of the generated set for the spreads"
+    )
+    parser.add_argument(
+        "--tsne-points", type=int, default=schema_default("madness", "metrics.tsne_points"), help="at most this many real and generated points in each t-SNE"
+    )
     parser.add_argument("--tsne-perplexity", type=float, default=schema_default("madness", "metrics.tsne_perplexity"))
     parser.add_argument("--seed", type=int, default=schema_default("madness", "seed"))
     parser.add_argument("--threads", type=int, default=1)
@@ -72,24 +75,34 @@ def main(argv=None):
         fake_features, fake_predicted = predict(extractor, torch.from_numpy(x_fake))  # (M, 84)
         rng = numpy_generator(sha256_seed("madness", args.seed, "bootstrap"))  # the same resamples in every generation
         metrics = metrics_with_bootstrap(real_features, fake_features, args.nearest_k, args.n_bootstrap, rng)
-        panels.append((*tsne_embedding(real_features, fake_features, args.tsne_points, args.tsne_perplexity, args.seed),
-                       f"generation {g}: FID {metrics['fid']['value']:.1f}"))
-        generations.append({
-            **metrics,
-            "label_accuracy": float((fake_predicted == y_fake).mean()),  # does the extractor read the conditioned class?
-            "num_generated": len(fake_features),
-        })
+        panels.append(
+            (
+                *tsne_embedding(real_features, fake_features, args.tsne_points, args.tsne_perplexity, args.seed),
+                f"generation {g}: FID {metrics['fid']['value']:.1f}",
+            )
+        )
+        generations.append(
+            {
+                **metrics,
+                "label_accuracy": float((fake_predicted == y_fake).mean()),  # does the extractor read the conditioned class?
+                "num_generated": len(fake_features),
+            }
+        )
         log.info("%s: %s", path, ", ".join(f"{name} {metrics[name]['value']:.3f}" for name in METRICS))
     save_figure(tsne_panels(panels, args.label), args.out_tsne, dpi=110)
-    save_json(args.out, {
-        "generations": generations,
-        "num_real": len(real_features),
-        "nearest_k": args.nearest_k,
-        "n_bootstrap": args.n_bootstrap,
-        "extractor_test_accuracy": extractor_accuracy,
-        "provenance": provenance.record({"real": args.real, "lenet": args.lenet, **{f"samples_{g}": p for g, p in enumerate(args.samples)}},
-                                        {"tsne": args.out_tsne}),
-    })
+    save_json(
+        args.out,
+        {
+            "generations": generations,
+            "num_real": len(real_features),
+            "nearest_k": args.nearest_k,
+            "n_bootstrap": args.n_bootstrap,
+            "extractor_test_accuracy": extractor_accuracy,
+            "provenance": provenance.record(
+                {"real": args.real, "lenet": args.lenet, **{f"samples_{g}": p for g, p in enumerate(args.samples)}}, {"tsne": args.out_tsne}
+            ),
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -26,8 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--source", choices=SOURCES, required=True)
     parser.add_argument("--mnist-dir", default="", help="folder with the four MNIST IDX files (source mnist_idx)")
     parser.add_argument("--image-size", type=int, default=schema_default("madness", "data.image_size"), help="images are resized to S x S")
-    parser.add_argument("--test-fraction", type=float, default=schema_default("madness", "data.test_fraction"),
-                        help="held-out share of digits (MNIST has its own test set)")
+    parser.add_argument(
+        "--test-fraction", type=float, default=schema_default("madness", "data.test_fraction"), help="held-out share of digits (MNIST has its own test set)"
+    )
     parser.add_argument("--max-train", type=int, default=schema_default("madness", "data.max_train"), help="keep at most this many training images (0 = all)")
     parser.add_argument("--max-test", type=int, default=schema_default("madness", "data.max_test"), help="keep at most this many test images (0 = all)")
     parser.add_argument("--seed", type=int, default=schema_default("madness", "seed"))

@@ -26,8 +26,7 @@ log = logging.getLogger("madness.sample")
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="checkpoint (its EMA weights are used)")
-    parser.add_argument("--n-with-w", type=int, default=schema_default("madness", "initial.N_with_w"),
-                        help="number of images (the group's N_with_w)")
+    parser.add_argument("--n-with-w", type=int, default=schema_default("madness", "initial.N_with_w"), help="number of images (the group's N_with_w)")
     parser.add_argument("--w", type=float, required=True, help="guidance weight w (guidance scale 1 + w)")
     parser.add_argument("--tag", default="initial", help="names the set in its seeds")
     add_sampling_arguments(parser)
@@ -45,8 +44,9 @@ def main(argv=None):
     device = use_device(args)
     provenance = Provenance(vars(args), device)
     model = load_model_checkpoint(args.model, device=device)
-    x, y = sample_images(model.model, model.scheduler_config, args.n_with_w, args.w, sampler_settings(args),
-                         *sample_seed_parts(args.seed, args.tag, args.w, -1, "data"))
+    x, y = sample_images(
+        model.model, model.scheduler_config, args.n_with_w, args.w, sampler_settings(args), *sample_seed_parts(args.seed, args.tag, args.w, -1, "data")
+    )
     save_images(args.out, x, y)
     save_json(args.out_info, {"n": args.n_with_w, "w": args.w, "provenance": provenance.record({"model": args.model}, {"npz": args.out})})
     log.info("sampled %d images at w=%g", args.n_with_w, args.w)

@@ -20,7 +20,14 @@ from gensynth.errors import GensynthError
 from gensynth.io import save_json
 from gensynth.madness.data import load_real
 from gensynth.madness.loop import (
-    TrainingSet, add_model_arguments, add_training_arguments, model_config, resume_file, train, train_config, train_scheduler,
+    TrainingSet,
+    add_model_arguments,
+    add_training_arguments,
+    model_config,
+    resume_file,
+    train,
+    train_config,
+    train_scheduler,
     trainer_seed,
 )
 from gensynth.provenance import Provenance
@@ -32,8 +39,9 @@ log = logging.getLogger("madness.train_initial")
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="real-data NPZ (madness_prepare_data.py)")
-    parser.add_argument("--n-epoch", type=int, default=schema_default("madness", "initial.n_epoch"),
-                        help="passes over the real training split (the group's n_epoch)")
+    parser.add_argument(
+        "--n-epoch", type=int, default=schema_default("madness", "initial.n_epoch"), help="passes over the real training split (the group's n_epoch)"
+    )
     add_model_arguments(parser)
     add_training_arguments(parser)
     parser.add_argument("--seed", type=int, default=schema_default("madness", "seed"))

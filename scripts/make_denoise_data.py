@@ -21,8 +21,17 @@ from gensynth.denoise.phantom import PhantomConfig, PhantomPaths, write_phantom,
 from gensynth.io import save_json
 from gensynth.provenance import Provenance
 
-PHANTOM_KEYS = ("replicates", "wavelength_min", "wavelength_max", "wavelength_step", "read_noise", "shot_noise",
-                "extra_pairing_groups", "panel_groups", "val_groups")
+PHANTOM_KEYS = (
+    "replicates",
+    "wavelength_min",
+    "wavelength_max",
+    "wavelength_step",
+    "read_noise",
+    "shot_noise",
+    "extra_pairing_groups",
+    "panel_groups",
+    "val_groups",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,8 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
         command = commands.add_parser(what, help=help_text)
         command.add_argument("--out-dir", required=True, type=Path, help="output folder (the DAG's results/denoise/data)")
         command.add_argument("--seed", type=int, default=schema_default("denoise", "seed"))
-        command.add_argument("--doses", type=float, nargs="+", default=schema_default("denoise", "phantom.doses"),
-                             help="the treatments' doses, treatment_1 first")
+        command.add_argument(
+            "--doses", type=float, nargs="+", default=schema_default("denoise", "phantom.doses"), help="the treatments' doses, treatment_1 first"
+        )
         for key in ("samples", "last_treatment_samples", "staging_last_treatment_samples"):
             command.add_argument(f"--{key.replace('_', '-')}", nargs="+", default=schema_default("denoise", f"phantom.{key}"))
         command.add_argument("--angles", type=int, nargs="+", default=schema_default("denoise", "phantom.angles"), help="degrees")
@@ -44,8 +54,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def phantom_config(args: argparse.Namespace) -> PhantomConfig:
-    return PhantomConfig.design(args.doses, args.samples, args.last_treatment_samples, args.staging_last_treatment_samples,
-                                angles=args.angles, seed=args.seed, **{k: getattr(args, k) for k in PHANTOM_KEYS})
+    return PhantomConfig.design(
+        args.doses,
+        args.samples,
+        args.last_treatment_samples,
+        args.staging_last_treatment_samples,
+        angles=args.angles,
+        seed=args.seed,
+        **{k: getattr(args, k) for k in PHANTOM_KEYS},
+    )
 
 
 def main(argv=None) -> int:

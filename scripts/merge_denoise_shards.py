@@ -46,15 +46,23 @@ def main(argv=None) -> int:
     with atomic_open(args.index, "w", newline="") as handle:
         manifest.to_csv(handle, index=False)
     seconds = [shard["seconds"] for shard in shards]
-    save_json(args.summary, {
-        "manifest": str(args.manifest), "output_root": str(args.output_root), "rows": len(manifest),
-        "distinct_files": int(manifest["relative_path"].nunique()), "written": sum(s["written"] for s in shards),
-        "skipped": sum(s["skipped"] for s in shards),
-        "shards": [{"path": str(p), "files": s["files"], "seconds": s["seconds"], "spectra_per_s": s["spectra_per_s"]}
-                   for p, s in zip(args.shards, shards)],
-        "longest_shard_s": max(seconds), "summed_shard_s": sum(seconds),
-        "provenance": provenance.record({"manifest": args.manifest, **{f"shard_{i}": p for i, p in enumerate(args.shards)}}),
-    })
+    save_json(
+        args.summary,
+        {
+            "manifest": str(args.manifest),
+            "output_root": str(args.output_root),
+            "rows": len(manifest),
+            "distinct_files": int(manifest["relative_path"].nunique()),
+            "written": sum(s["written"] for s in shards),
+            "skipped": sum(s["skipped"] for s in shards),
+            "shards": [
+                {"path": str(p), "files": s["files"], "seconds": s["seconds"], "spectra_per_s": s["spectra_per_s"]} for p, s in zip(args.shards, shards)
+            ],
+            "longest_shard_s": max(seconds),
+            "summed_shard_s": sum(seconds),
+            "provenance": provenance.record({"manifest": args.manifest, **{f"shard_{i}": p for i, p in enumerate(args.shards)}}),
+        },
+    )
     files = manifest["relative_path"].nunique()
     print(f"{args.manifest}: {len(manifest)} rows, {files} files denoised by {len(shards)} shards", flush=True)
     return 0

@@ -54,8 +54,10 @@ def main(argv=None) -> int:
 
     raw, denoised = tree(args.root_dir, relatives), tree(args.denoised_dir, denoised_paths)
     savgol, clean = tree(args.baseline_dir, denoised_paths), tree(args.clean_dir, relatives)
-    groups = [GroupSpectra(group, relative, raw[i], denoised[i], None if savgol is None else savgol[i], None if clean is None else clean[i])
-              for i, (group, relative) in enumerate(zip(first["group_id"], relatives))]
+    groups = [
+        GroupSpectra(group, relative, raw[i], denoised[i], None if savgol is None else savgol[i], None if clean is None else clean[i])
+        for i, (group, relative) in enumerate(zip(first["group_id"], relatives))
+    ]
     roi_figure(grid, roi, groups, args.output)
     print(f"{len(groups)} groups x {len(roi.windows)} ROI windows -> {args.output}", flush=True)
     return 0

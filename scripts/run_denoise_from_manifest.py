@@ -37,11 +37,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint", required=True, type=Path, help="a MambaUV checkpoint (mamba_tiny_uv_best.pt)")
     parser.add_argument("--output-root", "--output_root", required=True, type=Path, help="where the mirrored _denoised.npy tree goes")
     parser.add_argument("--dose-features-csv", "--dose_features_csv", required=True, type=Path)
-    parser.add_argument("--dose-stats-json", "--dose_stats_json", type=Path,
-                        help="must match the checkpoint's normalisation (default: the checkpoint's own)")
+    parser.add_argument("--dose-stats-json", "--dose_stats_json", type=Path, help="must match the checkpoint's normalisation (default: the checkpoint's own)")
     parser.add_argument("--batch-size", "--batch_size", type=int, default=schema_default("denoise", "infer.batch_size"))
-    parser.add_argument("--num-workers", "--num_workers", type=int, default=schema_default("denoise", "infer.num_workers"),
-                        help="threads reading and writing files while the model runs (0 = none)")
+    parser.add_argument(
+        "--num-workers",
+        "--num_workers",
+        type=int,
+        default=schema_default("denoise", "infer.num_workers"),
+        help="threads reading and writing files while the model runs (0 = none)",
+    )
     parser.add_argument("--shard", type=int, default=0, help="this job's shard, 0 .. --num-shards - 1")
     parser.add_argument("--num-shards", type=int, default=1)
     parser.add_argument("--done-json", type=Path, help="output: what this shard wrote (counts, paths, timing, provenance)")
@@ -52,21 +56,43 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     device = use_device(args)
-    provenance = Provenance({"batch_size": args.batch_size, "num_workers": args.num_workers, "shard": args.shard,
-                             "num_shards": args.num_shards}, str(device))
-    run = denoise_manifest(args.manifest, args.root_dir, args.checkpoint, args.output_root, args.dose_features_csv, args.dose_stats_json,
-                           batch_size=args.batch_size, num_workers=args.num_workers, device=device, shard=args.shard,
-                           num_shards=args.num_shards)
-    print(f"{args.manifest}: {run.rows} rows, {run.files} distinct files in shard {args.shard}/{args.num_shards}: {run.written} denoised, "
-          f"{run.skipped} already done; {run.seconds:.1f} s, {run.spectra_per_s:.0f} spectra/s (I/O included) -> {args.output_root}",
-          flush=True)
+    provenance = Provenance({"batch_size": args.batch_size, "num_workers": args.num_workers, "shard": args.shard, "num_shards": args.num_shards}, str(device))
+    run = denoise_manifest(
+        args.manifest,
+        args.root_dir,
+        args.checkpoint,
+        args.output_root,
+        args.dose_features_csv,
+        args.dose_stats_json,
+        batch_size=args.batch_size,
+        num_workers=args.num_workers,
+        device=device,
+        shard=args.shard,
+        num_shards=args.num_shards,
+    )
+    print(
+        f"{args.manifest}: {run.rows} rows, {run.files} distinct files in shard {args.shard}/{args.num_shards}: {run.written} denoised, "
+        f"{run.skipped} already done; {run.seconds:.1f} s, {run.spectra_per_s:.0f} spectra/s (I/O included) -> {args.output_root}",
+        flush=True,
+    )
     if args.done_json:
         inputs = {"manifest": args.manifest, "checkpoint": args.checkpoint, "dose_features_csv": args.dose_features_csv}
         if args.dose_stats_json:
             inputs["dose_stats_json"] = args.dose_stats_json
-        save_json(args.done_json, {"output_root": str(args.output_root), "rows": run.rows, "files": run.files, "written": run.written,
-                                   "skipped": run.skipped, "seconds": run.seconds, "spectra_per_s": run.spectra_per_s,
-                                   "outputs": run.outputs, "provenance": provenance.record(inputs)})
+        save_json(
+            args.done_json,
+            {
+                "output_root": str(args.output_root),
+                "rows": run.rows,
+                "files": run.files,
+                "written": run.written,
+                "skipped": run.skipped,
+                "seconds": run.seconds,
+                "spectra_per_s": run.spectra_per_s,
+                "outputs": run.outputs,
+                "provenance": provenance.record(inputs),
+            },
+        )
     return 0
 
 

@@ -30,11 +30,12 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+
 from gensynth.cli import exit_main
 from gensynth.config import schema_default
 from gensynth.denoise.data import DoseTable, load_grid, load_manifest
-from gensynth.denoise.mamba import MambaUVConfig
 from gensynth.denoise.layout import BEST_CHECKPOINT, RESUME_FILE, TRAIN_LOGS
+from gensynth.denoise.mamba import MambaUVConfig
 from gensynth.denoise.train import (
     TARGETS,
     DenoiseTrainSettings,
@@ -109,32 +110,55 @@ def main(argv=None) -> int:
     digest = hashlib.sha256()
     for tensor in (*train.tensors(), *val.tensors()):
         digest.update(tensor.numpy().tobytes())
-    inputs = {"train_manifest": args.train_manifest, "val_manifest": args.val_manifest, "wavelength_grid": args.wavelength_grid,
-              "dose_features_csv": args.dose_features_csv, "dose_stats_json": args.dose_stats_json}
+    inputs = {
+        "train_manifest": args.train_manifest,
+        "val_manifest": args.val_manifest,
+        "wavelength_grid": args.wavelength_grid,
+        "dose_features_csv": args.dose_features_csv,
+        "dose_stats_json": args.dose_stats_json,
+    }
     if args.init_checkpoint:
         inputs["init_checkpoint"] = args.init_checkpoint
-    data = {"spectra_sha256": digest.hexdigest(), "n_train_rows": len(train.inputs), "n_val_rows": len(val.inputs),
-            **{f"{name}_sha256": sha256_file(path) for name, path in inputs.items()}}
+    data = {
+        "spectra_sha256": digest.hexdigest(),
+        "n_train_rows": len(train.inputs),
+        "n_val_rows": len(val.inputs),
+        **{f"{name}_sha256": sha256_file(path) for name, path in inputs.items()},
+    }
     provenance = Provenance({"model": config.to_dict(), "train": vars(settings)}, str(device))
 
     resume_path = args.checkpoint_dir / RESUME_FILE
     resumed = resume_path.is_file()
-    result = train_denoiser(train, val, config, settings, device, resume_path, fingerprint=data, init_checkpoint=args.init_checkpoint,
-                            dose=dose, resume_every_s=args.resume_every_s)
+    result = train_denoiser(
+        train, val, config, settings, device, resume_path, fingerprint=data, init_checkpoint=args.init_checkpoint, dose=dose, resume_every_s=args.resume_every_s
+    )
     checkpoint = args.checkpoint_dir / BEST_CHECKPOINT
     save_checkpoint(checkpoint, checkpoint_state(result, config, dose, grid, settings, data))
 
     with atomic_open(args.log_dir / TRAIN_LOGS["metrics"], "w", newline="") as handle:
         pd.DataFrame(result.history).to_csv(handle, index=False, float_format="%.8g")
     stopped_early = result.history[-1]["epoch"] < settings.epochs
-    save_json(args.log_dir / TRAIN_LOGS["summary"], {
-        "target": args.target, "best_epoch": result.best_epoch, "best_val_loss": result.best_val_loss,
-        "epochs_run": result.history[-1]["epoch"], "stopped_early": stopped_early, "checkpoint": str(checkpoint),
-        "checkpoint_sha256": sha256_file(checkpoint), "resume_file_found": resumed, "data": data, "history": result.history,
-        "provenance": provenance.record({**inputs, "checkpoint": checkpoint}),
-    })
-    append_audit(audit, f"done: {result.history[-1]['epoch']} epochs{' (early stop)' if stopped_early else ''}, best epoch "
-                 f"{result.best_epoch}, validation loss {result.best_val_loss:.6g}, {checkpoint} sha256 {sha256_file(checkpoint)}")
+    save_json(
+        args.log_dir / TRAIN_LOGS["summary"],
+        {
+            "target": args.target,
+            "best_epoch": result.best_epoch,
+            "best_val_loss": result.best_val_loss,
+            "epochs_run": result.history[-1]["epoch"],
+            "stopped_early": stopped_early,
+            "checkpoint": str(checkpoint),
+            "checkpoint_sha256": sha256_file(checkpoint),
+            "resume_file_found": resumed,
+            "data": data,
+            "history": result.history,
+            "provenance": provenance.record({**inputs, "checkpoint": checkpoint}),
+        },
+    )
+    append_audit(
+        audit,
+        f"done: {result.history[-1]['epoch']} epochs{' (early stop)' if stopped_early else ''}, best epoch "
+        f"{result.best_epoch}, validation loss {result.best_val_loss:.6g}, {checkpoint} sha256 {sha256_file(checkpoint)}",
+    )
     print(f"best epoch {result.best_epoch}: validation loss {result.best_val_loss:.6g} -> {checkpoint}", flush=True)
     return 0
 

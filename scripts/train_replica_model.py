@@ -33,11 +33,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config-out", required=True, type=Path, help="output: the model's config.yaml")
     parser.add_argument("--history", required=True, type=Path, help="output: loss history (JSON)")
     parser.add_argument("--resume-dir", required=True, type=Path, help="the run's last and best checkpoints, for resuming")
-    parser.add_argument("--block-out-channels", type=int, nargs="+", default=schema_default("replicas", "model.block_out_channels"),
-                        help="UNet channels per level")
+    parser.add_argument(
+        "--block-out-channels", type=int, nargs="+", default=schema_default("replicas", "model.block_out_channels"), help="UNet channels per level"
+    )
     parser.add_argument("--layers-per-block", type=int, default=schema_default("replicas", "model.layers_per_block"))
-    parser.add_argument("--attention", action=argparse.BooleanOptionalAction, default=schema_default("replicas", "model.attention"),
-                        help="self-attention below the top level")
+    parser.add_argument(
+        "--attention", action=argparse.BooleanOptionalAction, default=schema_default("replicas", "model.attention"), help="self-attention below the top level"
+    )
     for field in dataclasses.fields(ReplicaTrainSettings):  # the replicas.train section
         default = schema_default("replicas", f"train.{field.name}")
         parser.add_argument(f"--{field.name.replace('_', '-')}", type=type(default), default=default)

@@ -28,8 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--train-manifest", "--train_manifest", required=True, type=Path, help="training rows with their n2n_partner")
     parser.add_argument("--root-dir", "--root_dir", required=True, type=Path, help="the training manifest's spectra tree")
     parser.add_argument("--wavelength-grid", "--wavelength_grid", required=True, type=Path)
-    parser.add_argument("--windows", type=int, nargs="+", default=schema_default("denoise", "baseline.windows"),
-                        help="candidate window lengths (odd)")
+    parser.add_argument("--windows", type=int, nargs="+", default=schema_default("denoise", "baseline.windows"), help="candidate window lengths (odd)")
     parser.add_argument("--polyorders", type=int, nargs="+", default=schema_default("denoise", "baseline.polyorders"))
     parser.add_argument("--out", required=True, type=Path, help="output: the tuned window and order (JSON)")
     return parser
@@ -42,11 +41,22 @@ def main(argv=None) -> int:
     manifest = load_manifest(args.train_manifest, args.root_dir, partners=True)
     inputs, targets = partner_pairs(manifest, length)
     best, scores = tune_savgol(inputs, targets, args.windows, args.polyorders)
-    print(f"Savitzky-Golay: window {best.window}, polyorder {best.polyorder} "
-          f"(mean squared difference to the partners {min(s['mse'] for s in scores):.4g}, {len(inputs)} training rows)", flush=True)
-    save_json(args.out, {"window": best.window, "polyorder": best.polyorder, "criterion": "mse to the n2n_partner",
-                         "n_rows": len(inputs), "scores": scores,
-                         "provenance": provenance.record({"train_manifest": args.train_manifest, "wavelength_grid": args.wavelength_grid})})
+    print(
+        f"Savitzky-Golay: window {best.window}, polyorder {best.polyorder} "
+        f"(mean squared difference to the partners {min(s['mse'] for s in scores):.4g}, {len(inputs)} training rows)",
+        flush=True,
+    )
+    save_json(
+        args.out,
+        {
+            "window": best.window,
+            "polyorder": best.polyorder,
+            "criterion": "mse to the n2n_partner",
+            "n_rows": len(inputs),
+            "scores": scores,
+            "provenance": provenance.record({"train_manifest": args.train_manifest, "wavelength_grid": args.wavelength_grid}),
+        },
+    )
     return 0
 
 

@@ -33,7 +33,8 @@ def project_files() -> list[str]:
     """Tracked files and untracked ones that git does not ignore."""
     listing = subprocess.run(
         ["git", "-C", str(ROOT), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        capture_output=True, check=True,
+        capture_output=True,
+        check=True,
     ).stdout.decode()
     return [name for name in listing.split("\0") if name and (ROOT / name).is_file()]
 
@@ -49,9 +50,7 @@ def copy_project(dest: Path) -> Path:
 def snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 900) -> subprocess.CompletedProcess:
     """Run snakemake in ``workdir``; on failure the assertion shows its output, and a timeout names the command."""
     try:
-        result = subprocess.run(
-            [str(BIN / "snakemake"), *args], cwd=workdir, env=ENV, capture_output=True, text=True, timeout=timeout
-        )
+        result = subprocess.run([str(BIN / "snakemake"), *args], cwd=workdir, env=ENV, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired as exc:
         pytest.fail(f"snakemake {' '.join(args)} (in {workdir}) did not finish within {timeout} s:\n{(exc.stderr or b'')[-4000:]!r}")
     if check:
@@ -72,6 +71,11 @@ DAG_CONFIG = "tests/configs/dag.yaml"  # relative to the project and to each cop
 # The DAG run's own limit: about 3 minutes of jobs on a quiet 2-core machine, so this leaves more than three
 # times that for a slow day with the other worker's tests beside it.
 DAG_TIMEOUT = 1500
+
+
+def default_config() -> dict:
+    """config/config.yaml with the schemas' defaults filled in."""
+    return validate_config(load_yaml(ROOT / "config/config.yaml"))
 
 
 def dag_config() -> dict:

@@ -135,8 +135,8 @@ PartitionName=gpu Nodes={self.host} MaxTime=INFINITE State=UP
         wait_for(munge_works, 20, "munged to answer")
 
     def start_daemon(self, *cmd: str) -> None:
-        log = open(self.dir / "log" / f"{cmd[0]}.out", "w")
-        self.daemons.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+        with open(self.dir / "log" / f"{cmd[0]}.out", "w") as log:  # the daemon keeps its own descriptor
+            self.daemons.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
 
     def node_state(self) -> str:
         result = run("sinfo", "-h", "-N", "-n", self.host, "-o", "%T", check=False)

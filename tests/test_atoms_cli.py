@@ -33,8 +33,13 @@ def cli(*args) -> int:
 
 def run_script(*args, stdin=subprocess.DEVNULL, env=None, timeout=120) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, str(SCRIPT), *map(str, args)], stdin=stdin, capture_output=True, text=True,
-        env=env or ENV, timeout=timeout, cwd=ROOT,
+        [sys.executable, str(SCRIPT), *map(str, args)],
+        stdin=stdin,
+        capture_output=True,
+        text=True,
+        env=env or ENV,
+        timeout=timeout,
+        cwd=ROOT,
     )
 
 
@@ -47,8 +52,10 @@ def digests(directory: Path) -> dict[str, str]:
     [
         (["--num-images", 0], "error: --num-images 0: expected a positive number of images"),
         (["--num-images", -5], "error: --num-images -5: expected a positive number of images"),
-        (["--num-images", 10, "--train-fraction", 0.9],
-         "error: split fractions --train-fraction 0.9 + --val-fraction 0.1 + --test-fraction 0.1 = 1.1: expected them to sum to 1"),
+        (
+            ["--num-images", 10, "--train-fraction", 0.9],
+            "error: split fractions --train-fraction 0.9 + --val-fraction 0.1 + --test-fraction 0.1 = 1.1: expected them to sum to 1",
+        ),
         (["--num-images", 10, "--val-fraction", -0.1, "--train-fraction", 1.0], "error: --val-fraction = -0.1: expected a fraction between 0 and 1"),
         (["--num-images", 10, "--grid-size", 2], "error: --grid-size 2: expected at least 4 pixels"),
         (["--num-images", 10, "--seed", -1], "error: --seed -1: expected an integer from 0 to 4294967295"),
@@ -111,7 +118,11 @@ def test_no_terminal_and_no_yes_stops_with_a_message_and_never_waits(tmp_path):
     began = time.monotonic()
     process = subprocess.Popen(
         [sys.executable, str(SCRIPT), "--num-images", "10", "--output-dir", str(tmp_path / "ds")],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
     )
     try:
         out, err = process.communicate(timeout=90)  # communicate closes stdin only after the child exits
@@ -133,7 +144,11 @@ def test_the_plan_is_confirmed_on_a_terminal(tmp_path, answer, generated):
     out = tmp_path / "ds"
     process = subprocess.Popen(
         [sys.executable, str(SCRIPT), "--num-images", "30", "--output-dir", str(out), "--no-validation-report"],
-        stdin=terminal, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+        stdin=terminal,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
     )
     os.close(terminal)
     os.write(controller, f"{answer}\n".encode())
@@ -159,8 +174,7 @@ PUBLISHED_METADATA = {
 
 def test_metadata_has_every_published_field_and_the_files_digests(tmp_path):
     out = tmp_path / "ds"
-    assert cli("--num-images", 1000, "--output-dir", out, "--yes", "--seed", 7, "--train-fraction", 0.7,
-               "--val-fraction", 0.2, "--test-fraction", 0.1) == 0
+    assert cli("--num-images", 1000, "--output-dir", out, "--yes", "--seed", 7, "--train-fraction", 0.7, "--val-fraction", 0.2, "--test-fraction", 0.1) == 0
     metadata = json.loads((out / "metadata.json").read_text())
     for key, wanted in PUBLISHED_METADATA.items():
         assert key in metadata
@@ -169,7 +183,10 @@ def test_metadata_has_every_published_field_and_the_files_digests(tmp_path):
     assert metadata["version"] == "1.0.0"
     dt.datetime.fromisoformat(metadata["timestamp"])
     assert metadata["generation_params"] == {
-        "num_images": 1000, "seed": 7, "grid_size": 16, "splits": {"train": 0.7, "val": 0.2, "test": 0.1},
+        "num_images": 1000,
+        "seed": 7,
+        "grid_size": 16,
+        "splits": {"train": 0.7, "val": 0.2, "test": 0.1},
         "generator": "gensynth.atoms:generate_batch",
     }
     assert metadata["dataset_info"] == {"train_count": 700, "val_count": 200, "test_count": 100, "total_count": 1000}
@@ -202,10 +219,7 @@ def test_same_seed_gives_byte_identical_files(tmp_path):
 def test_a_per_image_generator_plugs_in(tmp_path):
     """The group's kind of function: () -> (grid, label), drawing from NumPy's global state."""
     (tmp_path / "plugin.py").write_text(
-        "import numpy as np\n"
-        "def constant_tile():\n"
-        "    label = int(np.random.randint(1, 200))\n"
-        "    return np.full((16, 16), label), label\n"
+        "import numpy as np\ndef constant_tile():\n    label = int(np.random.randint(1, 200))\n    return np.full((16, 16), label), label\n"
     )
     args = ["--num-images", 40, "--yes", "--seed", 5, "--generator", f"{tmp_path / 'plugin.py'}:constant_tile"]
     assert cli(*args, "--output-dir", tmp_path / "a") == 0
@@ -244,7 +258,6 @@ def test_a_batch_generator_module_plugs_in_and_bad_output_is_refused(tmp_path, c
 
 
 def test_progress_bar_uses_the_groups_description_and_unit(tmp_path):
-    result = run_script("--num-images", 20000, "--yes", "--no-validation-report", "--output-dir", tmp_path / "ds",
-                        env={**ENV, "GENSYNTH_PROGRESS": "1"})
+    result = run_script("--num-images", 20000, "--yes", "--no-validation-report", "--output-dir", tmp_path / "ds", env={**ENV, "GENSYNTH_PROGRESS": "1"})
     assert result.returncode == 0, result.stderr
     assert "Generating images: 100%" in result.stderr and "20000/20000" in result.stderr and "img/s" in result.stderr

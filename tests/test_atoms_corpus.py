@@ -39,7 +39,10 @@ from gensynth.io import save_npz, sha256_file
 )
 def test_estimate_memory_follows_the_groups_formula(num_images, grid_size, total, readable):
     assert estimate_memory(num_images, grid_size) == {
-        "bytes": total, "readable": readable, "num_images": num_images, "bytes_per_image": grid_size**2,
+        "bytes": total,
+        "readable": readable,
+        "num_images": num_images,
+        "bytes_per_image": grid_size**2,
     }
 
 

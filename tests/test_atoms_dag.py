@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import config_error, DAG_CONFIG, dag_config, snakemake
+from conftest import config_error, dag_config, snakemake
 from gensynth.atoms import load_corpus
 from gensynth.io import sha256_file
 
@@ -38,8 +38,6 @@ def test_dag_run_made_each_configured_version(dag_run: Path):
         assert sum(len(labels) for _, labels in corpus.values()) == n
         labels = np.concatenate([labels for _, labels in corpus.values()])
         assert labels.min() >= 1 and labels.max() <= 118
-    targets = [f"results/atoms/{version['name']}/{name}" for version in VERSIONS for name in FILES]
-    assert "Nothing to be done" in snakemake(dag_run, "-n", *targets, "--configfile", DAG_CONFIG).stdout  # another day: no rebuild
 
 
 def test_a_configured_version_builds_through_the_cli_with_yes(project: Path):
@@ -73,8 +71,7 @@ def test_an_unconfigured_version_is_no_target(project: Path):
         ),
         (
             [{"name": "a", "num_images": 5, "splits": {"train": 0.5}}],
-            "invalid config: config key 'atoms.versions[0].splits' = {train: 0.5, val: 0.1, test: 0.1}: "
-            "expected fractions summing to 1, not 0.7",
+            "invalid config: config key 'atoms.versions[0].splits' = {train: 0.5, val: 0.1, test: 0.1}: expected fractions summing to 1, not 0.7",
         ),
         ([{"name": "a", "num_images": 0}], "invalid config: config key 'atoms.versions[0].num_images' = 0: expected a number >= 1"),
     ],

@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from gensynth.atoms import LatticeImageConfig, draw_params, generate_atomic_image, generate_batch, generate_corpus
-from gensynth.atoms import render_fast, render_reference
+from gensynth.atoms import LatticeImageConfig, draw_params, generate_atomic_image, generate_batch, generate_corpus, render_fast, render_reference
 from gensynth.atoms.lattice import add_noise
 from gensynth.errors import GensynthError
 

@@ -94,9 +94,8 @@ def test_chunked_member_equals_whole_member(tmp_path):
 
 
 def test_chunked_member_with_too_few_rows_leaves_no_file(tmp_path):
-    with pytest.raises(ValueError, match="expected 10"):
-        with io.npz_writer(tmp_path / "x.npz") as writer:
-            writer.add_chunks("x", (10, 2), np.float32, [np.zeros((4, 2))])
+    with pytest.raises(ValueError, match="expected 10"), io.npz_writer(tmp_path / "x.npz") as writer:
+        writer.add_chunks("x", (10, 2), np.float32, [np.zeros((4, 2))])
     assert list(tmp_path.iterdir()) == []
 
 
@@ -106,10 +105,9 @@ def test_failed_write_leaves_neither_target_nor_temp(tmp_path):
         io.save_json(target, {"bad": object()})
     assert list(tmp_path.iterdir()) == []
     io.save_json(target, {"ok": np.int64(3)})
-    with pytest.raises(RuntimeError):
-        with io.atomic_open(target, "w") as handle:
-            handle.write("half")
-            raise RuntimeError("killed")
+    with pytest.raises(RuntimeError), io.atomic_open(target, "w") as handle:
+        handle.write("half")
+        raise RuntimeError("killed")
     assert json.loads(target.read_text()) == {"ok": 3}  # the old artifact survives
     assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
 

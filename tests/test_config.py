@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, snakemake
-from gensynth.config import load_config, validate_config
+from gensynth.config import validate_config
 from gensynth.errors import GensynthError
 
 DEFAULT = yaml.safe_load((ROOT / "config/config.yaml").read_text())
@@ -67,15 +67,6 @@ def test_defaults_are_filled_from_the_schema():
     # Inside a module's own schema file too (a $ref'd file with its own $schema once skipped this).
     config = validate_config(with_override(DEFAULT, "atoms", {}))
     assert config["atoms"]["versions"], "atoms' default versions were not filled in"
-    assert validate_config(copy.deepcopy(DEFAULT)) == load_config(ROOT / "config/config.yaml")
-
-
-def test_load_config_file_errors(tmp_path):
-    with pytest.raises(GensynthError, match="config file not found"):
-        load_config(tmp_path / "missing.yaml")
-    (tmp_path / "list.yaml").write_text("- a\n- b\n")
-    with pytest.raises(GensynthError, match="expected a mapping"):
-        load_config(tmp_path / "list.yaml")
 
 
 def test_full_scale_configs_validate():

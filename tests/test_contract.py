@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import config_error, ROOT, snakemake
+from conftest import ROOT, config_error, snakemake
 from gensynth.config import module_schema, schema_default
 from gensynth.dagtools import flag_name, key_path
 from gensynth.madness.naming import MNIST_FILES
@@ -115,33 +115,40 @@ def test_a_full_scale_run_never_takes_the_default_runs_results_as_sources(projec
     for flags in ([], ["--forceall"]):
         result = snakemake(project, *full, *flags, check=False)
         assert result.returncode != 0 and "Nothing to be done" not in result.stdout
-        assert ("invalid config: config key 'madness.data.mnist_dir' = datasets/mnist: expected a folder holding "
-                "train-images-idx3-ubyte (or train-images-idx3-ubyte.gz): not found there") in result.stdout + result.stderr
+        assert (
+            "invalid config: config key 'madness.data.mnist_dir' = datasets/mnist: expected a folder holding "
+            "train-images-idx3-ubyte (or train-images-idx3-ubyte.gz): not found there"
+        ) in result.stdout + result.stderr
 
     idx_headers(project / "datasets/mnist")
     scheduled = snakemake(project, *full).stdout
     assert "madness_prepare_data" in scheduled and "madness_generation" in scheduled and "Nothing to be done" not in scheduled
 
 
-@pytest.mark.parametrize("text,message", [
-    # atoms: the generator module is only imported by the job
-    ("atoms:\n  versions:\n    - {name: v, num_images: 10, generator: 'no_such_module:make'}\n",
-     "config key 'atoms.versions[0].generator' = no_such_module:make: expected an importable module (no_such_module not found)"),
-    # replicas: a slice size the UNet's levels cannot halve (the training job used to fail)
-    ("replicas:\n  phantom: {image_size: 34}\n",
-     "config key 'replicas.phantom.image_size' = 34: expected a multiple of 4 (the UNet halves it 2 times"),
-    ("replicas:\n  data: {source: files, train_npz: mine/train.npz, test_npz: mine/test.npz}\n",
-     "config key 'replicas.data.train_npz' = mine/train.npz: expected an existing file (not found)"),
-    # madness: image size 10 and a probe timestep beyond n_T (the first error is reported)
-    ("madness:\n  data: {image_size: 10}\n  jacobian: {timesteps: [50, 900]}\n",
-     "config key 'madness.data.image_size' = 10: expected a multiple of 4"),
-    ("madness:\n  jacobian: {timesteps: [50, 900]}\n",
-     "config key 'madness.jacobian.timesteps' = [50, 900]: expected timesteps below model.n_T = 500"),
-    ("madness:\n  scenarios:\n    fresh: {n_real: 400}\n",
-     "config key 'madness.scenarios.fresh.n_real' = 400: expected at most 314"),
-    ("madness:\n  scenarios:\n    full_synthetic: {N_initial: 101}\n",
-     "config key 'madness.scenarios.full_synthetic.N_initial' = 101: expected at most initial.N_with_w = 100"),
-])
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        # atoms: the generator module is only imported by the job
+        (
+            "atoms:\n  versions:\n    - {name: v, num_images: 10, generator: 'no_such_module:make'}\n",
+            "config key 'atoms.versions[0].generator' = no_such_module:make: expected an importable module (no_such_module not found)",
+        ),
+        # replicas: a slice size the UNet's levels cannot halve (the training job used to fail)
+        ("replicas:\n  phantom: {image_size: 34}\n", "config key 'replicas.phantom.image_size' = 34: expected a multiple of 4 (the UNet halves it 2 times"),
+        (
+            "replicas:\n  data: {source: files, train_npz: mine/train.npz, test_npz: mine/test.npz}\n",
+            "config key 'replicas.data.train_npz' = mine/train.npz: expected an existing file (not found)",
+        ),
+        # madness: image size 10 and a probe timestep beyond n_T (the first error is reported)
+        ("madness:\n  data: {image_size: 10}\n  jacobian: {timesteps: [50, 900]}\n", "config key 'madness.data.image_size' = 10: expected a multiple of 4"),
+        ("madness:\n  jacobian: {timesteps: [50, 900]}\n", "config key 'madness.jacobian.timesteps' = [50, 900]: expected timesteps below model.n_T = 500"),
+        ("madness:\n  scenarios:\n    fresh: {n_real: 400}\n", "config key 'madness.scenarios.fresh.n_real' = 400: expected at most 314"),
+        (
+            "madness:\n  scenarios:\n    full_synthetic: {N_initial: 101}\n",
+            "config key 'madness.scenarios.full_synthetic.N_initial' = 101: expected at most initial.N_with_w = 100",
+        ),
+    ],
+)
 def test_config_errors_a_job_would_meet_are_one_line_before_any_job(text, message):
     error = config_error(text)
     assert "\n" not in error and message in error
@@ -149,7 +156,9 @@ def test_config_errors_a_job_would_meet_are_one_line_before_any_job(text, messag
 
 def test_every_dag_module_imports_nothing_heavy():
     """The Snakefile imports every module's dag.py at parse time (each dry-run pays for what they import)."""
-    code = ("import sys; from gensynth.modules import MODULES, module_dag; [module_dag(m) for m in MODULES]; "
-            "print(sorted(m for m in ('torch', 'diffusers', 'scipy', 'sklearn', 'pandas', 'matplotlib', 'numba') if m in sys.modules))")
+    code = (
+        "import sys; from gensynth.modules import MODULES, module_dag; [module_dag(m) for m in MODULES]; "
+        "print(sorted(m for m in ('torch', 'diffusers', 'scipy', 'sklearn', 'pandas', 'matplotlib', 'numba') if m in sys.modules))"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert result.stdout.strip() == "[]"

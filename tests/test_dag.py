@@ -8,16 +8,23 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from conftest import DAG_CONFIG, ROOT, copy_project, job_counts, snakemake
 
 # Rules each module must contribute to the default DAG.
 EXPECTED_RULES = {
     "atoms": {"atoms_dataset"},
     "replicas": {"make_replica_phantom", "train_replica_model", "generate_replica", "replicas_qa"},
-    "madness": {"madness_prepare_data", "madness_train_lenet", "madness_train_initial", "madness_generation", "madness_metrics",
-                "madness_jacobian", "madness_detect"},
-    "denoise": {"denoise_phantom", "denoise_tune_savgol", "denoise_train", "denoise_shard", "denoise_merge", "denoise_panel_qa",
-                "denoise_plot_roi"},
+    "madness": {
+        "madness_prepare_data",
+        "madness_train_lenet",
+        "madness_train_initial",
+        "madness_generation",
+        "madness_metrics",
+        "madness_jacobian",
+        "madness_detect",
+    },
+    "denoise": {"denoise_phantom", "denoise_tune_savgol", "denoise_train", "denoise_shard", "denoise_merge", "denoise_panel_qa", "denoise_plot_roi"},
     "genaug": {"genaug_data", "genaug_train_pipeline", "genaug_classify", "genaug_quality", "genaug_report"},
 }
 
@@ -34,8 +41,10 @@ def test_dry_run_lists_every_job_with_its_command(default_dry_run: str):
     for module, rules in EXPECTED_RULES.items():
         assert rules <= set(counts), f"{module}: rules {sorted(rules - set(counts))} missing from the dry-run"
     # GENSYNTH_RULE=<rule> GENSYNTH_WILDCARDS=<...> <Snakemake's own python> scripts/<x>.py ... > <log> 2>&1  # code <digest>
-    shape = re.compile(rf"^Shell command: GENSYNTH_RULE=(\w+) GENSYNTH_WILDCARDS=\S* {re.escape(sys.executable)} (scripts/\w+\.py) "
-                       r".* > \S+ 2>&1  # code [0-9a-f]{16}$")
+    shape = re.compile(
+        rf"^Shell command: GENSYNTH_RULE=(\w+) GENSYNTH_WILDCARDS=\S* {re.escape(sys.executable)} (scripts/\w+\.py) "
+        r".* > \S+ 2>&1  # code [0-9a-f]{16}$"
+    )
     commands = [shape.match(line) for line in output.splitlines() if line.startswith("Shell command: ") and line != "Shell command: None"]
     assert all(commands) and len(commands) == counts["total"] - counts["all"], "every job but `all` must print its full command"
     for command in commands:
@@ -54,3 +63,9 @@ def test_lint_is_clean():
     result = snakemake(ROOT, "--lint", check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Congratulations" in result.stdout + result.stderr
+
+
+@pytest.mark.dag
+def test_dag_a_second_run_has_nothing_to_do(dag_run: Path):
+    """Another day, the same config: every module's artifacts are up to date, none is rebuilt."""
+    assert "Nothing to be done" in snakemake(dag_run, "-n", "--configfile", DAG_CONFIG).stdout

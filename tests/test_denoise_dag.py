@@ -19,8 +19,15 @@ DEFAULT = yaml.safe_load((ROOT / "config/config.yaml").read_text())
 
 TOY = ROOT / "tests/configs/denoise_toy.yaml"
 ONLY = ("--config", "modules=[denoise]")
-RULES = {"denoise_phantom": 1, "denoise_tune_savgol": 1, "denoise_train": 2, "denoise_shard": 2, "denoise_merge": 1,
-         "denoise_panel_qa": 1, "denoise_plot_roi": 1}
+RULES = {
+    "denoise_phantom": 1,
+    "denoise_tune_savgol": 1,
+    "denoise_train": 2,
+    "denoise_shard": 2,
+    "denoise_merge": 1,
+    "denoise_panel_qa": 1,
+    "denoise_plot_roi": 1,
+}
 
 
 def job_stats(output: str) -> Counter:
@@ -54,21 +61,27 @@ def test_shards_staging_and_arms_come_from_the_config(project):
     assert shards == [(m, str(i)) for m in ("full", "staging") for i in range(3)]
     assert "--comparison-checkpoint" not in next(iter(job_blocks(output, "denoise_panel_qa")))
     # a shard outside the configured ones is no target
-    result = snakemake(project, "-n", "--cores", "1", "results/denoise/denoised/full/shards/shard_3.json", "--configfile", "more.yaml",
-                       *ONLY, check=False)
+    result = snakemake(project, "-n", "--cores", "1", "results/denoise/denoised/full/shards/shard_3.json", "--configfile", "more.yaml", *ONLY, check=False)
     assert result.returncode != 0 and "MissingRuleException" in result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("override,message", [
-    ({"phantom": {"replicates": 5}}, "config key 'denoise.phantom.replicates' = 5: expected an even number"),
-    ({"baseline": {"windows": [5, 8]}}, "config key 'denoise.baseline.windows' = [5, 8]: expected odd window lengths (not 8)"),
-    ({"phantom": {"wavelength_min": 250}}, "config key 'denoise.qa.roi_windows' = resources/denoise/roi_windows.yaml: expected windows "
-                                          "inside the phantom's grid 250-800 nm"),
-    ({"phantom": {"panel_groups": 20, "val_groups": 14}}, "config key 'denoise.phantom.panel_groups' = 20: expected panel_groups + "
-                                                         "val_groups below the 34 groups"),
-    ({"data": {"source": "files"}}, "config key 'denoise.data.manifest_full' = '': expected a path to a file"),
-    ({"qa": {"expected_hash": "abc"}}, "config key 'denoise.qa.expected_hash' = abc: expected a string matching"),
-])
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ({"phantom": {"replicates": 5}}, "config key 'denoise.phantom.replicates' = 5: expected an even number"),
+        ({"baseline": {"windows": [5, 8]}}, "config key 'denoise.baseline.windows' = [5, 8]: expected odd window lengths (not 8)"),
+        (
+            {"phantom": {"wavelength_min": 250}},
+            "config key 'denoise.qa.roi_windows' = resources/denoise/roi_windows.yaml: expected windows inside the phantom's grid 250-800 nm",
+        ),
+        (
+            {"phantom": {"panel_groups": 20, "val_groups": 14}},
+            "config key 'denoise.phantom.panel_groups' = 20: expected panel_groups + val_groups below the 34 groups",
+        ),
+        ({"data": {"source": "files"}}, "config key 'denoise.data.manifest_full' = '': expected a path to a file"),
+        ({"qa": {"expected_hash": "abc"}}, "config key 'denoise.qa.expected_hash' = abc: expected a string matching"),
+    ],
+)
 def test_bad_denoise_config_is_one_line(override, message, monkeypatch):
     monkeypatch.chdir(ROOT)  # the config's relative paths
     config = copy.deepcopy(DEFAULT)
@@ -83,12 +96,23 @@ def test_a_files_config_without_clean_spectra_stops_before_any_job(project, tmp_
     """The user's files, no clean tree, the clean-target arm still on: one line from snakemake, no job."""
     for name in ("manifest.csv", "grid.npy", "dose.csv", "dose.json"):
         (tmp_path / name).write_text("x")
-    data = {"source": "files", "root_dir": str(tmp_path), **{key: str(tmp_path / name) for key, name in (
-        ("manifest_full", "manifest.csv"), ("train_manifest", "manifest.csv"), ("validation_panel", "manifest.csv"),
-        ("wavelength_grid", "grid.npy"), ("dose_features_csv", "dose.csv"), ("dose_stats_json", "dose.json"))}}
+    data = {
+        "source": "files",
+        "root_dir": str(tmp_path),
+        **{
+            key: str(tmp_path / name)
+            for key, name in (
+                ("manifest_full", "manifest.csv"),
+                ("train_manifest", "manifest.csv"),
+                ("validation_panel", "manifest.csv"),
+                ("wavelength_grid", "grid.npy"),
+                ("dose_features_csv", "dose.csv"),
+                ("dose_stats_json", "dose.json"),
+            )
+        },
+    }
     (project / "files.yaml").write_text(yaml.safe_dump({"denoise": {"data": data}}))
     result = snakemake(project, "-n", "--configfile", "files.yaml", *ONLY, check=False)
     assert result.returncode != 0
-    assert ("invalid config: config key 'denoise.train.compare_clean' = true: expected false when data.clean_dir is empty"
-            in result.stdout + result.stderr)
+    assert "invalid config: config key 'denoise.train.compare_clean' = true: expected false when data.clean_dir is empty" in result.stdout + result.stderr
     assert not (project / "results").exists()

@@ -21,9 +21,19 @@ DESIGN = ("doses", "samples", "last_treatment_samples", "staging_last_treatment_
 
 
 def small_config(**overrides) -> PhantomConfig:
-    settings = {"doses": [0.0, 1.0, 4.0], "samples": ["A", "B"], "last_treatment_samples": ["G", "I"],
-                "staging_last_treatment_samples": ["F", "G", "I"], "angles": [0, 45], "replicates": 4, "wavelength_step": 10.0,
-                "extra_pairing_groups": 2, "panel_groups": 3, "val_groups": 1, **overrides}
+    settings = {
+        "doses": [0.0, 1.0, 4.0],
+        "samples": ["A", "B"],
+        "last_treatment_samples": ["G", "I"],
+        "staging_last_treatment_samples": ["F", "G", "I"],
+        "angles": [0, 45],
+        "replicates": 4,
+        "wavelength_step": 10.0,
+        "extra_pairing_groups": 2,
+        "panel_groups": 3,
+        "val_groups": 1,
+        **overrides,
+    }
     design = [settings.pop(k) for k in DESIGN]
     return PhantomConfig.design(*design, **settings)
 
@@ -36,8 +46,9 @@ def corpus(tmp_path_factory) -> PhantomPaths:
 
 
 def test_full_scale_config_reproduces_the_groups_counts():
-    config = PhantomConfig.design(*(FULL[k] for k in DESIGN), angles=FULL["angles"],
-                                  **{k: FULL[k] for k in ("replicates", "extra_pairing_groups", "panel_groups", "val_groups")})
+    config = PhantomConfig.design(
+        *(FULL[k] for k in DESIGN), angles=FULL["angles"], **{k: FULL[k] for k in ("replicates", "extra_pairing_groups", "panel_groups", "val_groups")}
+    )
     full = corpus_rows(config)
     assert full["relative_path"].nunique() == 8_100 and len(full) == 11_100
     assert len(corpus_rows(config, staging=True)) == 9_000
@@ -115,8 +126,7 @@ def user_tree(tmp_path: Path, rows: list[dict], length: int = 5) -> tuple[Path, 
 
 
 def row(relative: str, partner: str = "", **overrides) -> dict:
-    return {"relative_path": relative, "treatment": "t1", "sample": "A", "angle": 0, "replicate": 0, "group_id": "g1",
-            "n2n_partner": partner, **overrides}
+    return {"relative_path": relative, "treatment": "t1", "sample": "A", "angle": 0, "replicate": 0, "group_id": "g1", "n2n_partner": partner, **overrides}
 
 
 def test_missing_spectrum_names_the_line(tmp_path):
@@ -126,11 +136,14 @@ def test_missing_spectrum_names_the_line(tmp_path):
         load_manifest(manifest, root)
 
 
-@pytest.mark.parametrize("relative,message", [
-    ("../outside.npy", r"line 2 \(relative_path\): '../outside.npy' leaves the root .* \(a '\.\.' component\)"),
-    ("sub/../../outside.npy", r"leaves the root .* \(a '\.\.' component\)"),
-    ("/etc/passwd", r"line 2 \(relative_path\): '/etc/passwd' is an absolute path"),
-])
+@pytest.mark.parametrize(
+    "relative,message",
+    [
+        ("../outside.npy", r"line 2 \(relative_path\): '../outside.npy' leaves the root .* \(a '\.\.' component\)"),
+        ("sub/../../outside.npy", r"leaves the root .* \(a '\.\.' component\)"),
+        ("/etc/passwd", r"line 2 \(relative_path\): '/etc/passwd' is an absolute path"),
+    ],
+)
 def test_paths_that_leave_the_root_are_refused(tmp_path, relative, message):
     root, manifest = user_tree(tmp_path, [row(relative)])
     with pytest.raises(GensynthError, match=message):

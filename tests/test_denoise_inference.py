@@ -30,8 +30,21 @@ import run_denoise_from_manifest  # noqa: E402
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> PhantomPaths:
     paths = PhantomPaths.under(tmp_path_factory.mktemp("infer_data"))
-    write_phantom(PhantomConfig.design([0.0, 2.0, 8.0], ["A", "B"], ["G", "I"], ["G", "I"], angles=[0, 45], replicates=4,
-                                       wavelength_step=10.0, extra_pairing_groups=3, panel_groups=3, val_groups=1), paths)
+    write_phantom(
+        PhantomConfig.design(
+            [0.0, 2.0, 8.0],
+            ["A", "B"],
+            ["G", "I"],
+            ["G", "I"],
+            angles=[0, 45],
+            replicates=4,
+            wavelength_step=10.0,
+            extra_pairing_groups=3,
+            panel_groups=3,
+            val_groups=1,
+        ),
+        paths,
+    )
     return paths
 
 
@@ -72,8 +85,7 @@ def test_mirrored_tree_each_file_once_and_resume(corpus, checkpoint, tmp_path):
     index = manifest.drop_duplicates("relative_path").reset_index(drop=True)
     spectrum = np.load(corpus.root / index["relative_path"][5])[None]
     features = dose.normalised([index["treatment"][5]], [7], corpus.manifest_full)
-    np.testing.assert_allclose(np.load(tmp_path / "out" / denoised_relative_path(index["relative_path"][5])),
-                               denoiser(spectrum, features)[0], atol=1e-6)
+    np.testing.assert_allclose(np.load(tmp_path / "out" / denoised_relative_path(index["relative_path"][5])), denoiser(spectrum, features)[0], atol=1e-6)
 
     # a rerun skips what is finished; a half-written file (truncated) and a missing one are redone
     victim, missing = tmp_path / "out" / written[3], tmp_path / "out" / written[4]
@@ -98,17 +110,47 @@ def test_shards_split_the_files_and_merge_checks_them(corpus, checkpoint, tmp_pa
     done = []
     for shard in range(3):
         done_json = tmp_path / f"shard_{shard}.json"
-        argv = ["--manifest", str(corpus.manifest_full), "--root-dir", str(corpus.root), "--checkpoint", str(checkpoint),
-                "--output-root", str(out), "--dose-features-csv", str(corpus.dose_features), "--shard", str(shard), "--num-shards", "3",
-                "--done-json", str(done_json), "--batch-size", "5", "--num-workers", "2", "--device", "cpu"]
+        argv = [
+            "--manifest",
+            str(corpus.manifest_full),
+            "--root-dir",
+            str(corpus.root),
+            "--checkpoint",
+            str(checkpoint),
+            "--output-root",
+            str(out),
+            "--dose-features-csv",
+            str(corpus.dose_features),
+            "--shard",
+            str(shard),
+            "--num-shards",
+            "3",
+            "--done-json",
+            str(done_json),
+            "--batch-size",
+            "5",
+            "--num-workers",
+            "2",
+            "--device",
+            "cpu",
+        ]
         assert run_denoise_from_manifest.main(argv) == 0
         done.append(done_json)
     outputs = [set(json.loads(p.read_text())["outputs"]) for p in done]
     assert not (outputs[0] & outputs[1]) and not (outputs[1] & outputs[2])
     every = {denoised_relative_path(r) for r in pd.read_csv(corpus.manifest_full)["relative_path"]}
     assert set.union(*outputs) == every
-    merge = ["--manifest", str(corpus.manifest_full), "--output-root", str(out), "--index", str(tmp_path / "index.csv"),
-             "--summary", str(tmp_path / "summary.json"), "--shards"]
+    merge = [
+        "--manifest",
+        str(corpus.manifest_full),
+        "--output-root",
+        str(out),
+        "--index",
+        str(tmp_path / "index.csv"),
+        "--summary",
+        str(tmp_path / "summary.json"),
+        "--shards",
+    ]
     assert merge_denoise_shards.main([*merge, *map(str, done)]) == 0
     index = pd.read_csv(tmp_path / "index.csv")
     assert len(index) == len(pd.read_csv(corpus.manifest_full)) and (index["denoised_path"].map(lambda p: (out / p).is_file())).all()

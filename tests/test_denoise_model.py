@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+
 from gensynth.denoise import scan
 from gensynth.denoise.mamba import MambaStack, MambaUV, MambaUVConfig
 from gensynth.errors import GensynthError

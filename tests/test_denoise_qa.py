@@ -28,8 +28,12 @@ import evaluate_validation_panel  # noqa: E402
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> PhantomPaths:
     paths = PhantomPaths.under(tmp_path_factory.mktemp("qa_data"))
-    write_phantom(PhantomConfig.design([0.0, 1.0, 2.0, 8.0], ["A", "B"], ["G"], ["G"], angles=[0], replicates=6, wavelength_step=5.0,
-                                       extra_pairing_groups=0, panel_groups=3, val_groups=1), paths)
+    write_phantom(
+        PhantomConfig.design(
+            [0.0, 1.0, 2.0, 8.0], ["A", "B"], ["G"], ["G"], angles=[0], replicates=6, wavelength_step=5.0, extra_pairing_groups=0, panel_groups=3, val_groups=1
+        ),
+        paths,
+    )
     return paths
 
 
@@ -46,9 +50,25 @@ def save_model(paths: PhantomPaths, target, perturb: float = 0.0) -> None:
 
 
 def qa_argv(paths: PhantomPaths, checkpoint_dir, out, *extra: str) -> list[str]:
-    return ["--checkpoint-dir", str(checkpoint_dir), "--manifest", str(paths.panel), "--root-dir", str(paths.root),
-            "--metadata", str(paths.dose_features), "--wavelength-grid", str(paths.grid), "--output-dir", str(out),
-            "--clean-dir", str(paths.clean), "--device", "cpu", *extra]
+    return [
+        "--checkpoint-dir",
+        str(checkpoint_dir),
+        "--manifest",
+        str(paths.panel),
+        "--root-dir",
+        str(paths.root),
+        "--metadata",
+        str(paths.dose_features),
+        "--wavelength-grid",
+        str(paths.grid),
+        "--output-dir",
+        str(out),
+        "--clean-dir",
+        str(paths.clean),
+        "--device",
+        "cpu",
+        *extra,
+    ]
 
 
 def test_a_hash_mismatch_stops_before_any_model_loads(corpus, tmp_path, monkeypatch):
@@ -69,8 +89,7 @@ def test_an_untrained_checkpoint_fails_the_gates_with_a_nonzero_exit(corpus, tmp
     savgol = tmp_path / "savgol.json"
     save_json(savgol, {"window": 7, "polyorder": 2})
     expected = hashlib.sha256(corpus.panel.read_bytes()).hexdigest()
-    code = evaluate_validation_panel.main(qa_argv(corpus, tmp_path / "ckpt", tmp_path / "out", "--expected-hash", expected,
-                                                  "--savgol-params", str(savgol)))
+    code = evaluate_validation_panel.main(qa_argv(corpus, tmp_path / "ckpt", tmp_path / "out", "--expected-hash", expected, "--savgol-params", str(savgol)))
     assert code == 1
     summary = json.loads((tmp_path / "out/panel_eval_summary.json").read_text())
     assert not summary["passed"] and summary["manifest"]["sha256"] == expected and summary["reference"] == "clean"
@@ -94,8 +113,9 @@ def test_every_checkpoint_is_ranked_and_the_best_is_gated(corpus, tmp_path):
     save_model(corpus, tmp_path / "ckpt/identity.pt")
     save_model(corpus, tmp_path / "ckpt/noisy.pt", perturb=0.5)
     save_model(corpus, tmp_path / "comparison.pt", perturb=0.1)
-    code = evaluate_validation_panel.main(qa_argv(corpus, tmp_path / "ckpt", tmp_path / "out", "--top-k", "1",
-                                                  "--comparison-checkpoint", str(tmp_path / "comparison.pt")))
+    code = evaluate_validation_panel.main(
+        qa_argv(corpus, tmp_path / "ckpt", tmp_path / "out", "--top-k", "1", "--comparison-checkpoint", str(tmp_path / "comparison.pt"))
+    )
     assert code == 1
     summary = json.loads((tmp_path / "out/panel_eval_summary.json").read_text())
     ranked = summary["ranked_checkpoints"]

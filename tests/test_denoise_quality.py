@@ -24,10 +24,8 @@ from gensynth.denoise.quality import RoiConfig, RoiWindow, parse_roi_windows, ps
 from gensynth.errors import GensynthError
 
 GRID = np.arange(400.0, 601.0, 1.0)
-GATES = GateThresholds(psnr_gain_min_db=3.0, sam_max_increase_deg=0.0, roi_peak_tolerance_nm=2.0, roi_area_tolerance=0.05,
-                       roi_min_fraction=0.8)
-DOWNSTREAM = DownstreamThresholds(replicate_variance_max_ratio=0.5, separability_min_ratio=1.0, dose_monotonicity_min_spearman=0.9,
-                                  peak_stability_max_nm=0.9)
+GATES = GateThresholds(psnr_gain_min_db=3.0, sam_max_increase_deg=0.0, roi_peak_tolerance_nm=2.0, roi_area_tolerance=0.05, roi_min_fraction=0.8)
+DOWNSTREAM = DownstreamThresholds(replicate_variance_max_ratio=0.5, separability_min_ratio=1.0, dose_monotonicity_min_spearman=0.9, peak_stability_max_nm=0.9)
 
 
 def gaussian(centre: float, width: float = 8.0, amplitude: float = 1.0) -> np.ndarray:
@@ -76,13 +74,16 @@ def downstream_result(passed: list[bool]) -> dict:
     return {"checks": {f"check_{i}": {"passed": p} for i, p in enumerate(passed)}}
 
 
-@pytest.mark.parametrize("gain,sam,roi_ok,checks,expected", [
-    (3.0, 0.0, [True] * 4 + [False], [True] * 4, [True, True, True, True]),  # every gate exactly at its threshold
-    (2.99, 0.0, [True] * 5, [True] * 4, [False, True, True, True]),  # gate 1: gain below 3 dB
-    (5.0, 0.01, [True] * 5, [True] * 4, [True, False, True, True]),  # gate 2: angle worse than raw
-    (5.0, -1.0, [True] * 3 + [False] * 2, [True] * 4, [True, True, False, True]),  # gate 3: 0.6 < 0.8 within tolerance
-    (5.0, -1.0, [True] * 5, [True, True, False, True], [True, True, True, False]),  # gate 4: one proxy check failed
-])
+@pytest.mark.parametrize(
+    "gain,sam,roi_ok,checks,expected",
+    [
+        (3.0, 0.0, [True] * 4 + [False], [True] * 4, [True, True, True, True]),  # every gate exactly at its threshold
+        (2.99, 0.0, [True] * 5, [True] * 4, [False, True, True, True]),  # gate 1: gain below 3 dB
+        (5.0, 0.01, [True] * 5, [True] * 4, [True, False, True, True]),  # gate 2: angle worse than raw
+        (5.0, -1.0, [True] * 3 + [False] * 2, [True] * 4, [True, True, False, True]),  # gate 3: 0.6 < 0.8 within tolerance
+        (5.0, -1.0, [True] * 5, [True, True, False, True], [True, True, True, False]),  # gate 4: one proxy check failed
+    ],
+)
 def test_each_gate_passes_and_fails_at_its_threshold(gain, sam, roi_ok, checks, expected):
     gates = evaluate_gates(per_spectrum(gain, sam, roi_ok), downstream_result(checks), GATES)
     assert [g["gate"] for g in gates] == ["psnr_gain", "sam_no_worse", "roi_integrity", "downstream_proxy"]

@@ -32,15 +32,27 @@ MODEL = {"d_model": 4, "n_layers": 1, "d_state": 2}
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     paths = PhantomPaths.under(tmp_path_factory.mktemp("train_data"))
-    config = PhantomConfig.design([0.0, 2.0, 8.0], ["A", "B"], ["G", "I"], ["G", "I"], angles=[0], replicates=4, wavelength_step=10.0,
-                                  extra_pairing_groups=1, panel_groups=3, val_groups=1)
+    config = PhantomConfig.design(
+        [0.0, 2.0, 8.0],
+        ["A", "B"],
+        ["G", "I"],
+        ["G", "I"],
+        angles=[0],
+        replicates=4,
+        wavelength_step=10.0,
+        extra_pairing_groups=1,
+        panel_groups=3,
+        val_groups=1,
+    )
     write_phantom(config, paths)
     grid = load_grid(paths.grid)
     dose = DoseTable.load(paths.dose_features, paths.dose_stats)
     train = load_manifest(paths.manifest_train, paths.root, partners=True)
     val = load_manifest(paths.manifest_val, paths.root, partners=True)
-    pairs = {target: (paired_spectra(train, dose, len(grid), target, paths.clean), paired_spectra(val, dose, len(grid), target, paths.clean))
-             for target in ("noise2noise", "clean")}
+    pairs = {
+        target: (paired_spectra(train, dose, len(grid), target, paths.clean), paired_spectra(val, dose, len(grid), target, paths.clean))
+        for target in ("noise2noise", "clean")
+    }
     return {"paths": paths, "grid": grid, "dose": dose, "train": train, "pairs": pairs}
 
 
@@ -51,8 +63,9 @@ def model_config(data, **overrides) -> MambaUVConfig:
 def train(data, tmp_path: Path, name: str = "run", target: str = "noise2noise", **settings):
     train_pairs, val_pairs = data["pairs"][target]
     settings = DenoiseTrainSettings(target=target, **{"epochs": 3, "batch_size": 8, **settings})
-    return train_denoiser(train_pairs, val_pairs, model_config(data), settings, torch.device("cpu"), tmp_path / f"{name}.ckpt",
-                          fingerprint={"data": "test"}, resume_every_s=0.0)
+    return train_denoiser(
+        train_pairs, val_pairs, model_config(data), settings, torch.device("cpu"), tmp_path / f"{name}.ckpt", fingerprint={"data": "test"}, resume_every_s=0.0
+    )
 
 
 def test_pairs_are_the_partner_or_the_clean_spectrum(data):
@@ -119,18 +132,50 @@ def test_warm_start_loads_the_weights_and_refuses_another_shape(data, tmp_path):
     # a warm-started run starts from the first run's weights: with nothing moving (lr 0) it scores exactly them
     train_pairs, val_pairs = data["pairs"]["clean"]
     still = DenoiseTrainSettings(target="clean", epochs=1, batch_size=8, lr=0.0)
-    warm = train_denoiser(train_pairs, val_pairs, model_config(data), still, torch.device("cpu"), tmp_path / "warm.ckpt",
-                          fingerprint={"data": "test"}, init_checkpoint=path, dose=data["dose"])
+    warm = train_denoiser(
+        train_pairs,
+        val_pairs,
+        model_config(data),
+        still,
+        torch.device("cpu"),
+        tmp_path / "warm.ckpt",
+        fingerprint={"data": "test"},
+        init_checkpoint=path,
+        dose=data["dose"],
+    )
     fresh = train(data, tmp_path, "fresh", target="clean", epochs=1, lr=0.0)
     assert warm.history[0]["val_loss"] == pytest.approx(first.best_val_loss, rel=1e-6)
     assert fresh.history[0]["val_loss"] != pytest.approx(first.best_val_loss, rel=1e-3)  # (a fresh start scores otherwise)
 
 
 def script_argv(paths: PhantomPaths, out: Path, *extra: str) -> list[str]:
-    return ["--train_dir", str(paths.root), "--train_manifest", str(paths.manifest_train), "--val_manifest", str(paths.manifest_val),
-            "--wavelength_grid", str(paths.grid), "--dose_features_csv", str(paths.dose_features), "--dose_stats_json",
-            str(paths.dose_stats), "--log_dir", str(out / "log"), "--checkpoint_dir", str(out / "ckpt"), "--batch_size", "8",
-            "--n_layers", "1", "--d_state", "2", "--device", "cpu", *extra]
+    return [
+        "--train_dir",
+        str(paths.root),
+        "--train_manifest",
+        str(paths.manifest_train),
+        "--val_manifest",
+        str(paths.manifest_val),
+        "--wavelength_grid",
+        str(paths.grid),
+        "--dose_features_csv",
+        str(paths.dose_features),
+        "--dose_stats_json",
+        str(paths.dose_stats),
+        "--log_dir",
+        str(out / "log"),
+        "--checkpoint_dir",
+        str(out / "ckpt"),
+        "--batch_size",
+        "8",
+        "--n_layers",
+        "1",
+        "--d_state",
+        "2",
+        "--device",
+        "cpu",
+        *extra,
+    ]
 
 
 def test_training_script_writes_checkpoint_metrics_and_audit(data, tmp_path):

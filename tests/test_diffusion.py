@@ -236,11 +236,18 @@ def test_a_1d_sequence_model_trains_samples_and_round_trips_through_the_core(tmp
 
 def test_an_unconditional_model_trains_without_labels_and_samples_without_them():
     torch.manual_seed(0)
-    model = UNet2DModel(sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 16), norm_num_groups=8,
-                        down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"))
+    model = UNet2DModel(
+        sample_size=8,
+        in_channels=1,
+        out_channels=1,
+        block_out_channels=(8, 16),
+        norm_num_groups=8,
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+    )
     scheduler = make_train_scheduler(50)
     trainer = diffusion_trainer(model, scheduler, DiffusionTrainConfig(batch_size=4, seed=0))
     loss = trainer.train_epoch(torch.rand(8, 1, 8, 8) * 2 - 1)
     assert np.isfinite(loss)
-    first, = seeded_samples(model, scheduler_config(scheduler), None, np.array([3, 4]), settings(steps=3, guidance_scale=2.0))
+    (first,) = seeded_samples(model, scheduler_config(scheduler), None, np.array([3, 4]), settings(steps=3, guidance_scale=2.0))
     assert first.shape == (2, 1, 8, 8)

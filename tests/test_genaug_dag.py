@@ -15,13 +15,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+
 from conftest import ROOT, copy_project, dag_config, snakemake
 from gensynth.config import validate_config
 from gensynth.errors import GensynthError
 from gensynth.genaug import dag
+from gensynth.genaug.augmentation import MODALITIES
 from gensynth.genaug.data import load_dataset
 from gensynth.genaug.experiment import pool_predictions, summarize
-from gensynth.genaug.flags import default, flag_name, modality_flag_keys
+from gensynth.genaug.flags import KEYS, default, flag_name
 from gensynth.genaug.tiny_sd import build_ddim_pipeline
 from gensynth.io import load_npz
 
@@ -54,7 +56,12 @@ def test_the_default_dry_run_trains_the_rgb_pipelines_per_fold_and_both_arms(pro
     output = snakemake(project, "-n", "-p", "--cores", "2", "--config", "modules=[genaug]").stdout
     stats = job_stats(output)
     assert {rule: stats[rule] for rule in ("genaug_data", "genaug_train_pipeline", "genaug_classify", "genaug_quality", "genaug_report")} == {
-        "genaug_data": 1, "genaug_train_pipeline": 9, "genaug_classify": 6, "genaug_quality": 3, "genaug_report": 1}
+        "genaug_data": 1,
+        "genaug_train_pipeline": 9,
+        "genaug_classify": 6,
+        "genaug_quality": 3,
+        "genaug_report": 1,
+    }
     pipelines = sorted(re.search(r"wildcards: fold=(\d), folder=(\w+)", job).groups() for job in jobs_of(output, "genaug_train_pipeline"))
     assert pipelines == [(str(f), folder) for f in range(3) for folder in ("rgb_I", "rgb_P", "rgb_R")]
     for rule in ("genaug_train_pipeline", "genaug_classify", "genaug_quality"):
@@ -72,8 +79,16 @@ def test_the_default_dry_run_trains_the_rgb_pipelines_per_fold_and_both_arms(pro
 def test_full_config_sweeps_are_arms_and_all_nine_folders_train(project):
     output = snakemake(project, "-n", "--configfile", "config/full/genaug.yaml", "--cores", "2", "--config", "modules=[genaug]").stdout
     stats = job_stats(output)
-    arms = ["baseline", "augmented", "augmented_prob0.3", "augmented_prob0.7", "augmented_mix0.05-0.15", "augmented_mix0.15-0.3",
-            "augmented_steps20", "augmented_steps50"]
+    arms = [
+        "baseline",
+        "augmented",
+        "augmented_prob0.3",
+        "augmented_prob0.7",
+        "augmented_mix0.05-0.15",
+        "augmented_mix0.15-0.3",
+        "augmented_steps20",
+        "augmented_steps50",
+    ]
     assert stats["genaug_train_pipeline"] == 9 * 5 and stats["genaug_classify"] == len(arms) * 5 and stats["genaug_quality"] == 5
     found = {re.search(r"wildcards: arm=([\w.-]+), fold=0", job) for job in jobs_of(output, "genaug_classify")}
     assert sorted(m.group(1) for m in found if m) == sorted(arms)
@@ -89,8 +104,10 @@ def test_full_config_sweeps_are_arms_and_all_nine_folders_train(project):
 
 
 BAD_SECTIONS = [
-    ({"use_generative_augmentation": True, "modalities.depth_rgb.enabled": False},
-     "config key 'genaug.use_generative_augmentation' = true: expected at least one modality with enabled: true"),
+    (
+        {"use_generative_augmentation": True, "modalities.depth_rgb.enabled": False},
+        "config key 'genaug.use_generative_augmentation' = true: expected at least one modality with enabled: true",
+    ),
     ({"use_generative_augmentation": False, "sweep.prob": [0.3]}, "config key 'genaug.sweep'"),
     ({"sweep.mix_ratio_range": [[0.2, 0.1]]}, "config key 'genaug.sweep.mix_ratio_range' = [0.2, 0.1]: expected low <= high"),
     ({"modalities.depth_rgb.mix_ratio_range": [0.05, 0.01]}, "genaug.modalities.depth_rgb.mix_ratio_range' = [0.05, 0.01]: expected low <= high"),
@@ -101,8 +118,7 @@ BAD_SECTIONS = [
     ({"phantom.patients": 6, "data.val_fraction": 0.9}, "'genaug.data.val_fraction' = 0.9: expected a share that leaves training patients"),
     ({"data.source": "folder"}, "'genaug.data.folder' = '': expected an existing data folder"),
     ({"data.source": "folder", "data.folder": "resources"}, "'genaug.data.csv' = resources/labels.csv: expected an existing file"),
-    ({"models.source": "folder", "models.folder": "resources"},
-     "'genaug.models.folder' = resources: expected a folder holding rgb_I/model_index.json"),
+    ({"models.source": "folder", "models.folder": "resources"}, "'genaug.models.folder' = resources: expected a folder holding rgb_I/model_index.json"),
     ({"prompts": "missing.yaml"}, "missing.yaml: prompt templates file not found"),
     ({"sweep.prob": [0.3, 0.3000001]}, "expected values that name distinct arms"),
 ]
@@ -141,8 +157,10 @@ def test_every_scripts_defaults_are_the_schemas():
             assert name in actions, f"{script}: no flag {name} for genaug.{key}"
             assert actions[name].default == default(key), f"{script} {name}"
     actions = {option: action for action in parser_of("genaug_classify")._actions for option in action.option_strings}
-    for key, name in modality_flag_keys():
-        assert actions[name].default == default(key), name
+    for modality in MODALITIES:
+        for key in KEYS:
+            name = flag_name(modality, key)
+            assert actions[name].default == default(f"modalities.{modality}.{key}"), name
     assert actions["--use-generative-augmentation"].default is default("use_generative_augmentation")
     quality = {option: action for action in parser_of("genaug_quality")._actions for option in action.option_strings}
     assert quality[flag_name("depth_map", "batch_limit")].default == default("modalities.depth_map.batch_limit")
@@ -153,12 +171,12 @@ def test_every_scripts_defaults_are_the_schemas():
 
 @pytest.fixture(scope="module")
 def users_models_run(tmp_path_factory) -> Path:
-    """genaug on the user's model folders (three tiny random rgb pipelines): the quality table and one
-    augmented fold, the jobs that read the folders (the arms' table is the DAG run's)."""
+    """genaug on the user's model folders (three tiny random rgb pipelines): fold 1's jobs that read them,
+    its augmented arm and its quality (the arms' table over every fold is the DAG run's)."""
     workdir = copy_project(tmp_path_factory.mktemp("genaug_folders"))
     for index, folder in enumerate(("rgb_I", "rgb_P", "rgb_R")):
         build_ddim_pipeline(workdir / "toy_models" / folder, channels=3, image_size=8, block_out_channels=(8, 16), seed=index)
-    targets = ["results/genaug/quality.csv", "results/genaug/runs/augmented/fold1.json"]
+    targets = ["results/genaug/quality/fold1.json", "results/genaug/runs/augmented/fold1.json"]
     snakemake(workdir, *targets, "--cores", "2", "--configfile", USER_MODELS, "--config", "modules=[genaug]", timeout=900)
     return workdir
 
@@ -210,12 +228,14 @@ def test_the_users_model_folders_are_read_and_their_quality_tabled(users_models_
     history = json.loads((results / "runs" / "augmented" / "fold1.json").read_text())
     assert sorted(history["provenance"]["inputs"]) == ["dataset", *(f"{f}/unet/diffusion_pytorch_model.safetensors" for f in ("rgb_I", "rgb_P", "rgb_R"))]
     assert sum(record["synthetic"] for h in history["seeds_history"].values() for record in h["epochs"]) > 0
-    with open(results / "quality.csv", newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    assert sorted({(r["fold"], r["folder"], r["modality"]) for r in rows}) == sorted(
-        (str(f), folder, m) for f in (0, 1) for folder in ("rgb_I", "rgb_P", "rgb_R") for m in ("depth_rgb", "thermal_rgb"))
-    assert all(r["inference_steps"] == "2" and r["n_synthetic"] == "6" for r in rows)
-    assert np.isfinite([float(r["fid_heldout"]) for r in rows if r["fid_heldout"]]).all()
+    quality = json.loads((results / "quality" / "fold1.json").read_text())
+    rows = quality["rows"]
+    assert sorted((r["folder"], r["modality"]) for r in rows) == sorted(
+        (folder, m) for folder in ("rgb_I", "rgb_P", "rgb_R") for m in ("depth_rgb", "thermal_rgb")
+    )
+    assert all(r["fold"] == 1 and r["inference_steps"] == 2 and r["n_synthetic"] == 6 for r in rows)
+    assert np.isfinite([r["fid_heldout"] for r in rows if r["fid_heldout"] is not None]).all()
+    assert any(name.endswith("rgb_P/unet/diffusion_pytorch_model.safetensors") for name in quality["provenance"]["inputs"])
 
 
 @pytest.mark.dag
@@ -237,8 +257,10 @@ def test_dag_trains_a_pipeline_per_fold_and_folder_and_tables_its_quality(dag_ru
 
 
 def test_the_manager_imports_as_the_group_wrote_it_without_torch_until_used():
-    code = ("import sys, gensynth.genaug; assert 'torch' not in sys.modules; "
-            "from gensynth.genaug import GenerativeAugmentationManager, AugmentationConfig; "
-            "print(GenerativeAugmentationManager.__module__, AugmentationConfig.__module__)")
+    code = (
+        "import sys, gensynth.genaug; assert 'torch' not in sys.modules; "
+        "from gensynth.genaug import GenerativeAugmentationManager, AugmentationConfig; "
+        "print(GenerativeAugmentationManager.__module__, AugmentationConfig.__module__)"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert result.stdout.split() == ["gensynth.genaug.manager", "gensynth.genaug.augmentation"]

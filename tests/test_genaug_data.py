@@ -9,12 +9,13 @@ import sys
 
 import numpy as np
 import pytest
+from PIL import Image
+
 from conftest import ENV, ROOT
 from gensynth.errors import GensynthError
 from gensynth.genaug.augmentation import MODALITIES
 from gensynth.genaug.data import TEST, TRAIN, VALIDATION, load_dataset, read_folder, save_dataset, with_folds, write_folder
 from gensynth.genaug.phantom import PhantomConfig, make_phantom
-from PIL import Image
 
 SMALL = PhantomConfig(patients=6, visits=2, image_size=8, seed=2)
 
@@ -36,7 +37,7 @@ def test_phantom_is_seeded_per_patient():
     assert not np.allclose(other["depth_rgb"], first["depth_rgb"])
     assert first["depth_rgb"].shape == (12, 3, 8, 8) and first["thermal_map"].shape == (12, 1, 8, 8)
     for modality in MODALITIES:
-        assert first[modality].dtype == np.float32 and 0 <= first[modality].min() and first[modality].max() <= 1
+        assert first[modality].dtype == np.float32 and first[modality].min() >= 0 and first[modality].max() <= 1
     assert first["patient"].tolist() == [f"P{p:03d}" for p in range(6) for _ in range(2)] and first["visit"].tolist() == [1, 2] * 6
 
 
@@ -123,24 +124,33 @@ def set_cell(row, column, value):
     def change(rows):
         rows[row][column] = value
         return rows
+
     return change
 
 
 BAD_FOLDERS = {
-    "missing file": (lambda p: (p / "P001" / "visit2_depth_map.png").unlink(),
-                     r"labels.csv, line 5: depth_map file .*P001/visit2_depth_map.png not found"),
-    "unknown phase": (lambda p: rewrite_csv(p, set_cell(2, "phase", "healing")),
-                      r"labels.csv, line 4: unknown phase 'healing' \(expected one of I, P, R or inflammatory"),
-    "mismatched size": (lambda p: Image.new("RGB", (10, 8)).save(p / "P002" / "visit1_thermal_rgb.png"),
-                        r"line 6: .*P002/visit1_thermal_rgb.png is 10x8 pixels, but .*P000/visit1_depth_rgb.png is 8x8"),
-    "missing column": (lambda p: rewrite_csv(p, lambda rows: [{k: v for k, v in r.items() if k != "thermal_map"} for r in rows]),
-                       r"labels.csv: missing column\(s\) thermal_map"),
-    "duplicate visit": (lambda p: rewrite_csv(p, set_cell(1, "visit", "1")),
-                        r"line 3: patient P000 visit 1 again \(first on line 2\)"),
-    "RGB as a map": (lambda p: Image.new("RGB", (8, 8)).save(p / "P000" / "visit1_depth_map.png"),
-                     r"line 2: .*visit1_depth_map.png is a RGB image; expected a greyscale \(8- or 16-bit\) PNG for depth_map"),
-    "map out of range": (lambda p: (np.save(p / "m.npy", np.full((8, 8), 2.0)), rewrite_csv(p, set_cell(0, "depth_map", "m.npy"))),
-                         r"line 2: .*m.npy has values outside \[0, 1\]"),
+    "missing file": (lambda p: (p / "P001" / "visit2_depth_map.png").unlink(), r"labels.csv, line 5: depth_map file .*P001/visit2_depth_map.png not found"),
+    "unknown phase": (
+        lambda p: rewrite_csv(p, set_cell(2, "phase", "healing")),
+        r"labels.csv, line 4: unknown phase 'healing' \(expected one of I, P, R or inflammatory",
+    ),
+    "mismatched size": (
+        lambda p: Image.new("RGB", (10, 8)).save(p / "P002" / "visit1_thermal_rgb.png"),
+        r"line 6: .*P002/visit1_thermal_rgb.png is 10x8 pixels, but .*P000/visit1_depth_rgb.png is 8x8",
+    ),
+    "missing column": (
+        lambda p: rewrite_csv(p, lambda rows: [{k: v for k, v in r.items() if k != "thermal_map"} for r in rows]),
+        r"labels.csv: missing column\(s\) thermal_map",
+    ),
+    "duplicate visit": (lambda p: rewrite_csv(p, set_cell(1, "visit", "1")), r"line 3: patient P000 visit 1 again \(first on line 2\)"),
+    "RGB as a map": (
+        lambda p: Image.new("RGB", (8, 8)).save(p / "P000" / "visit1_depth_map.png"),
+        r"line 2: .*visit1_depth_map.png is a RGB image; expected a greyscale \(8- or 16-bit\) PNG for depth_map",
+    ),
+    "map out of range": (
+        lambda p: (np.save(p / "m.npy", np.full((8, 8), 2.0)), rewrite_csv(p, set_cell(0, "depth_map", "m.npy"))),
+        r"line 2: .*m.npy has values outside \[0, 1\]",
+    ),
 }
 
 
@@ -156,10 +166,12 @@ def test_a_bad_users_folder_is_one_error_naming_the_row_and_file(folder, how):
 
 def test_the_data_script_reads_a_folder_and_reports_an_error_in_one_line(folder, tmp_path):
     path, _ = folder
-    out = [item for name, suffix in (("out", "d.npz"), ("out-info", "d.json"), ("out-splits", "s.csv"), ("out-samples", "s.png"))
-           for item in (f"--{name}", str(tmp_path / suffix))]
-    command = [sys.executable, "scripts/genaug_data.py", "--source", "folder", "--folder", str(path), "--folds", "2",
-               "--image-size", "8", *out]
+    out = [
+        item
+        for name, suffix in (("out", "d.npz"), ("out-info", "d.json"), ("out-splits", "s.csv"), ("out-samples", "s.png"))
+        for item in (f"--{name}", str(tmp_path / suffix))
+    ]
+    command = [sys.executable, "scripts/genaug_data.py", "--source", "folder", "--folder", str(path), "--folds", "2", "--image-size", "8", *out]
     result = subprocess.run(command, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert len(load_dataset(tmp_path / "d.npz")) == 12 and (tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG"

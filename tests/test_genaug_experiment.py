@@ -26,6 +26,7 @@ import json
 
 import numpy as np
 import pytest
+
 from conftest import ROOT
 from gensynth.cli import run_main
 from gensynth.errors import GensynthError
@@ -150,14 +151,24 @@ def test_the_report_script_prints_the_hand_computed_numbers(tmp_path):
             save_npz(tmp_path / f"{arm}{fold}.npz", fold_file(arm, visits))
             files.append(tmp_path / f"{arm}{fold}.npz")
             enabled = arm == "augmented"
-            history = {"augmenting": enabled, "cache": {"hit_rate": 0.75} if enabled else None,
-                       "augmentation": {"depth_rgb": {"enabled": enabled, "prob": 0.5, "mix_ratio_range": [0.01, 0.05], "inference_steps": 10}},
-                       "seeds_history": {"0": {"synthetic_per_epoch": 2.0 if enabled else 0.0}, "1": {"synthetic_per_epoch": 1.0 if enabled else 0.0}}}
+            history = {
+                "augmenting": enabled,
+                "cache": {"hit_rate": 0.75} if enabled else None,
+                "augmentation": {"depth_rgb": {"enabled": enabled, "prob": 0.5, "mix_ratio_range": [0.01, 0.05], "inference_steps": 10}},
+                "seeds_history": {"0": {"synthetic_per_epoch": 2.0 if enabled else 0.0}, "1": {"synthetic_per_epoch": 1.0 if enabled else 0.0}},
+            }
             (tmp_path / f"{arm}{fold}.json").write_text(json.dumps(history))
         arguments += ["--arm", arm, *files, "--history", arm, *[f.with_suffix(".json") for f in files]]
-    outputs = {flag: tmp_path / name for flag, name in (("--out-table", "results.csv"), ("--out-markdown", "results.md"),
-                                                          ("--out-figure", "comparison.png"), ("--out-quality", "quality.csv"),
-                                                          ("--out-json", "summary.json"))}
+    outputs = {
+        flag: tmp_path / name
+        for flag, name in (
+            ("--out-table", "results.csv"),
+            ("--out-markdown", "results.md"),
+            ("--out-figure", "comparison.png"),
+            ("--out-quality", "quality.csv"),
+            ("--out-json", "summary.json"),
+        )
+    }
     arguments += ["--n-bootstrap", "100", *[str(x) for pair in outputs.items() for x in pair]]
     spec = importlib.util.spec_from_file_location("genaug_report", ROOT / "scripts" / "genaug_report.py")
     module = importlib.util.module_from_spec(spec)

@@ -18,6 +18,7 @@ import weakref
 import numpy as np
 import pytest
 import torch
+
 from conftest import ENV, ROOT
 from gensynth.errors import GensynthError
 from gensynth.genaug.augmentation import (
@@ -117,8 +118,10 @@ def test_bad_values_are_one_error_naming_the_key(section, message):
 
 def test_augmentation_module_imports_no_torch():
     """The Snakefile validates at parse time: the config module must stay light."""
-    code = ("import sys, gensynth.genaug, gensynth.genaug.augmentation as a; a.validate_augmentation({}); "
-            "print(sorted(m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules))")
+    code = (
+        "import sys, gensynth.genaug, gensynth.genaug.augmentation as a; a.validate_augmentation({}); "
+        "print(sorted(m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules))"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert result.stdout.strip() == "[]"
 
@@ -160,7 +163,7 @@ def test_the_manager_checks_the_configs_it_is_given(models):
     bad = {**configs(), "depth_rgb": AugmentationConfig(enabled=True, prob=2.0)}
     with pytest.raises(GensynthError, match=r"config key 'depth_rgb.prob' = 2.0: expected a probability"):
         GenerativeAugmentationManager(models, bad, device="cpu")
-    with pytest.raises(GensynthError, match="unknown modality \"rgb\""):
+    with pytest.raises(GensynthError, match='unknown modality "rgb"'):
         GenerativeAugmentationManager(models, {"rgb": AugmentationConfig(enabled=True)}, device="cpu")
     with pytest.raises(GensynthError, match="model folder not found"):
         GenerativeAugmentationManager(models / "missing", configs(), device="cpu")
@@ -173,7 +176,7 @@ def test_generate_is_seeded_and_independent_of_batch_size(models):
     manager = GenerativeAugmentationManager(models, configs(enabled=("depth_rgb", "thermal_rgb", "depth_map")), device="cpu")
     images = manager.generate("depth_rgb", "I", 3, seed=7)
     assert images.shape == (3, 3, 16, 16) and images.dtype == np.float32
-    assert 0 <= images.min() and images.max() <= 1 and images.std() > 0
+    assert images.min() >= 0 and images.max() <= 1 and images.std() > 0
     np.testing.assert_array_equal(manager.generate("depth_rgb", "I", 3, seed=7), images)
     # Image i comes from its own seed; another batch size only changes the convolutions' float32 summation order.
     np.testing.assert_allclose(manager.generate("depth_rgb", "I", 2, seed=7), images[:2], atol=1e-5)
@@ -182,7 +185,7 @@ def test_generate_is_seeded_and_independent_of_batch_size(models):
     np.testing.assert_array_equal(manager.generate("thermal_rgb", "I", 3, seed=7), images)  # the same rgb_I model
     assert not np.allclose(manager.generate("depth_rgb", "P", 3, seed=7), images, atol=1e-3)  # another model, other noise
     maps = manager.generate("depth_map", "R", 2, seed=7, size=24)
-    assert maps.shape == (2, 1, 24, 24) and 0 <= maps.min() and maps.max() <= 1
+    assert maps.shape == (2, 1, 24, 24) and maps.min() >= 0 and maps.max() <= 1
 
 
 def test_generate_refuses_too_many_images_and_disabled_modalities(models):
@@ -206,7 +209,7 @@ def test_stable_diffusion_folder_is_prompted_end_to_end(sd_models):
     phases = {"I": "an {phase_name} wound", "P": "a granulating wound", "R": "a scar"}
     manager = GenerativeAugmentationManager(sd_models, configs(), device="cpu", prompts=inline_prompts(phases))
     images = manager.generate("depth_rgb", "I", 2, seed=3)
-    assert images.shape == (2, 3, 16, 16) and 0 <= images.min() and images.max() <= 1
+    assert images.shape == (2, 3, 16, 16) and images.min() >= 0 and images.max() <= 1
     np.testing.assert_array_equal(manager.generate("depth_rgb", "I", 2, seed=3), images)
     model = manager.get_pipeline("depth_rgb", "I")
     assert model.prompted and type(model.pipeline).__name__ == "StableDiffusionPipeline"
@@ -357,10 +360,34 @@ def test_a_folder_diffusers_cannot_load_is_one_error_naming_it(models, tmp_path)
 
 def test_benchmark_reports_throughput_memory_and_hit_rates(tmp_path):
     out = tmp_path / "bench.json"
-    small = ["--steps", "1", "2", "--batch", "2", "--repeats", "1", "--ddim-size", "16", "--ddim-channels", "16", "32",
-             "--cycles", "1", "--memory-batch", "1", "--batches", "30"]
-    subprocess.run([sys.executable, "scripts/bench_genaug.py", "--device", "cpu", *small, "--json", str(out)],
-                   cwd=ROOT, env=ENV, capture_output=True, check=True, timeout=300)
+    small = [
+        "--steps",
+        "1",
+        "2",
+        "--batch",
+        "2",
+        "--repeats",
+        "1",
+        "--ddim-size",
+        "16",
+        "--ddim-channels",
+        "16",
+        "32",
+        "--cycles",
+        "1",
+        "--memory-batch",
+        "1",
+        "--batches",
+        "30",
+    ]
+    subprocess.run(
+        [sys.executable, "scripts/bench_genaug.py", "--device", "cpu", *small, "--json", str(out)],
+        cwd=ROOT,
+        env=ENV,
+        capture_output=True,
+        check=True,
+        timeout=300,
+    )
     report = json.loads(out.read_text())
     for kind in ("ddim", "sd"):
         assert [row["steps"] for row in report["throughput"][kind]] == [1, 2]

@@ -13,6 +13,7 @@ import math
 import numpy as np
 import pytest
 import torch
+
 from gensynth.genaug.augmentation import MODALITIES, MODEL_FOLDERS, PHASES, AugmentationConfig, image_channels
 from gensynth.genaug.classifier import Branch, ClassifierSettings, Mixer, held_out_predictions, train_classifier
 from gensynth.genaug.data import TEST, TRAIN, VALIDATION, with_folds
@@ -172,8 +173,9 @@ def test_an_augmented_run_is_reproducible_and_resumes_exactly(models, dataset, t
 
     def run(epochs, resume=None, seed=0):
         manager = GenerativeAugmentationManager(models, config, device="cpu")
-        trainer, history = train_classifier(dataset, 2, seed, dataclasses.replace(settings, epochs=epochs), torch.device("cpu"),
-                                            Mixer(manager, config, seed, 8), resume, "digest", "augmented")
+        trainer, history = train_classifier(
+            dataset, 2, seed, dataclasses.replace(settings, epochs=epochs), torch.device("cpu"), Mixer(manager, config, seed, 8), resume, "digest", "augmented"
+        )
         return held_out_predictions(trainer, dataset, 2)["probabilities"], [r["synthetic"] for r in history]
 
     straight, counts = run(3)

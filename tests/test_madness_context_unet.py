@@ -8,15 +8,31 @@ import pytest
 import torch
 
 from gensynth.diffusion import (
-    DiffusionTrainConfig, SamplerSettings, UNetConfig, build_model, diffusion_trainer, load_model_checkpoint, make_sampler,
-    make_train_scheduler, sample, save_model_checkpoint,
+    DiffusionTrainConfig,
+    SamplerSettings,
+    UNetConfig,
+    build_model,
+    diffusion_trainer,
+    load_model_checkpoint,
+    make_sampler,
+    make_train_scheduler,
+    sample,
+    save_model_checkpoint,
 )
 from gensynth.errors import GensynthError
 from gensynth.madness.context_unet import ContextUnet
 from gensynth.seeding import torch_generator
 
-CONTEXT_CFG = UNetConfig(sample_size=8, in_channels=2, out_channels=2, num_classes=3, block_out_channels=(8, 16), attention=False,
-                         architecture="context_unet", num_train_timesteps=50)
+CONTEXT_CFG = UNetConfig(
+    sample_size=8,
+    in_channels=2,
+    out_channels=2,
+    num_classes=3,
+    block_out_channels=(8, 16),
+    attention=False,
+    architecture="context_unet",
+    num_train_timesteps=50,
+)
 
 
 def tiny_data(n=24):
@@ -61,13 +77,16 @@ def test_context_unet_reads_time_as_a_fraction_of_T_and_the_null_token_as_no_cla
         assert not torch.allclose(model(x, 10, class_labels=labels).sample, conditional)
 
 
-@pytest.mark.parametrize("change,message", [
-    ({"block_out_channels": (8, 24)}, r"\[n_feat, 2 \* n_feat\]"),
-    ({"attention": True}, "no attention"),
-    ({"sample_size": 6, "block_out_channels": (8, 16)}, "multiple of 4"),
-    ({"num_train_timesteps": None}, "num_train_timesteps"),
-    ({"block_out_channels": (12, 24)}, "multiples of 8"),
-])
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        ({"block_out_channels": (8, 24)}, r"\[n_feat, 2 \* n_feat\]"),
+        ({"attention": True}, "no attention"),
+        ({"sample_size": 6, "block_out_channels": (8, 16)}, "multiple of 4"),
+        ({"num_train_timesteps": None}, "num_train_timesteps"),
+        ({"block_out_channels": (12, 24)}, "multiples of 8"),
+    ],
+)
 def test_context_unet_settings_are_checked(change, message):
     with pytest.raises(GensynthError, match=message):
         dataclasses.replace(CONTEXT_CFG, **change)

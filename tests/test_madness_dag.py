@@ -5,8 +5,10 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from conftest import config_error, snakemake
 from test_contract import idx_headers
+
+from conftest import config_error, default_config, snakemake
+from gensynth.madness import dag
 
 
 def job_stats(output: str) -> Counter:
@@ -27,11 +29,8 @@ def generation_jobs(output: str) -> list[tuple[str, str, int, int]]:
 
 
 def test_a_loop_of_g_generations_is_a_chain_of_files(project):
-    (project / "three.yaml").write_text(
-        "madness:\n  scenarios:\n    run: [full_synthetic]\n    full_synthetic: {generations: 3, n_epoch: 2, N_next: 10}\n"
-    )
-    output = snakemake(project, "-n", "-p", "--configfile", "three.yaml", "--cores", "2",
-                       "results/madness/full_synthetic/w0/detection_w0.json").stdout
+    (project / "three.yaml").write_text("madness:\n  scenarios:\n    run: [full_synthetic]\n    full_synthetic: {generations: 3, n_epoch: 2, N_next: 10}\n")
+    output = snakemake(project, "-n", "-p", "--configfile", "three.yaml", "--cores", "2", "results/madness/full_synthetic/w0/detection_w0.json").stdout
     stats = job_stats(output)
     assert stats["madness_generation"] == 3 * 3  # 3 generations of 3 replicate chains
     assert stats["madness_metrics"] == stats["madness_jacobian"] == 3  # one per chain
@@ -71,9 +70,7 @@ def test_every_w_and_only_the_configured_scenarios_run(project):
     )
     output = snakemake(project, "-n", "-p", "--configfile", "ws.yaml", "--cores", "2", "--config", "modules=[madness]").stdout
     stats = job_stats(output)
-    assert generation_jobs(output) == sorted(
-        (s, w, r, g) for s in ("augmented_synthetic", "fresh") for w in ("0", "0.5") for r in range(3) for g in range(2)
-    )
+    assert generation_jobs(output) == sorted((s, w, r, g) for s in ("augmented_synthetic", "fresh") for w in ("0", "0.5") for r in range(3) for g in range(2))
     assert stats["madness_sample_initial"] == 2 and stats["madness_compare"] == 2 and stats["madness_detect"] == 2  # one per w
     assert "--w 0.5" in output and "--n-real 10" in output
     fresh = [line for line in output.splitlines() if "madness_generation.py --scenario fresh" in line]
@@ -82,16 +79,24 @@ def test_every_w_and_only_the_configured_scenarios_run(project):
 
 
 def test_unknown_targets_fail_at_parse_time(project):
-    for target in ("results/madness/full_synth/w0/rep0/model_0_w0.ckpt", "results/madness/fresh/w0.5/rep0/model_0_w0.5.ckpt",
-                   "results/madness/fresh/w0/rep3/model_0_w0.ckpt"):
-        result = snakemake(project, "-n", "--cores", "1", target, check=False)
-        assert result.returncode != 0 and "MissingRuleException" in result.stdout + result.stderr, target
+    """The scenario, w and replicate wildcards take only the configured values, so a typo'd or unconfigured
+    target is no target; one dry-run shows the constraints reach the rules."""
+    section = default_config()["madness"]
+    for pattern, known, unknown in (
+        (dag.SCENARIO_PATTERN, "full_synthetic", "full_synth"),
+        (dag.w_pattern(section), "0", "0.5"),
+        (dag.replicate_pattern(section), "2", "3"),
+    ):
+        assert re.fullmatch(pattern, known) and not re.fullmatch(pattern, unknown), pattern
+    result = snakemake(project, "-n", "--cores", "1", "results/madness/fresh/w0/rep3/model_0_w0.ckpt", check=False)
+    assert result.returncode != 0 and "MissingRuleException" in result.stdout + result.stderr
 
 
 def test_bad_madness_config_is_one_line():
     cases = {
-        "madness:\n  scenarios:\n    full_synthetic: {generations: 1}\n":
-            "config key 'madness.scenarios.full_synthetic.generations' = 1: expected a number >= 2",
+        "madness:\n  scenarios:\n    full_synthetic: {generations: 1}\n": (
+            "config key 'madness.scenarios.full_synthetic.generations' = 1: expected a number >= 2"
+        ),
         "madness:\n  data:\n    source: cifar\n": "config key 'madness.data.source' = cifar: expected one of digits, mnist_idx",
         "madness:\n  scenarios:\n    fresh: {n_reel: 3}\n": "config key 'madness.scenarios.fresh': unknown key 'n_reel'",
         "madness:\n  guidance_weights: [-1]\n": "config key 'madness.guidance_weights[0]' = -1: expected a number >= 0",
@@ -104,8 +109,9 @@ def test_mnist_files_are_the_data_rules_inputs(project):
     (project / "mnist.yaml").write_text("madness:\n  data:\n    source: mnist_idx\n    mnist_dir: mine\n    image_size: 28\n")
     result = snakemake(project, "-n", "--configfile", "mnist.yaml", "--cores", "1", "results/madness/data/real.npz", check=False)
     assert result.returncode != 0
-    assert ("config key 'madness.data.mnist_dir' = mine: expected a folder holding train-images-idx3-ubyte "
-            "(or train-images-idx3-ubyte.gz): not found there") in result.stdout + result.stderr
+    assert (
+        "config key 'madness.data.mnist_dir' = mine: expected a folder holding train-images-idx3-ubyte (or train-images-idx3-ubyte.gz): not found there"
+    ) in result.stdout + result.stderr
     idx_headers(project / "mine")  # a dry-run reads only their headers
     output = snakemake(project, "-n", "-p", "--configfile", "mnist.yaml", "--cores", "1", "results/madness/data/real.npz").stdout
     assert "--source mnist_idx --mnist-dir mine --image-size 28" in output

@@ -163,14 +163,56 @@ def test_real_data_and_image_sets_are_validated_on_load(tmp_path):
 def test_prepare_data_script_writes_the_npz_and_refuses_bad_flags(tmp_path, capsys):
     write_mnist(tmp_path / "mnist", gz=True)
     out = tmp_path / "real.npz"
-    assert run_script("madness_prepare_data", "--source", "mnist_idx", "--mnist-dir", str(tmp_path / "mnist"), "--image-size", "28",
-                      "--out", str(out), "--out-info", str(tmp_path / "real.json")) == 0
+    assert (
+        run_script(
+            "madness_prepare_data",
+            "--source",
+            "mnist_idx",
+            "--mnist-dir",
+            str(tmp_path / "mnist"),
+            "--image-size",
+            "28",
+            "--out",
+            str(out),
+            "--out-info",
+            str(tmp_path / "real.json"),
+        )
+        == 0
+    )
     assert load_real(out).x_train.shape == (12, 1, 28, 28)
-    assert run_script("madness_prepare_data", "--source", "mnist_idx", "--mnist-dir", str(tmp_path / "none"), "--image-size", "28",
-                      "--out", str(tmp_path / "x.npz"), "--out-info", str(tmp_path / "x.json")) == 2
+    assert (
+        run_script(
+            "madness_prepare_data",
+            "--source",
+            "mnist_idx",
+            "--mnist-dir",
+            str(tmp_path / "none"),
+            "--image-size",
+            "28",
+            "--out",
+            str(tmp_path / "x.npz"),
+            "--out-info",
+            str(tmp_path / "x.json"),
+        )
+        == 2
+    )
     assert "error: madness.data.mnist_dir" in capsys.readouterr().err and not (tmp_path / "x.npz").exists()
-    assert run_script("madness_prepare_data", "--source", "digits", "--image-size", "16", "--test-fraction", "1.5",
-                      "--out", str(tmp_path / "x.npz"), "--out-info", str(tmp_path / "x.json")) == 2
+    assert (
+        run_script(
+            "madness_prepare_data",
+            "--source",
+            "digits",
+            "--image-size",
+            "16",
+            "--test-fraction",
+            "1.5",
+            "--out",
+            str(tmp_path / "x.npz"),
+            "--out-info",
+            str(tmp_path / "x.json"),
+        )
+        == 2
+    )
     assert "--test-fraction 1.5" in capsys.readouterr().err
 
 

@@ -70,8 +70,12 @@ def test_the_detection_record_states_rule_rates_departures_and_drift():
     fresh, augmented = noise(rng, signals=3), noise(rng, signals=3)
     fresh[1, :, 1:] += 10.0
     augmented[1, :, 1:] += 10.0
-    records = detect({"full_synthetic": signals_of(collapsing), "fresh": signals_of(fresh), "augmented_synthetic": signals_of(augmented)},
-                     alpha=ALPHA, n_bootstrap=50, seed=0)
+    records = detect(
+        {"full_synthetic": signals_of(collapsing), "fresh": signals_of(fresh), "augmented_synthetic": signals_of(augmented)},
+        alpha=ALPHA,
+        n_bootstrap=50,
+        seed=0,
+    )
     full = records["full_synthetic"]
     assert full["signals"]["s0"]["departure"] == 2 and full["signals"]["s0"]["drift_corrected"]["departure"] == 2
     assert full["signals"]["s1"]["departure"] == 1 and full["signals"]["s1"]["drift_corrected"]["departure"] is None

@@ -20,8 +20,8 @@ from gensynth.madness.data import load_images, load_real, load_real_data, save_r
 from gensynth.madness.evaluation import METRICS, metrics_with_bootstrap, tsne_embedding
 from gensynth.madness.jacobian import spectrum_stats
 from gensynth.madness.loop import fresh_real_indices, guidance_scale, sample_images, training_set
-from gensynth.metrics import fid
 from gensynth.madness.probes import make_probes
+from gensynth.metrics import fid
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_SAMPLING = ["--num-inference-steps", "3", "--max-c", "7"]
@@ -43,21 +43,85 @@ def tiny(tmp_path_factory):
     root = tmp_path_factory.mktemp("madness_tiny")
     save_real_data(root / "real.npz", load_real_data("digits", 8, seed=0, max_train=80, max_test=60))
     assert run_script("madness_train_lenet", "--data", root / "real.npz", "--epochs", "2", "--out", root / "lenet.ckpt", "--out-info", root / "lenet.json") == 0
-    assert run_script("madness_train_initial", "--data", root / "real.npz", "--n-epoch", "1", "--block-out-channels", "8", "8", "--n-t", "50",
-                      *TINY_TRAIN, "--device", "cpu", "--out", root / "initial.ckpt", "--out-info", root / "initial.json") == 0
-    assert run_script("madness_sample", "--model", root / "initial.ckpt", "--n-with-w", "20", "--w", "0", *TINY_SAMPLING, "--device", "cpu",
-                      "--out", root / "initial_data.npz", "--out-info", root / "initial_data.json") == 0
+    assert (
+        run_script(
+            "madness_train_initial",
+            "--data",
+            root / "real.npz",
+            "--n-epoch",
+            "1",
+            "--block-out-channels",
+            "8",
+            "8",
+            "--n-t",
+            "50",
+            *TINY_TRAIN,
+            "--device",
+            "cpu",
+            "--out",
+            root / "initial.ckpt",
+            "--out-info",
+            root / "initial.json",
+        )
+        == 0
+    )
+    assert (
+        run_script(
+            "madness_sample",
+            "--model",
+            root / "initial.ckpt",
+            "--n-with-w",
+            "20",
+            "--w",
+            "0",
+            *TINY_SAMPLING,
+            "--device",
+            "cpu",
+            "--out",
+            root / "initial_data.npz",
+            "--out-info",
+            root / "initial_data.json",
+        )
+        == 0
+    )
     return root
 
 
 def generation(tiny, out: Path, scenario: str, g: int, synthetic: Path, prev_model: Path, *extra) -> int:
     out.mkdir(parents=True, exist_ok=True)
     return run_script(
-        "madness_generation", "--scenario", scenario, "--generation", g, "--w", "0", "--real", tiny / "real.npz",
-        "--synthetic", synthetic, "--prev-model", prev_model, "--n-epoch", "2", "--n-next", "10", "--n-eval", "12",
-        *TINY_TRAIN, *TINY_SAMPLING, "--device", "cpu", *extra,
-        "--out-model", out / f"model_{g}.ckpt", "--out-next", out / f"next_{g}.npz", "--out-eval", out / f"eval_{g}.npz",
-        "--out-info", out / f"info_{g}.json",
+        "madness_generation",
+        "--scenario",
+        scenario,
+        "--generation",
+        g,
+        "--w",
+        "0",
+        "--real",
+        tiny / "real.npz",
+        "--synthetic",
+        synthetic,
+        "--prev-model",
+        prev_model,
+        "--n-epoch",
+        "2",
+        "--n-next",
+        "10",
+        "--n-eval",
+        "12",
+        *TINY_TRAIN,
+        *TINY_SAMPLING,
+        "--device",
+        "cpu",
+        *extra,
+        "--out-model",
+        out / f"model_{g}.ckpt",
+        "--out-next",
+        out / f"next_{g}.npz",
+        "--out-eval",
+        out / f"eval_{g}.npz",
+        "--out-info",
+        out / f"info_{g}.json",
     )
 
 
@@ -185,8 +249,7 @@ def test_metric_values_match_the_formulas_and_have_a_spread():
 
 def test_evaluation_scripts_chain_into_detection_and_figures(tiny, tmp_path, capsys):
     probes = tmp_path / "probes.npz"
-    assert run_script("madness_make_probes", "--data", tiny / "real.npz", "--num-images", "3", "--timesteps", "5", "30",
-                      "--n-t", "50", "--out", probes) == 0
+    assert run_script("madness_make_probes", "--data", tiny / "real.npz", "--num-images", "3", "--timesteps", "5", "30", "--n-t", "50", "--out", probes) == 0
     metrics, jacobians = [], []  # one per replicate chain
     for r in range(2):
         out = tmp_path / f"rep{r}"
@@ -196,11 +259,37 @@ def test_evaluation_scripts_chain_into_detection_and_figures(tiny, tmp_path, cap
             previous = (out / f"next_{g}.npz", out / f"model_{g}.ckpt")
         metrics.append(out / "metrics.json")
         jacobians.append(out / "jacobian.npz")
-        assert run_script("madness_metrics", "--real", tiny / "real.npz", "--lenet", tiny / "lenet.ckpt",
-                          "--samples", out / "eval_0.npz", out / "eval_1.npz", "--min-accuracy", "0", "--n-bootstrap", "5",
-                          "--tsne-points", "12", "--tsne-perplexity", "5", "--out", metrics[-1], "--out-tsne", out / "tsne.png") == 0
-        assert run_script("madness_jacobian", "--models", out / "model_0.ckpt", out / "model_1.ckpt", "--probes", probes,
-                          "--device", "cpu", "--out", jacobians[-1]) == 0
+        assert (
+            run_script(
+                "madness_metrics",
+                "--real",
+                tiny / "real.npz",
+                "--lenet",
+                tiny / "lenet.ckpt",
+                "--samples",
+                out / "eval_0.npz",
+                out / "eval_1.npz",
+                "--min-accuracy",
+                "0",
+                "--n-bootstrap",
+                "5",
+                "--tsne-points",
+                "12",
+                "--tsne-perplexity",
+                "5",
+                "--out",
+                metrics[-1],
+                "--out-tsne",
+                out / "tsne.png",
+            )
+            == 0
+        )
+        assert (
+            run_script(
+                "madness_jacobian", "--models", out / "model_0.ckpt", out / "model_1.ckpt", "--probes", probes, "--device", "cpu", "--out", jacobians[-1]
+            )
+            == 0
+        )
     # replicates differ only by their training seed: another model and other samples from the same parent
     assert not np.array_equal(load_images(tmp_path / "rep0" / "eval_0.npz")[0], load_images(tmp_path / "rep1" / "eval_0.npz")[0])
     chain = load_json(metrics[0])
@@ -212,22 +301,77 @@ def test_evaluation_scripts_chain_into_detection_and_figures(tiny, tmp_path, cap
     assert np.all(np.diff(spectrum["eigenvalues"], axis=2) <= 1e-9)  # descending
     assert spectrum["trace"][1, 4] == pytest.approx(spectrum_stats(spectrum["eigenvalues"][1, 4])["trace"])
     group = ["--metrics", *metrics, "--jacobians", *jacobians]
-    assert run_script("madness_detect", "--scenario", "full_synthetic", *group, "--scenario", "fresh", *group,
-                      "--n-bootstrap", "10", "--out-json", tmp_path / "full.json", tmp_path / "fresh.json",
-                      "--out-figure", tmp_path / "full.png", tmp_path / "fresh.png", "--out-error-rates", tmp_path / "rates.png") == 0
+    assert (
+        run_script(
+            "madness_detect",
+            "--scenario",
+            "full_synthetic",
+            *group,
+            "--scenario",
+            "fresh",
+            *group,
+            "--n-bootstrap",
+            "10",
+            "--out-json",
+            tmp_path / "full.json",
+            tmp_path / "fresh.json",
+            "--out-figure",
+            tmp_path / "full.png",
+            tmp_path / "fresh.png",
+            "--out-error-rates",
+            tmp_path / "rates.png",
+        )
+        == 0
+    )
     detection = load_json(tmp_path / "full.json")
     assert detection["num_generations"] == 2 and detection["replicates"] == 2
     assert "fid" in detection["signals"] and "effective_rank@t=30" in detection["signals"]
     assert detection["signals"]["fid"]["values"] == [[m["fid"]["value"] for m in load_json(path)["generations"]] for path in metrics]
     assert detection["error_rates"]["controls"]["fresh"]["tests"] == detection["tests"]
-    assert run_script("madness_figures", "--scenario", "full_synthetic", *group,
-                      "--out-curves", tmp_path / "curves.png", "--out-spectra", tmp_path / "spectra.png") == 0
-    assert run_script("madness_compare", "--scenario", "full_synthetic", "--metrics", *metrics,
-                      "--scenario", "again", "--metrics", *metrics, "--out-table", tmp_path / "summary.csv", "--out-figure", tmp_path / "fid.png") == 0
+    assert (
+        run_script(
+            "madness_figures", "--scenario", "full_synthetic", *group, "--out-curves", tmp_path / "curves.png", "--out-spectra", tmp_path / "spectra.png"
+        )
+        == 0
+    )
+    assert (
+        run_script(
+            "madness_compare",
+            "--scenario",
+            "full_synthetic",
+            "--metrics",
+            *metrics,
+            "--scenario",
+            "again",
+            "--metrics",
+            *metrics,
+            "--out-table",
+            tmp_path / "summary.csv",
+            "--out-figure",
+            tmp_path / "fid.png",
+        )
+        == 0
+    )
     table = (tmp_path / "summary.csv").read_text().splitlines()
     assert table[0].startswith("scenario,replicate,generation,fid,") and len(table) == 1 + 2 * 2 * 2
     assert all((tmp_path / name).read_bytes()[:4] == b"\x89PNG" for name in ("full.png", "rates.png", "curves.png", "spectra.png", "fid.png"))
     # a metrics file per replicate but Jacobians for fewer: refused
-    assert run_script("madness_detect", "--scenario", "full_synthetic", "--metrics", *metrics, "--jacobians", jacobians[0],
-                      "--out-json", tmp_path / "x.json", "--out-figure", tmp_path / "x.png", "--out-error-rates", tmp_path / "y.png") == 2
+    assert (
+        run_script(
+            "madness_detect",
+            "--scenario",
+            "full_synthetic",
+            "--metrics",
+            *metrics,
+            "--jacobians",
+            jacobians[0],
+            "--out-json",
+            tmp_path / "x.json",
+            "--out-figure",
+            tmp_path / "x.png",
+            "--out-error-rates",
+            tmp_path / "y.png",
+        )
+        == 2
+    )
     assert "2 metrics files but 1 Jacobian files" in capsys.readouterr().err

@@ -17,13 +17,13 @@ from gensynth.diffusion import SamplerSettings, UNetConfig, load_model_checkpoin
 from gensynth.errors import GensynthError
 from gensynth.io import load_npz, save_npz, sha256_file
 from gensynth.replicas.data import (
+    REPLICA_ARRAYS,
     condition_counts,
     load_slice_dataset,
     load_test_distribution,
     save_slice_dataset,
     save_test_distribution,
 )
-from gensynth.replicas.data import REPLICA_ARRAYS
 from gensynth.replicas.generate import META_CONFIG_KEYS, META_KEYS, META_SAMPLER_KEYS, generate_replica, plan_replica
 from gensynth.replicas.phantom import PhantomConfig, make_phantom
 from gensynth.replicas.qa import condition_count_mismatches, layout_problems, mask_nonempty, replica_qa
@@ -347,9 +347,7 @@ def test_qa_counts_layout_and_agreement_catch_problems():
     masks[plan["lesion_present"] == 1] = -1  # no lesion anywhere: agreement = share of lesion-free samples
     assert replica_qa(arrays, DISTRIBUTION, Z_BINS, 2)["lesion_agreement"] == pytest.approx(3 / 9)
     short = {name: value[1:] for name, value in arrays.items()}
-    assert condition_count_mismatches(short, DISTRIBUTION) == [
-        {"zbin": 0, "lesion_present": 0, "domain": "control", "expected": 3, "generated": 2}
-    ]
+    assert condition_count_mismatches(short, DISTRIBUTION) == [{"zbin": 0, "lesion_present": 0, "domain": "control", "expected": 3, "generated": 2}]
     wrong = {**arrays, "seed": arrays["seed"].astype(np.uint64), "images": arrays["images"][:, 0]}
     assert layout_problems(wrong) == [
         "'images' has shape (9, 8), expected (N, H, H) with N = 9",

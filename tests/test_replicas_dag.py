@@ -10,8 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import config_error, dag_config, snakemake
+from conftest import config_error, dag_config, default_config, snakemake
 from gensynth.io import load_npz, save_npz
+from gensynth.replicas.dag import replica_id_pattern
 from gensynth.replicas.data import load_test_distribution
 from gensynth.replicas.generate import META_CONFIG_KEYS, META_KEYS, META_SAMPLER_KEYS, sample_seed
 
@@ -62,8 +63,7 @@ def test_dag_replica_matches_the_published_tables(results, replica_id):
     assert meta["n_conditions"] == len(distribution)
     assert meta["config"]["z_bins"] == Z_BINS and meta["config"]["output_dtype"] == "float16" and meta["config"]["ema_loaded"]
     sampling = CONFIG["sample"]
-    assert meta["sampler"] == {"type": "DDIM", "num_inference_steps": sampling["num_inference_steps"], "eta": 0.0,
-                               "guidance_scale": sampling["guidance_scale"]}
+    assert meta["sampler"] == {"type": "DDIM", "num_inference_steps": sampling["num_inference_steps"], "eta": 0.0, "guidance_scale": sampling["guidance_scale"]}
     assert meta["domain_mapping"] == {"control": 0, "epilepsy": 1} and meta["domain_mapping_inverse"] == {"0": "control", "1": "epilepsy"}
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}", meta["generation_timestamp"])
     assert set(meta["provenance"]["inputs"]) == {"checkpoint", "config", "test_csv"}
@@ -77,9 +77,7 @@ def test_dag_qa_counts_are_exact_and_real_lesions_agree(results):
     for replica in qa["replicas"]:
         assert replica["counts_exact"] and replica["count_mismatches"] == [] and replica["layout_ok"]
         assert replica["n_samples"] == distribution["n_slices"].sum()
-        assert [row["n_samples"] for row in replica["per_zbin"]] == [
-            int(distribution.loc[distribution["zbin"] == z, "n_slices"].sum()) for z in range(Z_BINS)
-        ]
+        assert [row["n_samples"] for row in replica["per_zbin"]] == [int(distribution.loc[distribution["zbin"] == z, "n_slices"].sum()) for z in range(Z_BINS)]
     # the same rule on the real masks must find exactly the real lesions
     assert qa["real"]["lesion_agreement"] == 1.0
     table = pd.read_csv(results / "qa" / "replicas.tsv", sep="\t")
@@ -106,24 +104,24 @@ def test_dry_run_of_ten_replicas_lists_one_gpu_job_each(project):
     one = snakemake(project, "-n", "--configfile", "ten.yaml", "--cores", "2", "results/replicas/replica_003.npz").stdout
     assert job_stats(one)["generate_replica"] == 1 and "replica_id=003" in one
     # ids come from the config: a typo'd or out-of-range target fails at parse time
-    for target in ("results/replicas/replica_3.npz", "results/replicas/replica_010.npz"):
-        result = snakemake(project, "-n", "--configfile", "ten.yaml", "--cores", "1", target, check=False)
-        assert result.returncode != 0 and "MissingRuleException" in result.stdout + result.stderr
+    ids = replica_id_pattern({**default_config()["replicas"], "sample": {"n_replicas": 10}})
+    assert re.fullmatch(ids, "009") and not re.fullmatch(ids, "3") and not re.fullmatch(ids, "010")
+    result = snakemake(project, "-n", "--configfile", "ten.yaml", "--cores", "1", "results/replicas/replica_010.npz", check=False)
+    assert result.returncode != 0 and "MissingRuleException" in result.stdout + result.stderr
 
 
 def test_bad_replicas_config_is_one_line():
     assert "config key 'replicas.sample.n_replicas' = 0: expected a number >= 1" in config_error("replicas:\n  sample:\n    n_replicas: 0\n")
     assert "config key 'replicas.data.train_npz' = '': expected a path when replicas.data.source is files" in config_error(
-        "replicas:\n  data:\n    source: files\n")
+        "replicas:\n  data:\n    source: files\n"
+    )
 
 
 def test_users_files_replace_the_phantom(project):
     (project / "mine").mkdir()
     for split in ("train", "test"):  # the DAG reads only the slices' size
         save_npz(project / "mine" / f"{split}.npz", {"images": np.zeros((2, 16, 16), np.float16)})
-    (project / "files.yaml").write_text(
-        "replicas:\n  data:\n    source: files\n    train_npz: mine/train.npz\n    test_npz: mine/test.npz\n"
-    )
+    (project / "files.yaml").write_text("replicas:\n  data:\n    source: files\n    train_npz: mine/train.npz\n    test_npz: mine/test.npz\n")
     output = snakemake(project, "-n", "-p", "--configfile", "files.yaml", "--cores", "2", "results/replicas/qa/qa.json").stdout
     stats = job_stats(output)
     assert "make_replica_phantom" not in stats and stats["replica_test_distribution"] == 1

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from slurm_cluster import Unavailable, slurm_cluster
 
 from conftest import snakemake
-from slurm_cluster import Unavailable, slurm_cluster
 
 # A small real chain: a CPU rule feeding a GPU rule, at toy scale.
 TARGET = "results/replicas/model/best.ckpt"
@@ -37,10 +37,20 @@ def cluster(tmp_path_factory):
 @pytest.mark.slurm
 def test_jobs_run_through_sbatch_on_the_right_partitions(cluster, project: Path):
     result = snakemake(
-        project, TARGET, "--profile", "profiles/slurm", "--jobs", "2",
-        "--slurm-keep-successful-logs", "--slurm-init-seconds-before-status-checks", "2",
-        "--slurm-status-command", "squeue",  # the test cluster has no accounting for sacct
-        "--configfile", "config/config.yaml", TOY_CONFIG,
+        project,
+        TARGET,
+        "--profile",
+        "profiles/slurm",
+        "--jobs",
+        "2",
+        "--slurm-keep-successful-logs",
+        "--slurm-init-seconds-before-status-checks",
+        "2",
+        "--slurm-status-command",
+        "squeue",  # the test cluster has no accounting for sacct
+        "--configfile",
+        "config/config.yaml",
+        TOY_CONFIG,
         timeout=900,
     )
     assert (project / TARGET).is_file()

@@ -91,8 +91,25 @@ def test_progress_lines_reach_a_log_that_is_no_terminal(caplog):
 
 def test_madness_training_killed_by_a_signal_resumes_to_an_uninterrupted_runs_weights(tmp_path):
     save_real_data(tmp_path / "real.npz", load_real_data("digits", 8, seed=0, max_train=160, max_test=40))
-    base = [sys.executable, str(ROOT / "scripts/madness_train_initial.py"), "--data", str(tmp_path / "real.npz"), "--n-epoch", "6",
-            "--block-out-channels", "8", "8", "--n-t", "50", "--batch-size", "16", "--device", "cpu", "--checkpoint-every", "0"]
+    base = [
+        sys.executable,
+        str(ROOT / "scripts/madness_train_initial.py"),
+        "--data",
+        str(tmp_path / "real.npz"),
+        "--n-epoch",
+        "6",
+        "--block-out-channels",
+        "8",
+        "8",
+        "--n-t",
+        "50",
+        "--batch-size",
+        "16",
+        "--device",
+        "cpu",
+        "--checkpoint-every",
+        "0",
+    ]
 
     def command(name):
         return [*base, "--out", str(tmp_path / f"{name}.ckpt"), "--out-info", str(tmp_path / f"{name}.json")]

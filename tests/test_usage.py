@@ -19,14 +19,10 @@ from gensynth.io import sha256_file
 
 # One cheap job of each module in the default configuration: its target, rule, script and a library module.
 CHEAP_TARGETS = {
-    "atoms": ("results/atoms/2025-10-22-v1/metadata.json", "atoms_dataset", "scripts/generate_dataset.py",
-              "workflow/gensynth/atoms/lattice.py"),
-    "replicas": ("results/replicas/data/train.npz", "make_replica_phantom", "scripts/make_replica_data.py",
-                 "workflow/gensynth/replicas/phantom.py"),
-    "madness": ("results/madness/data/real.npz", "madness_prepare_data", "scripts/madness_prepare_data.py",
-                "workflow/gensynth/madness/data.py"),
-    "denoise": ("results/denoise/data/wavelength_grid.npy", "denoise_phantom", "scripts/make_denoise_data.py",
-                "workflow/gensynth/denoise/phantom.py"),
+    "atoms": ("results/atoms/2025-10-22-v1/metadata.json", "atoms_dataset", "scripts/generate_dataset.py", "workflow/gensynth/atoms/lattice.py"),
+    "replicas": ("results/replicas/data/train.npz", "make_replica_phantom", "scripts/make_replica_data.py", "workflow/gensynth/replicas/phantom.py"),
+    "madness": ("results/madness/data/real.npz", "madness_prepare_data", "scripts/madness_prepare_data.py", "workflow/gensynth/madness/data.py"),
+    "denoise": ("results/denoise/data/wavelength_grid.npy", "denoise_phantom", "scripts/make_denoise_data.py", "workflow/gensynth/denoise/phantom.py"),
     "genaug": ("results/genaug/data/dataset.npz", "genaug_data", "scripts/genaug_data.py", "workflow/gensynth/genaug/phantom.py"),
 }
 
@@ -44,8 +40,9 @@ def jobs_and_reasons(output: str) -> dict[str, str]:
 def test_jobs_run_the_workflows_python_whatever_path_says(project):
     """`.venv/bin/snakemake` from a shell without the venv on PATH: the job still finds torch & co."""
     env = {**ENV, "PATH": "/usr/bin:/bin"}
-    result = subprocess.run([str(BIN / "snakemake"), CHEAP_TARGETS["replicas"][0], "--cores", "1"], cwd=project, env=env,
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [str(BIN / "snakemake"), CHEAP_TARGETS["replicas"][0], "--cores", "1"], cwd=project, env=env, capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert (project / CHEAP_TARGETS["replicas"][0]).is_file()
 
@@ -80,8 +77,9 @@ def test_nested_config_overrides_give_the_same_dag_as_a_config_file(project):
     target = ["-n", "-p", "--forceall", "results/replicas/replica_000.npz", "results/madness/probes/probes.npz"]
     (project / "override.yaml").write_text("replicas:\n  sample: {num_inference_steps: 10, use_ema: false}\nmadness:\n  jacobian: {timesteps: [20, 300]}\n")
     from_file = snakemake(project, *target, "--configfile", "config/config.yaml", "override.yaml").stdout
-    from_flag = snakemake(project, *target, "--config", 'replicas={"sample":{"num_inference_steps":10,"use_ema":false}}',
-                          'madness={"jacobian":{"timesteps":[20,300]}}').stdout
+    from_flag = snakemake(
+        project, *target, "--config", 'replicas={"sample":{"num_inference_steps":10,"use_ema":false}}', 'madness={"jacobian":{"timesteps":[20,300]}}'
+    ).stdout
     assert "--num-inference-steps 10" in from_flag and "--no-use-ema" in from_flag and "--timesteps 20 300" in from_flag
     strip_digest = re.compile(r"GENSYNTH_\w+=\S* ")
     assert [strip_digest.sub("", c) for c in commands(from_flag)] == [strip_digest.sub("", c) for c in commands(from_file)]
@@ -109,30 +107,36 @@ def test_a_local_run_gives_each_gpu_one_job_at_a_time(project):
     from gensynth.dagtools import visible_gpus
 
     assert visible_gpus({"CUDA_VISIBLE_DEVICES": "0,1"}) == 2 and visible_gpus({"CUDA_VISIBLE_DEVICES": ""}) == 0
-    result = subprocess.run([str(BIN / "snakemake"), "--cores", "1", CHEAP_TARGETS["replicas"][0]], cwd=project,
-                            env={**ENV, "CUDA_VISIBLE_DEVICES": "3"}, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [str(BIN / "snakemake"), "--cores", "1", CHEAP_TARGETS["replicas"][0]],
+        cwd=project,
+        env={**ENV, "CUDA_VISIBLE_DEVICES": "3"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert "at most 1 job(s) with gpu=1 at once" in result.stdout + result.stderr
-    without = subprocess.run([str(BIN / "snakemake"), "--cores", "1", CHEAP_TARGETS["replicas"][0], "--forcerun", "make_replica_phantom"],
-                             cwd=project, env={**ENV, "CUDA_VISIBLE_DEVICES": ""}, capture_output=True, text=True, timeout=300)
+    without = subprocess.run(
+        [str(BIN / "snakemake"), "--cores", "1", CHEAP_TARGETS["replicas"][0], "--forcerun", "make_replica_phantom"],
+        cwd=project,
+        env={**ENV, "CUDA_VISIBLE_DEVICES": ""},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert without.returncode == 0 and "with gpu=1 at once" not in without.stdout + without.stderr  # no GPU: no limit
-
-
-def test_the_literal_profile_name_works_after_make_slurm_profile(project, tmp_path):
-    home = tmp_path / "home"
-    result = subprocess.run(["make", "-s", "slurm-profile", f"HOME={home}"], cwd=project, capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-    assert (home / ".config/snakemake/slurm/config.yaml").is_file()
-    env = {**ENV, "HOME": str(home)}
-    dry = subprocess.run([str(BIN / "snakemake"), "--profile", "slurm", "-n", "results/replicas/model/best.ckpt"], cwd=project, env=env,
-                         capture_output=True, text=True, timeout=300)
-    assert dry.returncode == 0, dry.stdout[-2000:] + dry.stderr[-2000:]
-    assert "Using profiles slurm" in dry.stdout + dry.stderr and "cpus_per_task=2" in dry.stdout
 
 
 def test_the_slurm_test_runs_only_where_asked(tmp_path):
     env = {key: value for key, value in ENV.items() if key not in ("CI", "GENSYNTH_SLURM_TEST")}
-    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", str(ROOT / "tests/test_slurm.py")],
-                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", str(ROOT / "tests/test_slurm.py")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert "1 skipped" in result.stdout and "set GENSYNTH_SLURM_TEST=1 (CI sets CI=true)" in result.stdout, result.stdout[-2000:]
 
 
@@ -170,8 +174,10 @@ def readme_commands() -> list[str]:
 
 
 def test_every_readme_snakemake_command_dry_runs(project, tmp_path):
+    """As the README says, after `make slurm-profile`: the literal `--profile slurm` finds the cluster profile."""
     home = tmp_path / "home"
     subprocess.run(["make", "-s", "slurm-profile", f"HOME={home}"], cwd=project, check=True, capture_output=True, timeout=60)
+    assert (home / ".config/snakemake/slurm/config.yaml").is_file()
     env = {**ENV, "HOME": str(home)}
     assert len(readme_commands()) >= 8
     dry_runs = {}  # one dry-run per distinct DAG: -n is added to each, -p changes only what is printed
@@ -185,6 +191,8 @@ def test_every_readme_snakemake_command_dry_runs(project, tmp_path):
     for args, command in dry_runs.items():
         result = subprocess.run([str(BIN / "snakemake"), *args, "-n"], cwd=project, env=env, capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, f"{command}:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
+        if "slurm" in args:  # the cluster profile's own default resources
+            assert "Using profiles slurm" in result.stdout + result.stderr and "cpus_per_task=2" in result.stdout, command
 
 
 def documented_script_calls() -> list[tuple[str, list[str]]]:

@@ -6,7 +6,7 @@ import atexit
 import logging
 import os
 import sys
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from .errors import GensynthError
 

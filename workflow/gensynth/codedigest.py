@@ -20,7 +20,7 @@ EXPORTS = "_EXPORTS"  # the name -> submodule table of a package's lazy exports 
 SCRIPT_IN_COMMAND = re.compile(r"\bscripts/(\w+)\.py\b")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def module_file(package_root: Path, dotted: str) -> Path | None:
     """The file of ``gensynth.x.y`` (a module, or a package's ``__init__.py``), or None."""
     base = package_root.joinpath(*dotted.split("."))
@@ -42,7 +42,7 @@ def import_statements(tree: ast.Module):
             todo.extend(getattr(node, block, None) or ())
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def package_exports(package_root: Path, dotted: str) -> dict[str, str]:
     """A package's lazy exports (gensynth.lazy): the ``_EXPORTS`` literal of its ``__init__``, name -> submodule.
     ``from package import name`` runs that submodule, though no import statement names it."""
@@ -55,7 +55,7 @@ def package_exports(package_root: Path, dotted: str) -> dict[str, str]:
     return {}
 
 
-@functools.lru_cache(maxsize=None)  # scripts share most modules: each file is read once per parse
+@functools.cache  # scripts share most modules: each file is read once per parse
 def imported_modules(path: Path, package_root: Path) -> frozenset[str]:
     """Dotted names of the gensynth modules ``path`` imports (``from pkg import name`` counts ``pkg.name``
     when that is a module), with every package on the way (their ``__init__`` runs on import)."""
@@ -88,7 +88,7 @@ def imported_modules(path: Path, package_root: Path) -> frozenset[str]:
     return frozenset(found)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def code_files(script: Path, package_root: Path) -> tuple[Path, ...]:
     """The script and the files of every gensynth module it reaches through imports."""
     seen, todo = set(), [script]
@@ -101,7 +101,7 @@ def code_files(script: Path, package_root: Path) -> tuple[Path, ...]:
     return tuple(sorted(seen))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def code_digest(script: Path, package_root: Path) -> str:
     digest = hashlib.sha256()
     for path in code_files(script, package_root):  # names relative to the checkout, so a moved checkout keeps its digests

@@ -18,7 +18,6 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 from .errors import GensynthError
-from .io import load_yaml
 
 SCHEMA_DIR = Path(__file__).resolve().parents[1] / "schemas"
 # libyaml's parser where PyYAML was built with it: the schemas are read at every parse of the DAG.
@@ -140,14 +139,7 @@ def validate_config(config: dict[str, Any], schema_dir: Path = SCHEMA_DIR) -> di
     return config
 
 
-def load_config(path: str | Path, schema_dir: Path = SCHEMA_DIR) -> dict[str, Any]:
-    config = load_yaml(path, "config file") or {}
-    if not isinstance(config, dict):
-        raise GensynthError(f"{path}: expected a mapping of config keys at the top level")
-    return validate_config(config, schema_dir)
-
-
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def module_schema(module: str, schema_dir: Path = SCHEMA_DIR) -> dict[str, Any]:
     path = schema_dir / f"{module}.schema.yaml"
     if not path.is_file():

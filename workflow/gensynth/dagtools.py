@@ -20,7 +20,6 @@ from typing import Any
 from .config import format_value
 from .errors import GensynthError
 
-
 FlagKey = str | tuple[str, str]  # a dotted config key, or (key, the group's flag)
 
 
@@ -53,7 +52,6 @@ def flag(key: FlagKey, value: Any) -> str:
 def config_flags(section: dict[str, Any], keys: Iterable[FlagKey]) -> str:
     """``--key value`` for each dotted key of ``section``, in order."""
     return " ".join(flag(key, lookup(section, key_path(key))) for key in keys)
-
 
 
 def rule_resources(section: dict[str, Any], rule: str) -> dict[str, int]:

@@ -100,8 +100,7 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = FID_EPS) -> float:
         raise GensynthError(f"Fréchet distance: mean vectors have shapes {mu1.shape} and {mu2.shape}; expected equal shapes")
     if sigma1.shape != sigma2.shape or sigma1.shape != (mu1.size, mu1.size):
         raise GensynthError(
-            f"Fréchet distance: covariances have shapes {sigma1.shape} and {sigma2.shape}; "
-            f"expected ({mu1.size}, {mu1.size}) to match the means"
+            f"Fréchet distance: covariances have shapes {sigma1.shape} and {sigma2.shape}; expected ({mu1.size}, {mu1.size}) to match the means"
         )
     diff = mu1 - mu2
     covmean = _sqrtm(sigma1 @ sigma2)
@@ -549,9 +548,7 @@ def _check_features(features, name: str, min_rows: int) -> np.ndarray:
     if array.ndim != 2:
         raise GensynthError(f"{name}: expected a 2-D (samples, features) array, got shape {array.shape}")
     if array.shape[0] < min_rows or array.shape[1] < 1:
-        raise GensynthError(
-            f"{name}: {array.shape[0]} samples of {array.shape[1]} features; expected at least {min_rows} samples and 1 feature"
-        )
+        raise GensynthError(f"{name}: {array.shape[0]} samples of {array.shape[1]} features; expected at least {min_rows} samples and 1 feature")
     if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
         raise GensynthError(f"{name}: dtype {array.dtype}; expected real numbers")
     array = array.astype(np.float64, copy=False)

@@ -46,8 +46,17 @@ class ProgressLog:
         self.last = now
         per_item = (now - self.started) / max(done - self.first_done, 1)
         shown = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in values.items())
-        self.logger.info("%s: %s %d/%d%s, %.3g s/%s, ETA %s", self.desc, self.unit, done, self.total, f", {shown}" if shown else "",
-                         per_item, self.unit, format_duration(per_item * (self.total - done)))
+        self.logger.info(
+            "%s: %s %d/%d%s, %.3g s/%s, ETA %s",
+            self.desc,
+            self.unit,
+            done,
+            self.total,
+            f", {shown}" if shown else "",
+            per_item,
+            self.unit,
+            format_duration(per_item * (self.total - done)),
+        )
 
 
 def format_duration(seconds: float) -> str:

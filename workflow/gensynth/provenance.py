@@ -12,19 +12,30 @@ import platform
 import socket
 import subprocess
 import sys
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from .io import sha256_file
 
 TRACKED_PACKAGES = (
-    "gensynth", "numpy", "torch", "diffusers", "transformers", "numba", "scipy", "scikit-learn", "pandas", "matplotlib", "snakemake",
+    "gensynth",
+    "numpy",
+    "torch",
+    "diffusers",
+    "transformers",
+    "numba",
+    "scipy",
+    "scikit-learn",
+    "pandas",
+    "matplotlib",
+    "snakemake",
 )
 GIT_COMMIT_ENV = "GENSYNTH_GIT_COMMIT"
 
 
 def utc_now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat()
+    return dt.datetime.now(dt.UTC).isoformat()
 
 
 def git_commit() -> str:
@@ -33,12 +44,13 @@ def git_commit() -> str:
         return os.environ[GIT_COMMIT_ENV]
     repo = Path(__file__).resolve().parents[2]
     try:
-        commit = subprocess.run(
-            ["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
-        ).stdout.strip()
+        commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True).stdout.strip()
         dirty = subprocess.run(
             ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, timeout=10, check=True,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -98,8 +110,9 @@ def device_details(device: str) -> dict[str, Any]:
 
 def nvidia_driver_version() -> str | None:
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=10, check=True).stdout
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"], capture_output=True, text=True, timeout=10, check=True
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return None
     return out.strip().splitlines()[0] if out.strip() else None

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
-from typing import Iterator, Mapping
+from collections.abc import Iterator, Mapping
 
 import numpy as np
 

@@ -19,11 +19,17 @@ FILES = {
     "metadata": "metadata.json",
     "report": "validation_report.png",
 }
-VERSION_DIR = f"{ROOT}/{{version}}"
 # The keys of a version that scripts/generate_dataset.py takes as flags (the group's names where it has them).
 SCRIPT_FLAGS = {
-    "generate_dataset": ("versions.num_images", "versions.seed", "versions.grid_size", ("versions.splits.train", "--train-fraction"),
-                         ("versions.splits.val", "--val-fraction"), ("versions.splits.test", "--test-fraction"), "versions.generator"),
+    "generate_dataset": (
+        "versions.num_images",
+        "versions.seed",
+        "versions.grid_size",
+        ("versions.splits.train", "--train-fraction"),
+        ("versions.splits.val", "--val-fraction"),
+        ("versions.splits.test", "--test-fraction"),
+        "versions.generator",
+    ),
 }
 
 

@@ -19,9 +19,9 @@ import importlib.util
 import inspect
 import random
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 

@@ -45,9 +45,7 @@ Z_MAX = 118
 MIN_SIGMA_FRACTION = 0.2  # spot width / lattice constant that the 12 cosine pairs resolve (module doc)
 LATTICE_ANGLES = {"square": np.pi / 2, "hexagonal": np.pi / 3}
 # One vector of each +-m pair with max|m_i| <= 2 (m = 0 is the constant term).
-RECIPROCAL_ORDERS = np.array(
-    [(1, 0), (0, 1), (1, 1), (1, -1), (2, 0), (0, 2), (2, 1), (1, 2), (2, -1), (1, -2), (2, 2), (2, -2)], dtype=np.float64
-)  # (M, 2)
+RECIPROCAL_ORDERS = np.array([(1, 0), (0, 1), (1, 1), (1, -1), (2, 0), (0, 2), (2, 1), (1, 2), (2, -1), (1, -2), (2, 2), (2, -2)], dtype=np.float64)  # (M, 2)
 # N(0, 1) at the mid-points of 2**16 equal-probability bins: a table look-up with a 16-bit
 # index is four times faster than NumPy's Gaussian sampler and exact to the 16-bit level.
 NORMAL_QUANTILES = scipy.special.ndtri((np.arange(2**16) + 0.5) / 2**16).astype(np.float32)  # (65536,)

@@ -47,23 +47,55 @@ ROI_FIGURE = f"{ROOT}/figures/roi_windows.png"
 DOWNSTREAM_SCRIPT = "scripts/downstream_proxy_eval.py"
 USER_FILES = ("manifest_full", "train_manifest", "validation_panel", "wavelength_grid", "dose_features_csv", "dose_stats_json")
 
-PHANTOM_FLAGS = ("seed", "phantom.doses", "phantom.samples", "phantom.angles", "phantom.replicates", "phantom.wavelength_min",
-                 "phantom.wavelength_max", "phantom.wavelength_step", "phantom.read_noise", "phantom.shot_noise",
-                 "phantom.extra_pairing_groups")
+PHANTOM_FLAGS = (
+    "seed",
+    "phantom.doses",
+    "phantom.samples",
+    "phantom.angles",
+    "phantom.replicates",
+    "phantom.wavelength_min",
+    "phantom.wavelength_max",
+    "phantom.wavelength_step",
+    "phantom.read_noise",
+    "phantom.shot_noise",
+    "phantom.extra_pairing_groups",
+)
 # Config keys each script takes as flags (one flag per key, spelled from the key; the scripts also accept the group's spellings).
 SCRIPT_FLAGS = {
     "make_denoise_data corpus": (*PHANTOM_FLAGS, "phantom.last_treatment_samples", "phantom.panel_groups", "phantom.val_groups"),
     "make_denoise_data staging": (*PHANTOM_FLAGS, "phantom.staging_last_treatment_samples"),
     "tune_savgol_baseline": ("baseline.windows", "baseline.polyorders"),
-    "train_denoiser": ("seed", "model.d_model", "model.n_layers", "model.d_state", "model.expand", "model.d_conv", "model.bidirectional",
-                       "train.epochs", "train.batch_size", "train.lr", "train.final_lr_fraction", "train.ema_decay",
-                       "train.patience"),
+    "train_denoiser": (
+        "seed",
+        "model.d_model",
+        "model.n_layers",
+        "model.d_state",
+        "model.expand",
+        "model.d_conv",
+        "model.bidirectional",
+        "train.epochs",
+        "train.batch_size",
+        "train.lr",
+        "train.final_lr_fraction",
+        "train.ema_decay",
+        "train.patience",
+    ),
     "run_denoise_from_manifest": ("infer.batch_size", "infer.num_workers"),
-    "evaluate_validation_panel": ("qa.top_k", "qa.batch_size", "qa.roi_windows", "qa.dose_column", "qa.gates.psnr_gain_min_db",
-                                  "qa.gates.sam_max_increase_deg", "qa.gates.roi_peak_tolerance_nm", "qa.gates.roi_area_tolerance",
-                                  "qa.gates.roi_min_fraction", "qa.downstream.replicate_variance_max_ratio",
-                                  "qa.downstream.separability_min_ratio", "qa.downstream.dose_monotonicity_min_spearman",
-                                  "qa.downstream.peak_stability_max_nm"),
+    "evaluate_validation_panel": (
+        "qa.top_k",
+        "qa.batch_size",
+        "qa.roi_windows",
+        "qa.dose_column",
+        "qa.gates.psnr_gain_min_db",
+        "qa.gates.sam_max_increase_deg",
+        "qa.gates.roi_peak_tolerance_nm",
+        "qa.gates.roi_area_tolerance",
+        "qa.gates.roi_min_fraction",
+        "qa.downstream.replicate_variance_max_ratio",
+        "qa.downstream.separability_min_ratio",
+        "qa.downstream.dose_monotonicity_min_spearman",
+        "qa.downstream.peak_stability_max_nm",
+    ),
     "plot_roi_windows": ("qa.roi_windows",),
 }
 
@@ -73,9 +105,17 @@ def data_paths(section: dict[str, Any]) -> dict[str, str]:
     if uses_phantom(section):
         return dict(PHANTOM)
     data = section["data"]
-    return {"root": data["root_dir"], "clean": data["clean_dir"], "grid": data["wavelength_grid"], "manifest_full": data["manifest_full"],
-            "manifest_train": data["train_manifest"], "manifest_val": data["val_manifest"] or data["validation_panel"],
-            "panel": data["validation_panel"], "dose_features": data["dose_features_csv"], "dose_stats": data["dose_stats_json"]}
+    return {
+        "root": data["root_dir"],
+        "clean": data["clean_dir"],
+        "grid": data["wavelength_grid"],
+        "manifest_full": data["manifest_full"],
+        "manifest_train": data["train_manifest"],
+        "manifest_val": data["val_manifest"] or data["validation_panel"],
+        "panel": data["validation_panel"],
+        "dose_features": data["dose_features_csv"],
+        "dose_stats": data["dose_stats_json"],
+    }
 
 
 def data_folder(path: str, name: str, staging: bool = False) -> str:
@@ -177,8 +217,13 @@ def train_inputs(section: dict[str, Any], arm: str) -> dict[str, str]:
 
 def qa_inputs(section: dict[str, Any]) -> dict[str, str]:
     data = data_paths(section)
-    inputs = {"checkpoint": CHECKPOINT.format(arm=GATED_ARM), "savgol": SAVGOL, "roi": section["qa"]["roi_windows"],
-              "downstream": DOWNSTREAM_SCRIPT, **{name: data[name] for name in ("panel", "root", "grid", "dose_features")}}
+    inputs = {
+        "checkpoint": CHECKPOINT.format(arm=GATED_ARM),
+        "savgol": SAVGOL,
+        "roi": section["qa"]["roi_windows"],
+        "downstream": DOWNSTREAM_SCRIPT,
+        **{name: data[name] for name in ("panel", "root", "grid", "dose_features")},
+    }
     if has_clean(section):
         inputs["clean"] = data["clean"]
     if section["train"]["compare_clean"]:
@@ -188,8 +233,12 @@ def qa_inputs(section: dict[str, Any]) -> dict[str, str]:
 
 def final_outputs(section: dict[str, Any]) -> list[str]:
     """What `rule all` builds: the QA and its figures, every denoised manifest, each arm's training summary."""
-    return [*QA.values(), ROI_FIGURE, *(MERGED["summary"].format(manifest=m) for m in denoised_manifests(section)),
-            *(TRAIN["summary"].format(arm=arm) for arm in arms(section))]
+    return [
+        *QA.values(),
+        ROI_FIGURE,
+        *(MERGED["summary"].format(manifest=m) for m in denoised_manifests(section)),
+        *(TRAIN["summary"].format(arm=arm) for arm in arms(section)),
+    ]
 
 
 def validate(section: dict[str, Any], config: dict[str, Any]) -> None:
@@ -200,8 +249,7 @@ def validate(section: dict[str, Any], config: dict[str, Any]) -> None:
     if even:
         raise config_error("denoise.baseline.windows", baseline["windows"], f"odd window lengths (not {even[0]})")
     if max(baseline["polyorders"]) >= min(baseline["windows"]):
-        raise config_error("denoise.baseline.polyorders", baseline["polyorders"],
-                           f"orders below every window (the shortest is {min(baseline['windows'])})")
+        raise config_error("denoise.baseline.polyorders", baseline["polyorders"], f"orders below every window (the shortest is {min(baseline['windows'])})")
     if section["train"]["init_checkpoint"]:
         require_file("denoise.train.init_checkpoint", section["train"]["init_checkpoint"])
     roi = check_roi_windows(section["qa"]["roi_windows"])
@@ -235,8 +283,7 @@ def check_phantom(phantom: dict[str, Any], roi, longest_window: int) -> None:
         raise config_error("denoise.phantom.extra_pairing_groups", phantom["extra_pairing_groups"], f"at most the {groups} groups")
     held_out = phantom["panel_groups"] + phantom["val_groups"]
     if held_out >= groups:
-        raise config_error("denoise.phantom.panel_groups", phantom["panel_groups"],
-                           f"panel_groups + val_groups below the {groups} groups (training needs one)")
+        raise config_error("denoise.phantom.panel_groups", phantom["panel_groups"], f"panel_groups + val_groups below the {groups} groups (training needs one)")
     low, high, step = phantom["wavelength_min"], phantom["wavelength_max"], phantom["wavelength_step"]
     points = int(round((high - low) / step)) + 1 if high > low else 0
     if points < 2:
@@ -247,8 +294,12 @@ def check_phantom(phantom: dict[str, Any], roi, longest_window: int) -> None:
     for window in roi.windows:
         inside = sum(window.low <= x <= window.high for x in grid)
         if window.low < low or window.high > grid[-1] or inside < 3:
-            raise config_error("denoise.qa.roi_windows", str(roi.path), f"windows inside the phantom's grid {low:g}-{grid[-1]:g} nm with "
-                               f"3 points or more (window {window.name} [{window.low:g}, {window.high:g}] is not)")
+            raise config_error(
+                "denoise.qa.roi_windows",
+                str(roi.path),
+                f"windows inside the phantom's grid {low:g}-{grid[-1]:g} nm with "
+                f"3 points or more (window {window.name} [{window.low:g}, {window.high:g}] is not)",
+            )
 
 
 def check_user_files(section: dict[str, Any]) -> None:
@@ -261,8 +312,7 @@ def check_user_files(section: dict[str, Any]) -> None:
     if data["clean_dir"]:
         require_dir("denoise.data.clean_dir", data["clean_dir"])
     elif section["train"]["compare_clean"]:
-        raise config_error("denoise.train.compare_clean", True,
-                           "false when data.clean_dir is empty (the clean-target arm needs clean spectra)")
+        raise config_error("denoise.train.compare_clean", True, "false when data.clean_dir is empty (the clean-target arm needs clean spectra)")
     if section["infer"]["staging"]:
         require_file("denoise.data.staging_manifest", data["staging_manifest"])
         require_dir("denoise.data.staging_root_dir", data["staging_root_dir"])
@@ -271,8 +321,11 @@ def check_user_files(section: dict[str, Any]) -> None:
         with open(data["validation_panel"], "rb") as handle:
             actual = hashlib.sha256(handle.read()).hexdigest()
         if actual != expected.lower():
-            raise config_error("denoise.qa.expected_hash", expected, f"the SHA-256 of {data['validation_panel']}, {actual} "
-                               "(the fixed panel changed: update the hash if the change was intended)")
+            raise config_error(
+                "denoise.qa.expected_hash",
+                expected,
+                f"the SHA-256 of {data['validation_panel']}, {actual} (the fixed panel changed: update the hash if the change was intended)",
+            )
 
 
 def require_dir(key: str, path: str) -> None:

@@ -147,13 +147,14 @@ def check_duplicates_agree(path: Path, table: pd.DataFrame, files: pd.DataFrame)
     in their partner)."""
     first = table[["relative_path"]].merge(files[["relative_path", "line", *METADATA_COLUMNS]], on="relative_path", how="left")
     for column in METADATA_COLUMNS:
-        differs = (table[column].to_numpy() != first[column].to_numpy())
+        differs = table[column].to_numpy() != first[column].to_numpy()
         if differs.any():
             index = int(np.flatnonzero(differs)[0])
             raise GensynthError(
                 f"{path}: line {line_of(index)}: relative_path {table['relative_path'].iloc[index]!r} is listed on line "
                 f"{first['line'].iloc[index]} with {column} {first[column].iloc[index]!r}, here with {table[column].iloc[index]!r}; "
-                "expected the same metadata on every row of a file")
+                "expected the same metadata on every row of a file"
+            )
 
 
 def check_partners(path: Path, root: Path, table: pd.DataFrame, real_root: str) -> None:
@@ -258,8 +259,9 @@ class DoseTable:
         stats = stats if isinstance(stats, dict) else load_json(stats)
         features = tuple(stats.get("features", ()))
         if not features or any(f not in stats.get("mean", {}) or f not in stats.get("std", {}) for f in features):
-            raise GensynthError(f"{stats_where}: expected {{'features': [...], 'mean': {{feature: m}}, 'std': {{feature: s}}}} "
-                                "with a mean and std for every feature")
+            raise GensynthError(
+                f"{stats_where}: expected {{'features': [...], 'mean': {{feature: m}}, 'std': {{feature: s}}}} with a mean and std for every feature"
+            )
         missing = [f for f in features if f not in table.columns]
         if missing:
             raise GensynthError(f"{csv}: missing dose feature column(s) {', '.join(missing)} named in {stats_where}")
@@ -267,8 +269,7 @@ class DoseTable:
         bad = ~np.isfinite(numbers.to_numpy(dtype=np.float64))
         if bad.any():
             index, column = np.argwhere(bad)[0]
-            raise GensynthError(f"{csv}: line {line_of(int(index))}: {features[column]} {table[features[column]].iloc[index]!r} "
-                                "is not a finite number")
+            raise GensynthError(f"{csv}: line {line_of(int(index))}: {features[column]} {table[features[column]].iloc[index]!r} is not a finite number")
         duplicated = table["treatment"].duplicated()
         if duplicated.any():
             index = int(np.flatnonzero(duplicated.to_numpy())[0])
@@ -280,15 +281,15 @@ class DoseTable:
         return cls(features, values, np.array([float(stats["mean"][f]) for f in features]), std, csv)
 
     def stats(self) -> dict:
-        return {"features": list(self.features), "mean": dict(zip(self.features, self.mean.tolist())),
-                "std": dict(zip(self.features, self.std.tolist()))}
+        return {"features": list(self.features), "mean": dict(zip(self.features, self.mean.tolist())), "std": dict(zip(self.features, self.std.tolist()))}
 
     def normalised(self, treatments, lines, manifest: Path) -> np.ndarray:
         """(N, D) float32 normalised features of each treatment; an unknown one is an error naming its manifest line."""
         rows = []
         for treatment, line in zip(treatments, lines):
             if treatment not in self.values:
-                raise GensynthError(f"{manifest}: line {line}: treatment {treatment!r} has no dose features in {self.path} "
-                                    f"(it lists {', '.join(sorted(self.values))})")
+                raise GensynthError(
+                    f"{manifest}: line {line}: treatment {treatment!r} has no dose features in {self.path} (it lists {', '.join(sorted(self.values))})"
+                )
             rows.append((self.values[treatment] - self.mean) / self.std)
         return np.asarray(rows, np.float32).reshape(len(rows), len(self.features))

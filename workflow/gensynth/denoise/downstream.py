@@ -96,12 +96,20 @@ def check_panel(groups: np.ndarray, treatments: np.ndarray, doses: np.ndarray, w
     if len(np.unique(treatments)) < 2:
         raise GensynthError(f"{where}: one treatment; treatment separability needs at least 2")
     if len(names) < 3 or len(np.unique(doses)) < 2:
-        raise GensynthError(f"{where}: {len(names)} groups with {len(np.unique(doses))} distinct doses; dose monotonicity needs "
-                            "at least 3 groups and 2 doses")
+        raise GensynthError(f"{where}: {len(names)} groups with {len(np.unique(doses))} distinct doses; dose monotonicity needs at least 3 groups and 2 doses")
 
 
-def downstream_metrics(denoised: np.ndarray, raw: np.ndarray, grid: np.ndarray, roi: RoiConfig, groups: np.ndarray,
-                       treatments: np.ndarray, doses: np.ndarray, thresholds: DownstreamThresholds, where: str) -> dict[str, Any]:
+def downstream_metrics(
+    denoised: np.ndarray,
+    raw: np.ndarray,
+    grid: np.ndarray,
+    roi: RoiConfig,
+    groups: np.ndarray,
+    treatments: np.ndarray,
+    doses: np.ndarray,
+    thresholds: DownstreamThresholds,
+    where: str,
+) -> dict[str, Any]:
     """The four checks (module doc) with their values, the raw spectra's, thresholds and verdicts; "passed": all four."""
     check_panel(groups, treatments, doses, where)
     variance = {"denoised": replicate_variance(denoised, groups), "raw": replicate_variance(raw, groups)}
@@ -109,15 +117,27 @@ def downstream_metrics(denoised: np.ndarray, raw: np.ndarray, grid: np.ndarray, 
     monotonic = {name: dose_monotonicity(x, grid, roi, groups, doses) for name, x in (("denoised", denoised), ("raw", raw))}
     stability = {name: peak_stability(x, grid, roi, groups) for name, x in (("denoised", denoised), ("raw", raw))}
     checks = {
-        "replicate_variance": {**variance, "value": variance["denoised"] / max(variance["raw"], 1e-300), "rule": "<=",
-                               "threshold": thresholds.replicate_variance_max_ratio},
-        "treatment_separability": {**separation, "value": separation["denoised"] / max(separation["raw"], 1e-300), "rule": ">=",
-                                   "threshold": thresholds.separability_min_ratio},
-        "dose_monotonicity": {**monotonic, "value": monotonic["denoised"], "rule": ">=",
-                              "threshold": thresholds.dose_monotonicity_min_spearman},
+        "replicate_variance": {
+            **variance,
+            "value": variance["denoised"] / max(variance["raw"], 1e-300),
+            "rule": "<=",
+            "threshold": thresholds.replicate_variance_max_ratio,
+        },
+        "treatment_separability": {
+            **separation,
+            "value": separation["denoised"] / max(separation["raw"], 1e-300),
+            "rule": ">=",
+            "threshold": thresholds.separability_min_ratio,
+        },
+        "dose_monotonicity": {**monotonic, "value": monotonic["denoised"], "rule": ">=", "threshold": thresholds.dose_monotonicity_min_spearman},
         "peak_stability": {**stability, "value": stability["denoised"], "rule": "<=", "threshold": thresholds.peak_stability_max_nm},
     }
     for check in checks.values():
         check["passed"] = bool(check["value"] <= check["threshold"] if check["rule"] == "<=" else check["value"] >= check["threshold"])
-    return {"checks": checks, "passed": all(c["passed"] for c in checks.values()), "thresholds": asdict(thresholds),
-            "n_spectra": len(groups), "n_groups": len(np.unique(groups))}
+    return {
+        "checks": checks,
+        "passed": all(c["passed"] for c in checks.values()),
+        "thresholds": asdict(thresholds),
+        "n_spectra": len(groups),
+        "n_groups": len(np.unique(groups)),
+    }

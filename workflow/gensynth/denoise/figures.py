@@ -39,12 +39,17 @@ def roi_figure(grid: np.ndarray, roi: RoiConfig, groups: list[GroupSpectra], tar
         for ax, window in zip(row, roi.windows):
             margin = 0.15 * (window.high - window.low)
             inside = (grid >= window.low - margin) & (grid <= window.high + margin)
-            curves = (("raw", group.raw, 0.8), ("savgol", group.savgol, 1.2), ("denoised", group.denoised, 1.4),
-                      ("reference", group.reference, 1.0))
+            curves = (("raw", group.raw, 0.8), ("savgol", group.savgol, 1.2), ("denoised", group.denoised, 1.4), ("reference", group.reference, 1.0))
             for name, spectrum, width in curves:
                 if spectrum is not None:
-                    ax.plot(grid[inside], spectrum[inside], color=COLOURS[name], lw=width, ls="--" if name == "reference" else "-",
-                            label={"savgol": "Savitzky-Golay", "denoised": "MambaUV"}.get(name, name))
+                    ax.plot(
+                        grid[inside],
+                        spectrum[inside],
+                        color=COLOURS[name],
+                        lw=width,
+                        ls="--" if name == "reference" else "-",
+                        label={"savgol": "Savitzky-Golay", "denoised": "MambaUV"}.get(name, name),
+                    )
             ax.axvspan(window.low, window.high, color="tab:green", alpha=0.06)
             ax.set_title(f"{group.group_id}: {window.name}", fontsize=8)
             ax.tick_params(labelsize=7)

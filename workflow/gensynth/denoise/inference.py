@@ -28,10 +28,10 @@ import torch
 from ..errors import GensynthError
 from ..io import save_json, sha256_file
 from ..progress import progress
-from .kernels import warm_up_kernels
-from .data import DoseTable, load_manifest, load_spectrum, save_spectrum
-from .layout import denoised_relative_path
 from .checkpoint import build_denoiser, read_denoiser_checkpoint
+from .data import DoseTable, load_manifest, load_spectrum, save_spectrum
+from .kernels import warm_up_kernels
+from .layout import denoised_relative_path
 
 log = logging.getLogger(__name__)
 STAMP_DIR = ".denoise"
@@ -64,18 +64,21 @@ class Denoiser:
         if stats_json is not None:
             given = DoseTable.load(features_csv, stats_json).stats()
             if given["features"] != trained["features"] or not all(
-                np.allclose([given[k][f] for f in given["features"]], [trained[k][f] for f in trained["features"]], rtol=1e-6)
-                for k in ("mean", "std")
+                np.allclose([given[k][f] for f in given["features"]], [trained[k][f] for f in trained["features"]], rtol=1e-6) for k in ("mean", "std")
             ):
-                raise GensynthError(f"{stats_json}: dose normalisation {given} differs from the one {self.path} was trained with "
-                                    f"({trained}); expected the training's dose_stats.json")
+                raise GensynthError(
+                    f"{stats_json}: dose normalisation {given} differs from the one {self.path} was trained with "
+                    f"({trained}); expected the training's dose_stats.json"
+                )
         return DoseTable.load(features_csv, trained)
 
     def check_grid(self, grid: np.ndarray, where: str | os.PathLike) -> None:
         trained = self.grid
         if len(grid) != len(trained) or not np.allclose(grid, trained, rtol=0, atol=1e-6):
-            raise GensynthError(f"{where}: {len(grid)} wavelengths {grid[0]:g}-{grid[-1]:g} nm; {self.path} was trained on "
-                                f"{len(trained)} wavelengths {trained[0]:g}-{trained[-1]:g} nm")
+            raise GensynthError(
+                f"{where}: {len(grid)} wavelengths {grid[0]:g}-{grid[-1]:g} nm; {self.path} was trained on "
+                f"{len(trained)} wavelengths {trained[0]:g}-{trained[-1]:g} nm"
+            )
 
     @torch.no_grad()
     def __call__(self, spectra: np.ndarray, dose: np.ndarray, batch_size: int = 256) -> np.ndarray:
@@ -164,8 +167,16 @@ def denoise_manifest(
             (output_root / relative).unlink(missing_ok=True)
         save_json(stamp_path, stamp)
     todo = [i for i, relative in enumerate(outputs) if not finished(output_root / relative, length)]
-    log.info("%s: shard %d/%d, %d distinct files of %d rows; %d to denoise, %d finished before",
-             manifest.path, shard, num_shards, len(files), len(manifest.rows), len(todo), len(files) - len(todo))
+    log.info(
+        "%s: shard %d/%d, %d distinct files of %d rows; %d to denoise, %d finished before",
+        manifest.path,
+        shard,
+        num_shards,
+        len(files),
+        len(manifest.rows),
+        len(todo),
+        len(files) - len(todo),
+    )
 
     lines = files["line"].tolist()
     relatives = files["relative_path"].tolist()
@@ -209,14 +220,32 @@ class Throughput:
     spectra_per_s: float
 
 
-def manifest_throughput(manifest_path, root, checkpoint, dose_features_csv, dose_stats_json=None, batch_size: int = 128,
-                        num_workers: int = 0, device: torch.device | str = "cpu", scratch_dir: str | os.PathLike | None = None,
-                        ) -> Throughput:
+def manifest_throughput(
+    manifest_path,
+    root,
+    checkpoint,
+    dose_features_csv,
+    dose_stats_json=None,
+    batch_size: int = 128,
+    num_workers: int = 0,
+    device: torch.device | str = "cpu",
+    scratch_dir: str | os.PathLike | None = None,
+) -> Throughput:
     """Spectra per second of a whole :func:`denoise_manifest` run (manifest checks, model load, reading, denoising,
     writing; not the interpreter's start), into a fresh temporary directory (in ``scratch_dir``), so nothing is skipped."""
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="denoise-throughput-", dir=scratch_dir) as scratch:
-        run = denoise_manifest(manifest_path, root, checkpoint, scratch, dose_features_csv, dose_stats_json,
-                               batch_size=batch_size, num_workers=num_workers, device=device, show_progress=False)
+        run = denoise_manifest(
+            manifest_path,
+            root,
+            checkpoint,
+            scratch,
+            dose_features_csv,
+            dose_stats_json,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            device=device,
+            show_progress=False,
+        )
     return Throughput(run.files, run.seconds, run.spectra_per_s)

@@ -12,8 +12,7 @@ TRAIN_LOGS = {"metrics": "metrics.csv", "audit": "audit.log", "summary": "train_
 DOWNSTREAM_JSON = "downstream_metrics.json"  # the downstream proxy's output, beside the denoised spectra it scores
 # The panel QA's --output-dir: one summary, a methods table and figure, and per scored method <name>:
 QA_FILES = {"summary": "panel_eval_summary.json", "methods": "panel_methods_summary.csv", "psnr_figure": "panel_psnr_by_group.png"}
-QA_METHOD_FILES = {"per_spectrum": "{name}_per_spectrum_metrics.csv", "per_group": "{name}_per_group_summary.csv",
-                   "preds": "{name}_panel_preds"}
+QA_METHOD_FILES = {"per_spectrum": "{name}_per_spectrum_metrics.csv", "per_group": "{name}_per_group_summary.csv", "preds": "{name}_panel_preds"}
 SAVGOL_NAME = "savgol"
 COMPARISON_NAME = "clean_target"
 

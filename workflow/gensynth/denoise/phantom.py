@@ -92,8 +92,12 @@ class PhantomConfig:
         corpus ``staging_last_treatment_samples``."""
         last = len(doses)
         treatments = tuple(
-            Treatment(f"treatment_{i}", float(dose), tuple(last_treatment_samples if i == last else samples),
-                      tuple(staging_last_treatment_samples if i == last else samples))
+            Treatment(
+                f"treatment_{i}",
+                float(dose),
+                tuple(last_treatment_samples if i == last else samples),
+                tuple(staging_last_treatment_samples if i == last else samples),
+            )
             for i, dose in enumerate(doses, 1)
         )
         if "angles" in settings:
@@ -136,20 +140,28 @@ def noisy_replicate(clean: np.ndarray, config: PhantomConfig, treatment: str, sa
     return clean + sd * rng.standard_normal(clean.shape)
 
 
+def manifest_row(treatment: str, sample: str, angle: int, replicate: int, partner: int) -> dict[str, Any]:
+    """One manifest row: a replicate's file and its Noise2Noise partner's."""
+    return {
+        "relative_path": relative_path(treatment, sample, angle, replicate),
+        "treatment": treatment,
+        "sample": sample,
+        "angle": angle,
+        "replicate": replicate,
+        "group_id": group_id(treatment, sample, angle),
+        "n2n_partner": relative_path(treatment, sample, angle, partner),
+    }
+
+
 def corpus_rows(config: PhantomConfig, staging: bool = False) -> pd.DataFrame:
     """The manifest rows of the corpus (or of the staging corpus): one per file, partner paired 0-1, 2-3, ...,
     then a second pairing (r with r + 2, cyclic) of the first ``extra_pairing_groups`` groups (the main corpus only)."""
     rows, extra = [], []
     groups = [(t, s, a) for t in config.treatments for s in (t.staging_samples if staging else t.samples) for a in config.angles]
     for index, (treatment, sample, angle) in enumerate(groups):
-        def row(replicate: int, partner: int) -> dict[str, Any]:
-            return {"relative_path": relative_path(treatment.name, sample, angle, replicate), "treatment": treatment.name,
-                    "sample": sample, "angle": angle, "replicate": replicate, "group_id": group_id(treatment.name, sample, angle),
-                    "n2n_partner": relative_path(treatment.name, sample, angle, partner)}
-
-        rows += [row(r, r ^ 1) for r in range(config.replicates)]  # 0-1, 2-3, ...
-        if not staging and index < config.extra_pairing_groups:
-            extra += [row(r, (r + 2) % config.replicates) for r in range(config.replicates)]  # 0-2, 1-3, ..., cyclic
+        rows += [manifest_row(treatment.name, sample, angle, r, r ^ 1) for r in range(config.replicates)]  # 0-1, 2-3, ...
+        if not staging and index < config.extra_pairing_groups:  # 0-2, 1-3, ..., cyclic
+            extra += [manifest_row(treatment.name, sample, angle, r, (r + 2) % config.replicates) for r in range(config.replicates)]
     return pd.DataFrame(rows + extra, columns=MANIFEST_COLUMNS)
 
 
@@ -164,8 +176,9 @@ def held_out_groups(config: PhantomConfig, groups: pd.DataFrame) -> tuple[list[s
     round_robin = [ids[i] for i in range(max(map(len, per_treatment.values()))) for ids in per_treatment.values() if i < len(ids)]
     needed = config.panel_groups + config.val_groups
     if needed >= len(round_robin):
-        raise GensynthError(f"phantom: {config.panel_groups} panel and {config.val_groups} validation groups leave no training group "
-                            f"of the {len(round_robin)} groups")
+        raise GensynthError(
+            f"phantom: {config.panel_groups} panel and {config.val_groups} validation groups leave no training group of the {len(round_robin)} groups"
+        )
     return round_robin[: config.panel_groups], round_robin[config.panel_groups : needed]
 
 
@@ -190,8 +203,10 @@ class PhantomPaths:
     @classmethod
     def under(cls, folder: str | Path) -> PhantomPaths:
         folder = Path(folder)
-        return cls(**{name: folder / relative for name, relative in DATA_FILES.items()},
-                   **{f"staging_{name}": folder / relative for name, relative in STAGING_FILES.items()})
+        return cls(
+            **{name: folder / relative for name, relative in DATA_FILES.items()},
+            **{f"staging_{name}": folder / relative for name, relative in STAGING_FILES.items()},
+        )
 
 
 def write_tree(config: PhantomConfig, grid: np.ndarray, rows: pd.DataFrame, root: Path, clean_root: Path | None) -> None:
@@ -223,11 +238,14 @@ def write_phantom(config: PhantomConfig, paths: PhantomPaths) -> dict[str, Any]:
     features = pd.DataFrame([{"treatment": t.name, **dose_feature_values(t.dose)} for t in config.treatments])
     with atomic_open(paths.dose_features, "w", newline="") as handle:
         features.to_csv(handle, index=False, float_format="%.10g")
-    save_json(paths.dose_stats, {
-        "features": list(DOSE_FEATURES),
-        "mean": {name: float(features[name].mean()) for name in DOSE_FEATURES},
-        "std": {name: float(features[name].std(ddof=0)) or 1.0 for name in DOSE_FEATURES},  # a constant feature is left unscaled
-    })
+    save_json(
+        paths.dose_stats,
+        {
+            "features": list(DOSE_FEATURES),
+            "mean": {name: float(features[name].mean()) for name in DOSE_FEATURES},
+            "std": {name: float(features[name].std(ddof=0)) or 1.0 for name in DOSE_FEATURES},  # a constant feature is left unscaled
+        },
+    )
 
     counts = {
         "wavelengths": len(grid),

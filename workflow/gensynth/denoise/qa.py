@@ -70,8 +70,9 @@ def check_hash(manifest: str | os.PathLike, expected: str | None) -> str:
         raise GensynthError(f"{manifest}: panel manifest not found")
     actual = sha256_file(manifest)
     if expected and actual != expected.lower():
-        raise GensynthError(f"{manifest}: SHA-256 {actual} does not match --expected-hash {expected}: the fixed panel changed "
-                            "(update the hash if the change was intended)")
+        raise GensynthError(
+            f"{manifest}: SHA-256 {actual} does not match --expected-hash {expected}: the fixed panel changed (update the hash if the change was intended)"
+        )
     return actual
 
 
@@ -122,16 +123,31 @@ def spectrum_metrics(pred: np.ndarray, panel: Panel, thresholds: GateThresholds)
 
 
 def group_summary(per_spectrum: pd.DataFrame) -> pd.DataFrame:
-    return per_spectrum.groupby("group_id", sort=True).agg(
-        treatment=("treatment", "first"), sample=("sample", "first"), angle=("angle", "first"), n_spectra=("relative_path", "size"),
-        psnr_db=("psnr_db", "mean"), psnr_raw_db=("psnr_raw_db", "mean"), psnr_gain_db=("psnr_gain_db", "mean"),
-        sam_deg=("sam_deg", "mean"), sam_raw_deg=("sam_raw_deg", "mean"), roi_ok_fraction=("roi_ok", "mean"),
-    ).reset_index()
+    return (
+        per_spectrum.groupby("group_id", sort=True)
+        .agg(
+            treatment=("treatment", "first"),
+            sample=("sample", "first"),
+            angle=("angle", "first"),
+            n_spectra=("relative_path", "size"),
+            psnr_db=("psnr_db", "mean"),
+            psnr_raw_db=("psnr_raw_db", "mean"),
+            psnr_gain_db=("psnr_gain_db", "mean"),
+            sam_deg=("sam_deg", "mean"),
+            sam_raw_deg=("sam_raw_deg", "mean"),
+            roi_ok_fraction=("roi_ok", "mean"),
+        )
+        .reset_index()
+    )
 
 
 def headline(per_spectrum: pd.DataFrame) -> dict[str, float]:
-    return {"psnr_mean_db": float(per_spectrum["psnr_db"].mean()), "psnr_gain_db": float(per_spectrum["psnr_gain_db"].mean()),
-            "sam_mean_deg": float(per_spectrum["sam_deg"].mean()), "roi_ok_fraction": float(per_spectrum["roi_ok"].mean())}
+    return {
+        "psnr_mean_db": float(per_spectrum["psnr_db"].mean()),
+        "psnr_gain_db": float(per_spectrum["psnr_gain_db"].mean()),
+        "sam_mean_deg": float(per_spectrum["sam_deg"].mean()),
+        "roi_ok_fraction": float(per_spectrum["roi_ok"].mean()),
+    }
 
 
 def gate(name: str, value: float, rule: str, threshold: float, **detail: Any) -> dict[str, Any]:
@@ -143,12 +159,24 @@ def evaluate_gates(per_spectrum: pd.DataFrame, downstream: dict[str, Any], thres
     checks = downstream["checks"]
     return [
         gate("psnr_gain", per_spectrum["psnr_gain_db"].mean(), ">=", thresholds.psnr_gain_min_db, unit="dB"),
-        gate("sam_no_worse", per_spectrum["sam_deg"].mean() - per_spectrum["sam_raw_deg"].mean(), "<=", thresholds.sam_max_increase_deg,
-             unit="degrees"),
-        gate("roi_integrity", per_spectrum["roi_ok"].mean(), ">=", thresholds.roi_min_fraction, unit="share of spectra",
-             peak_tolerance_nm=thresholds.roi_peak_tolerance_nm, area_tolerance=thresholds.roi_area_tolerance),
-        gate("downstream_proxy", sum(c["passed"] for c in checks.values()), ">=", len(checks), unit="checks passed",
-             checks={name: c["passed"] for name, c in checks.items()}),
+        gate("sam_no_worse", per_spectrum["sam_deg"].mean() - per_spectrum["sam_raw_deg"].mean(), "<=", thresholds.sam_max_increase_deg, unit="degrees"),
+        gate(
+            "roi_integrity",
+            per_spectrum["roi_ok"].mean(),
+            ">=",
+            thresholds.roi_min_fraction,
+            unit="share of spectra",
+            peak_tolerance_nm=thresholds.roi_peak_tolerance_nm,
+            area_tolerance=thresholds.roi_area_tolerance,
+        ),
+        gate(
+            "downstream_proxy",
+            sum(c["passed"] for c in checks.values()),
+            ">=",
+            len(checks),
+            unit="checks passed",
+            checks={name: c["passed"] for name, c in checks.items()},
+        ),
     ]
 
 
@@ -162,11 +190,28 @@ def write_predictions(directory: Path, panel: Panel, pred: np.ndarray) -> None:
         save_spectrum(directory / denoised_relative_path(relative), spectrum)
 
 
-def run_downstream(script: Path, preds: Path, manifest: Path, baseline_dir: Path, metadata: Path, grid: Path, roi: Path,
-                   thresholds: DownstreamThresholds, dose_column: str) -> dict[str, Any]:
+def run_downstream(
+    script: Path, preds: Path, manifest: Path, baseline_dir: Path, metadata: Path, grid: Path, roi: Path, thresholds: DownstreamThresholds, dose_column: str
+) -> dict[str, Any]:
     """Run the downstream proxy script on a predictions directory; its JSON (exit 0 passed, 1 failed, else an error)."""
-    command = [sys.executable, str(script), "--denoised-dir", str(preds), "--manifest", str(manifest), "--root-dir", str(baseline_dir),
-               "--metadata", str(metadata), "--wavelength-grid", str(grid), "--roi-windows", str(roi), "--dose-column", dose_column]
+    command = [
+        sys.executable,
+        str(script),
+        "--denoised-dir",
+        str(preds),
+        "--manifest",
+        str(manifest),
+        "--root-dir",
+        str(baseline_dir),
+        "--metadata",
+        str(metadata),
+        "--wavelength-grid",
+        str(grid),
+        "--roi-windows",
+        str(roi),
+        "--dose-column",
+        dose_column,
+    ]
     for key, value in asdict(thresholds).items():
         command += [f"--{key.replace('_', '-')}", str(value)]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
@@ -205,8 +250,7 @@ def run_panel_qa(options: QaOptions, device) -> dict[str, Any]:
     checkpoints = sorted(p for p in Path(options.checkpoint_dir).glob("*.pt") if p.is_file())
     if not checkpoints:
         raise GensynthError(f"{options.checkpoint_dir}: no *.pt checkpoint to evaluate")
-    panel = Panel.load(options.manifest, options.root_dir, options.baseline_dir, options.clean_dir, options.wavelength_grid,
-                       options.roi_windows)
+    panel = Panel.load(options.manifest, options.root_dir, options.baseline_dir, options.clean_dir, options.wavelength_grid, options.roi_windows)
     out = Path(options.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     tables: dict[str, pd.DataFrame] = {}
@@ -238,39 +282,62 @@ def run_panel_qa(options: QaOptions, device) -> dict[str, Any]:
     def downstream_of(name: str) -> dict[str, Any]:
         preds = out / QA_METHOD_FILES["preds"].format(name=name)
         write_predictions(preds, panel, predictions[name])
-        return run_downstream(options.downstream_script, preds, options.manifest, options.baseline_dir, options.metadata,
-                              options.wavelength_grid, options.roi_windows, options.downstream, options.dose_column)
+        return run_downstream(
+            options.downstream_script,
+            preds,
+            options.manifest,
+            options.baseline_dir,
+            options.metadata,
+            options.wavelength_grid,
+            options.roi_windows,
+            options.downstream,
+            options.dose_column,
+        )
 
     def psnr_above(name: str, other: str) -> float:
         return float(tables[name]["psnr_db"].mean() - tables[other]["psnr_db"].mean())
 
-    raw = {"psnr_mean_db": float(tables[selected]["psnr_raw_db"].mean()), "psnr_gain_db": 0.0,
-           "sam_mean_deg": float(tables[selected]["sam_raw_deg"].mean()), "roi_ok_fraction": float("nan")}
+    raw = {
+        "psnr_mean_db": float(tables[selected]["psnr_raw_db"].mean()),
+        "psnr_gain_db": 0.0,
+        "sam_mean_deg": float(tables[selected]["sam_raw_deg"].mean()),
+        "roi_ok_fraction": float("nan"),
+    }
     downstream = downstream_of(selected)
-    methods = [{"method": "raw", "kind": "raw", **raw, "downstream_passed": None},
-               {"method": selected, "kind": "checkpoint (gated)", **headline(tables[selected]), "downstream_passed": downstream["passed"]}]
+    methods = [
+        {"method": "raw", "kind": "raw", **raw, "downstream_passed": None},
+        {"method": selected, "kind": "checkpoint (gated)", **headline(tables[selected]), "downstream_passed": downstream["passed"]},
+    ]
     summary: dict[str, Any] = {}
     if options.savgol_params is not None:
         params = SavgolParams(**{k: load_json(options.savgol_params)[k] for k in ("window", "polyorder")})
         score(SAVGOL_NAME, params.apply(panel.raw))
         baseline_downstream = downstream_of(SAVGOL_NAME)
-        methods.append({"method": SAVGOL_NAME, "kind": "baseline", **headline(tables[SAVGOL_NAME]),
-                        "downstream_passed": baseline_downstream["passed"]})
-        summary["baseline"] = {"method": "savitzky_golay", **asdict(params), **headline(tables[SAVGOL_NAME]),
-                               "model_minus_baseline_psnr_db": psnr_above(selected, SAVGOL_NAME), "downstream": baseline_downstream}
+        methods.append({"method": SAVGOL_NAME, "kind": "baseline", **headline(tables[SAVGOL_NAME]), "downstream_passed": baseline_downstream["passed"]})
+        summary["baseline"] = {
+            "method": "savitzky_golay",
+            **asdict(params),
+            **headline(tables[SAVGOL_NAME]),
+            "model_minus_baseline_psnr_db": psnr_above(selected, SAVGOL_NAME),
+            "downstream": baseline_downstream,
+        }
     if options.comparison_checkpoint is not None:
         name = options.comparison_name
         info, pred = denoise_with(options.comparison_checkpoint)
         methods.append({"method": name, "kind": "comparison", **score(name, pred), "downstream_passed": None})
-        summary["comparison"] = {"name": name, **info, **headline(tables[name]),
-                                 "gated_minus_comparison_psnr_db": psnr_above(selected, name)}
+        summary["comparison"] = {"name": name, **info, **headline(tables[name]), "gated_minus_comparison_psnr_db": psnr_above(selected, name)}
     write_csv(out / QA_FILES["methods"], pd.DataFrame(methods))
 
     gates = evaluate_gates(tables[selected], downstream, options.gates)
     return {
         "version": VERSION,
-        "manifest": {"path": str(options.manifest), "sha256": manifest_sha256, "expected_sha256": options.expected_hash or None,
-                     "n_spectra": len(panel.files), "n_groups": int(panel.files["group_id"].nunique())},
+        "manifest": {
+            "path": str(options.manifest),
+            "sha256": manifest_sha256,
+            "expected_sha256": options.expected_hash or None,
+            "n_spectra": len(panel.files),
+            "n_groups": int(panel.files["group_id"].nunique()),
+        },
         "git_commit": git_commit(),
         "reference": panel.reference_kind,
         "ranked_checkpoints": ranked,
@@ -286,6 +353,8 @@ def run_panel_qa(options: QaOptions, device) -> dict[str, Any]:
 
 def gate_lines(summary: dict[str, Any]) -> list[str]:
     """The gates as the log shows them: one line each, then the verdict."""
-    lines = [f"gate {i} {g['gate']:<17} {g['value']:10.4g} {g['rule']} {g['threshold']:<8g} {'PASS' if g['passed'] else 'FAIL'}"
-             for i, g in enumerate(summary["gates"], 1)]
+    lines = [
+        f"gate {i} {g['gate']:<17} {g['value']:10.4g} {g['rule']} {g['threshold']:<8g} {'PASS' if g['passed'] else 'FAIL'}"
+        for i, g in enumerate(summary["gates"], 1)
+    ]
     return [*lines, f"panel QA: {'all four gates passed' if summary['passed'] else 'FAILED'} ({summary['selected']})"]

@@ -62,11 +62,14 @@ class RoiConfig:
     def check_grid(self, grid: np.ndarray, where: str | os.PathLike) -> None:
         for window in self.windows:
             if window.low < grid[0] or window.high > grid[-1]:
-                raise GensynthError(f"{self.path}: window {window.name} [{window.low:g}, {window.high:g}] nm lies outside the wavelength "
-                                    f"grid {grid[0]:g}-{grid[-1]:g} nm of {where}")
+                raise GensynthError(
+                    f"{self.path}: window {window.name} [{window.low:g}, {window.high:g}] nm lies outside the wavelength "
+                    f"grid {grid[0]:g}-{grid[-1]:g} nm of {where}"
+                )
             if np.count_nonzero((grid >= window.low) & (grid <= window.high)) < 3:
-                raise GensynthError(f"{self.path}: window {window.name} [{window.low:g}, {window.high:g}] nm holds fewer than 3 grid "
-                                    f"points of {where}; expected a wider window")
+                raise GensynthError(
+                    f"{self.path}: window {window.name} [{window.low:g}, {window.high:g}] nm holds fewer than 3 grid points of {where}; expected a wider window"
+                )
 
 
 def parse_roi_windows(data: object, path: Path) -> RoiConfig:
@@ -75,8 +78,7 @@ def parse_roi_windows(data: object, path: Path) -> RoiConfig:
         raise GensynthError(f"{path}: expected 'windows: {{name: [low_nm, high_nm], ...}}' and 'dose_response: [numerator, denominator]'")
     windows = []
     for name, bounds in data["windows"].items():
-        if (not isinstance(bounds, list) or len(bounds) != 2 or not all(isinstance(b, (int, float)) for b in bounds)
-                or not bounds[0] < bounds[1]):
+        if not isinstance(bounds, list) or len(bounds) != 2 or not all(isinstance(b, (int, float)) for b in bounds) or not bounds[0] < bounds[1]:
             raise GensynthError(f"{path}: window {name}: {bounds!r}; expected [low_nm, high_nm] with low < high")
         windows.append(RoiWindow(str(name), float(bounds[0]), float(bounds[1])))
     response = data.get("dose_response")
@@ -120,8 +122,9 @@ def reference_spectra(raw: np.ndarray, groups: np.ndarray, clean: np.ndarray | N
     for group in np.unique(groups):
         members = np.flatnonzero(groups == group)
         if len(members) < 2:
-            raise GensynthError(f"{where}: group {str(group)!r} has one spectrum; the replicate-mean reference needs at least 2 per group "
-                                "(or give the clean spectra)")
+            raise GensynthError(
+                f"{where}: group {str(group)!r} has one spectrum; the replicate-mean reference needs at least 2 per group (or give the clean spectra)"
+            )
         total = raw[members].astype(np.float64).sum(axis=0)
         reference[members] = (total - raw[members]) / (len(members) - 1)
     return reference, "replicate_mean"

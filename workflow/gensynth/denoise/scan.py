@@ -95,8 +95,7 @@ def _kernel(**options):
 
 @functools.cache
 def _warn_uncached() -> None:
-    log.warning("numba finds no writable cache directory (beside %s, NUMBA_CACHE_DIR or ~/.cache/numba): "
-                "the kernels compile on every start", __file__)
+    log.warning("numba finds no writable cache directory (beside %s, NUMBA_CACHE_DIR or ~/.cache/numba): the kernels compile on every start", __file__)
 
 
 def selective_scan(x, delta, A, B, C, D, backend: ScanBackend = "auto") -> torch.Tensor:
@@ -189,8 +188,15 @@ class FusedSelectiveScan(torch.autograd.Function):
         grad_D_each = torch.empty(batch, channels, dtype=x.dtype)  # (B, ED)
         _sync_threads()
         _scan_backward(
-            *arrays, x.dtype == torch.float64, _as_array(grad_y),
-            grad_x.numpy(), grad_delta.numpy(), grad_A_each.numpy(), grad_B.numpy(), grad_C.numpy(), grad_D_each.numpy(),
+            *arrays,
+            x.dtype == torch.float64,
+            _as_array(grad_y),
+            grad_x.numpy(),
+            grad_delta.numpy(),
+            grad_A_each.numpy(),
+            grad_B.numpy(),
+            grad_C.numpy(),
+            grad_D_each.numpy(),
         )
         return grad_x, grad_delta, grad_A_each.sum(0).t(), grad_B, grad_C, grad_D_each.sum(0)
 
@@ -214,8 +220,14 @@ class FusedCausalConvSiLU(torch.autograd.Function):
         grad_bias_each = torch.empty(x.shape[0], weight.shape[0], dtype=x.dtype)  # (B, ED)
         _sync_threads()
         _conv_silu_backward(
-            _as_array(x), _as_array(weight.t()), _as_array(bias), x.dtype == torch.float64, _as_array(grad_out),
-            grad_x.numpy(), grad_weight_each.numpy(), grad_bias_each.numpy(),
+            _as_array(x),
+            _as_array(weight.t()),
+            _as_array(bias),
+            x.dtype == torch.float64,
+            _as_array(grad_out),
+            grad_x.numpy(),
+            grad_weight_each.numpy(),
+            grad_bias_each.numpy(),
         )
         return grad_x, grad_weight_each.sum(0).t(), grad_bias_each.sum(0)
 
@@ -241,8 +253,12 @@ class FusedRMSNorm(torch.autograd.Function):
         grad_weight_each = torch.empty(RMS_NORM_BLOCKS, rows.shape[1], dtype=x.dtype)  # (blocks, D)
         _sync_threads()
         _rms_norm_backward(
-            rows, _as_array(weight), *_typed(rows, ctx.eps, 1 / rows.shape[1]), _as_array(grad_out).reshape(rows.shape),
-            grad_x.numpy(), grad_weight_each.numpy(),
+            rows,
+            _as_array(weight),
+            *_typed(rows, ctx.eps, 1 / rows.shape[1]),
+            _as_array(grad_out).reshape(rows.shape),
+            grad_x.numpy(),
+            grad_weight_each.numpy(),
         )
         return grad_x.view(x.shape), grad_weight_each.sum(0), None
 

@@ -169,8 +169,7 @@ def train_denoiser(
     warm_up_kernels(device)
     trainer = Trainer(model, mse_loss, settings.trainer_config())
     settings_key = dataclasses.asdict(settings)  # (the epochs too: they set the learning-rate schedule)
-    resume = BestKeepingResumeFile(resume_path, run_fingerprint(model=config.to_dict(), settings=settings_key, **fingerprint),
-                                   every_s=resume_every_s)
+    resume = BestKeepingResumeFile(resume_path, run_fingerprint(model=config.to_dict(), settings=settings_key, **fingerprint), every_s=resume_every_s)
 
     def epoch(number: int) -> dict[str, Any]:
         started = time.perf_counter()
@@ -181,8 +180,7 @@ def train_denoiser(
         improved = resume.best is None or val_loss < resume.best["val_loss"]
         if improved:
             resume.best = {"epoch": number, "val_loss": val_loss, "weights": trainer.ema_state_dict()}
-        return {"lr": settings.epoch_lr(number), "train_loss": train_loss, "val_loss": val_loss, "best": improved,
-                "seconds": time.perf_counter() - started}
+        return {"lr": settings.epoch_lr(number), "train_loss": train_loss, "val_loss": val_loss, "best": improved, "seconds": time.perf_counter() - started}
 
     def stop(history: list[dict[str, Any]]) -> bool:
         return bool(history) and history[-1]["epoch"] - resume.best["epoch"] >= settings.patience
@@ -192,12 +190,12 @@ def train_denoiser(
         raise GensynthError("training ran no epoch (epochs must be at least 1)")
     if history[-1]["epoch"] < settings.epochs:  # stopped early: the final state, so that a rerun goes straight to the end
         resume.save({"model": trainer.model.state_dict(), "trainer": trainer.state_dict(), "history": history})
-    return TrainResult(history, resume.best["epoch"], resume.best["val_loss"],
-                       {k: v.cpu() for k, v in resume.best["weights"].items()})
+    return TrainResult(history, resume.best["epoch"], resume.best["val_loss"], {k: v.cpu() for k, v in resume.best["weights"].items()})
 
 
-def checkpoint_state(result: TrainResult, config: MambaUVConfig, dose: DoseTable, grid: np.ndarray,
-                     settings: DenoiseTrainSettings, data: dict[str, Any]) -> dict[str, Any]:
+def checkpoint_state(
+    result: TrainResult, config: MambaUVConfig, dose: DoseTable, grid: np.ndarray, settings: DenoiseTrainSettings, data: dict[str, Any]
+) -> dict[str, Any]:
     """The saved checkpoint: plain values only."""
     return {
         "format": CHECKPOINT_FORMAT,

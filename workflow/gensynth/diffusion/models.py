@@ -18,8 +18,9 @@ checkpoints as plain values). ``unet2d`` is diffusers' ``UNet2DModel``; a module
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -102,8 +103,7 @@ def register_architecture(name: str, build: Callable, check: Callable, config_cl
 def architecture(name: str) -> Architecture:
     if name not in ARCHITECTURES:
         raise GensynthError(
-            f"model architecture {name!r}: expected one of {', '.join(ARCHITECTURES)} "
-            "(a module's own architecture registers when the module is imported)"
+            f"model architecture {name!r}: expected one of {', '.join(ARCHITECTURES)} (a module's own architecture registers when the module is imported)"
         )
     return ARCHITECTURES[name]
 

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..training import ResumeFile, Trainer, TrainConfig, run_fingerprint, train_epochs
+from ..training import ResumeFile, TrainConfig, Trainer, run_fingerprint, train_epochs
 from .augmentation import MODALITIES, PHASES, AugmentationConfig, image_channels
 from .data import TEST, TRAIN, VALIDATION, WoundDataset
 from .mixing import batch_rng, plan_batch, synthetic_images
@@ -53,10 +53,14 @@ class Branch(nn.Module):
         self.register_buffer("mean", torch.zeros(channels))
         self.register_buffer("std", torch.ones(channels))
         self.layers = nn.Sequential(
-            nn.Conv2d(channels, width // 2, 3, stride=2, padding=1), nn.SiLU(),
-            nn.Conv2d(width // 2, width, 3, stride=2, padding=1), nn.SiLU(),
-            nn.Conv2d(width, width, 3, stride=2, padding=1), nn.SiLU(),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+            nn.Conv2d(channels, width // 2, 3, stride=2, padding=1),
+            nn.SiLU(),
+            nn.Conv2d(width // 2, width, 3, stride=2, padding=1),
+            nn.SiLU(),
+            nn.Conv2d(width, width, 3, stride=2, padding=1),
+            nn.SiLU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -178,15 +182,31 @@ def train_classifier(
         if mixer is not None:
             info = mixer.manager.cache_info()
             record.update(cache_hits=info.hits, cache_misses=info.misses, cache_hit_rate=info.hit_rate)
-            log.info("%s fold %d seed %d, epoch %d: %d synthetic images in %d batches, cache hit rate %.3f (%d hits, %d misses)",
-                     arm, fold, seed, number, record["synthetic"], augmented, info.hit_rate, info.hits, info.misses)
+            log.info(
+                "%s fold %d seed %d, epoch %d: %d synthetic images in %d batches, cache hit rate %.3f (%d hits, %d misses)",
+                arm,
+                fold,
+                seed,
+                number,
+                record["synthetic"],
+                augmented,
+                info.hit_rate,
+                info.hits,
+                info.misses,
+            )
         return record
 
     resume = None
     if resume_path is not None:
         augmentation = {m: dataclasses.asdict(c) for m, c in mixer.configs.items()} if mixer is not None else None
-        fingerprint = run_fingerprint(data=data_sha256, fold=fold, seed=seed, arm=arm, augmentation=augmentation,
-                                      settings={k: v for k, v in dataclasses.asdict(settings).items() if k != "epochs"})
+        fingerprint = run_fingerprint(
+            data=data_sha256,
+            fold=fold,
+            seed=seed,
+            arm=arm,
+            augmentation=augmentation,
+            settings={k: v for k, v in dataclasses.asdict(settings).items() if k != "epochs"},
+        )
         resume = ResumeFile(resume_path, fingerprint)
     history = train_epochs(trainer, settings.epochs, epoch, resume=resume, desc=f"{arm or 'classifier'} fold {fold} seed {seed}")
     return trainer, history

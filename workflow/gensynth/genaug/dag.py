@@ -50,13 +50,19 @@ FOLDER_PATTERN = one_of(MODEL_FOLDERS)
 # Config keys each script takes as flags (one flag per key, spelled from the key); the per-modality
 # settings and the switch are the arm's (arm_flags), spelled --<modality>-<key> (gensynth.genaug.flags).
 SCRIPT_FLAGS = {
-    "genaug_data": ("data.image_size", "data.folds", "data.val_fraction", "data.split_seed", "phantom.patients", "phantom.visits",
-                    "phantom.seed"),
-    "genaug_train_pipeline": ("pipeline.block_out_channels", "pipeline.layers_per_block", "pipeline.epochs", "pipeline.batch_size",
-                              "pipeline.lr", "pipeline.ema_decay", "pipeline.num_train_timesteps", "pipeline.prediction_type",
-                              "pipeline.seed"),
-    "genaug_classify": ("classifier.width", "classifier.epochs", "classifier.batch_size", "classifier.lr", "classifier.ema_decay",
-                        "classifier.seeds"),
+    "genaug_data": ("data.image_size", "data.folds", "data.val_fraction", "data.split_seed", "phantom.patients", "phantom.visits", "phantom.seed"),
+    "genaug_train_pipeline": (
+        "pipeline.block_out_channels",
+        "pipeline.layers_per_block",
+        "pipeline.epochs",
+        "pipeline.batch_size",
+        "pipeline.lr",
+        "pipeline.ema_decay",
+        "pipeline.num_train_timesteps",
+        "pipeline.prediction_type",
+        "pipeline.seed",
+    ),
+    "genaug_classify": ("classifier.width", "classifier.epochs", "classifier.batch_size", "classifier.lr", "classifier.ema_decay", "classifier.seeds"),
     "genaug_quality": ("quality.n_samples", "quality.seed"),
     "genaug_report": ("report.n_bootstrap", "report.confidence", "report.kappa_weights", "report.seed"),
 }
@@ -192,8 +198,11 @@ def quality_steps(section: dict[str, Any]) -> list[int]:
 
 def quality_flags(section: dict[str, Any]) -> str:
     """The folders and step counts to assess, and the modalities' generation settings."""
-    parts = [flag(("", "--folders"), model_folders(section)), flag(("", "--inference-steps"), quality_steps(section)),
-             flag(("", "--prompts"), prompts_value(section["prompts"]))]
+    parts = [
+        flag(("", "--folders"), model_folders(section)),
+        flag(("", "--inference-steps"), quality_steps(section)),
+        flag(("", "--prompts"), prompts_value(section["prompts"])),
+    ]
     for modality in MODALITIES:
         parts += [flag(("", flag_name(modality, key)), section["modalities"][modality][key]) for key in ("batch_limit", "guidance_scale")]
     return " ".join(parts)
@@ -207,8 +216,7 @@ def run_files(section: dict[str, Any], kind: str) -> dict[str, list[str]]:
 def report_run_flags(section: dict[str, Any]) -> str:
     """``--arm NAME PREDICTIONS... --history NAME HISTORIES...`` for every arm."""
     predictions, histories = run_files(section, "predictions"), run_files(section, "history")
-    return " ".join(flag(("", "--arm"), [arm, *predictions[arm]]) + " " + flag(("", "--history"), [arm, *histories[arm]])
-                    for arm in arms(section))
+    return " ".join(flag(("", "--arm"), [arm, *predictions[arm]]) + " " + flag(("", "--history"), [arm, *histories[arm]]) for arm in arms(section))
 
 
 def quality_files(section: dict[str, Any]) -> list[str]:
@@ -236,8 +244,12 @@ def validate(section: dict[str, Any], config: dict[str, Any]) -> None:
     swept = sum(len(values) for values in section["sweep"].values())
     if section["use_generative_augmentation"] and len(arms(section)) - 2 + base_values(section) != swept:
         raise config_error("genaug.sweep", section["sweep"], "values that name distinct arms (two print alike with 6 digits)")
-    check_unet_shape(section["pipeline"]["block_out_channels"], section["data"]["image_size"],
-                     channels_key="genaug.pipeline.block_out_channels", size_key="genaug.data.image_size")
+    check_unet_shape(
+        section["pipeline"]["block_out_channels"],
+        section["data"]["image_size"],
+        channels_key="genaug.pipeline.block_out_channels",
+        size_key="genaug.data.image_size",
+    )
     width = section["classifier"]["width"]
     if width % 2:
         raise config_error("genaug.classifier.width", width, "an even number (its first convolution has width / 2)")
@@ -258,8 +270,9 @@ def check_data(section: dict[str, Any]) -> None:
     training = patients - -(-patients // n_folds)  # the fewest training patients of a fold
     n_val = max(1, round(data["val_fraction"] * training)) if data["val_fraction"] > 0 else 0
     if n_val >= training:
-        raise config_error("genaug.data.val_fraction", data["val_fraction"],
-                           f"a share that leaves training patients ({training} per fold, {n_val} of them for validation)")
+        raise config_error(
+            "genaug.data.val_fraction", data["val_fraction"], f"a share that leaves training patients ({training} per fold, {n_val} of them for validation)"
+        )
 
 
 def check_models(section: dict[str, Any]) -> None:
@@ -271,5 +284,4 @@ def check_models(section: dict[str, Any]) -> None:
     for name in model_folders(section):
         path = os.path.join(folder, name, "model_index.json")
         if not os.path.isfile(path):
-            raise config_error("genaug.models.folder", folder, f"a folder holding {name}/model_index.json (a diffusers pipeline): "
-                               "not found")
+            raise config_error("genaug.models.folder", folder, f"a folder holding {name}/model_index.json (a diffusers pipeline): not found")

@@ -107,8 +107,10 @@ def assign_folds(patients: np.ndarray, folds: int, val_fraction: float, seed: in
         training = np.flatnonzero(patient_fold != fold)
         n_val = max(1, round(val_fraction * len(training))) if val_fraction > 0 else 0
         if n_val >= len(training):
-            raise GensynthError(f"fold {fold}: {len(training)} training patients leave none to train on after {n_val} for validation "
-                                f"(val_fraction {val_fraction}): expected more patients or a smaller val_fraction")
+            raise GensynthError(
+                f"fold {fold}: {len(training)} training patients leave none to train on after {n_val} for validation "
+                f"(val_fraction {val_fraction}): expected more patients or a smaller val_fraction"
+            )
         validation = numpy_generator(sha256_seed("genaug-validation", seed, fold)).choice(training, n_val, replace=False)
         split[fold, np.isin(visit_patient, validation)] = VALIDATION
         split[fold, patient_fold[visit_patient] == fold] = TEST
@@ -238,13 +240,19 @@ def read_folder(folder: str | Path, csv_name: str = DEFAULT_CSV, image_size: int
                 first_size = (image.shape[1:], folder / name)
             elif image.shape[1:] != first_size[0]:
                 (height, width), other = first_size
-                raise GensynthError(f"{where}: {folder / name} is {image.shape[2]}x{image.shape[1]} pixels, but {other} is "
-                                    f"{width}x{height}; expected every image of every modality to have one size")
+                raise GensynthError(
+                    f"{where}: {folder / name} is {image.shape[2]}x{image.shape[1]} pixels, but {other} is "
+                    f"{width}x{height}; expected every image of every modality to have one size"
+                )
             images[modality].append(resize_image(image, image_size))
         patients.append(patient)
         visits.append(visit)
-    return {**{m: np.stack(v) for m, v in images.items()}, "phase": np.array(phases, dtype=np.int64),
-            "patient": np.array(patients), "visit": np.array(visits, dtype=np.int64)}
+    return {
+        **{m: np.stack(v) for m, v in images.items()},
+        "phase": np.array(phases, dtype=np.int64),
+        "patient": np.array(patients),
+        "visit": np.array(visits, dtype=np.int64),
+    }
 
 
 def write_folder(arrays: dict[str, np.ndarray], folder: str | Path, csv_name: str = DEFAULT_CSV) -> Path:

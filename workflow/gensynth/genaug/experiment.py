@@ -125,8 +125,10 @@ def pool_predictions(labels: np.ndarray, patients: np.ndarray, runs: Mapping[str
         for row, s in enumerate(seeds):
             visits = index[seed == s]
             if len(visits) != len(labels) or len(np.unique(visits)) != len(labels):
-                raise GensynthError(f"arm {arm}, seed {s}: {len(np.unique(visits))} of {len(labels)} visits predicted "
-                                    f"({len(visits) - len(np.unique(visits))} twice); expected each exactly once (one test fold each)")
+                raise GensynthError(
+                    f"arm {arm}, seed {s}: {len(np.unique(visits))} of {len(labels)} visits predicted "
+                    f"({len(visits) - len(np.unique(visits))} twice); expected each exactly once (one test fold each)"
+                )
             table[row, visits] = prediction[seed == s]
         pooled[arm] = table
     return Experiment(labels, patients, seeds or [], pooled)
@@ -175,8 +177,13 @@ def summarize(experiment: Experiment, n_bootstrap: int, confidence: float, seed:
     per_seed = per_seed_metrics(experiment, kappa_weights)
     rows = []
     for arm in [BASELINE, *(a for a in experiment.arms if a != BASELINE)]:
-        row: dict[str, Any] = {"arm": arm, **experiment.settings.get(arm, {}), "seeds": len(experiment.seeds),
-                               "visits": len(experiment.labels), "patients": n_patients}
+        row: dict[str, Any] = {
+            "arm": arm,
+            **experiment.settings.get(arm, {}),
+            "seeds": len(experiment.seeds),
+            "visits": len(experiment.labels),
+            "patients": n_patients,
+        }
         for metric in METRICS:
             values, baseline = per_seed[arm][metric], per_seed[BASELINE][metric]
             row[metric] = float(np.mean(values))
@@ -215,15 +222,31 @@ def with_interval(value: float, low: float, high: float, signed: bool = False) -
 def markdown_table(rows: Sequence[Mapping[str, Any]], confidence: float) -> str:
     """Estimates with their intervals, then the paired differences from the baseline."""
     percent = f"{100 * confidence:g} %"
-    header = ["arm", "prob", "mix_ratio_range", "inference_steps", "synthetic/epoch",
-              *(METRIC_LABELS[m] for m in METRICS), *(f"Δ {METRIC_LABELS[m]}" for m in METRICS)]
-    lines = [f"Estimates: mean over seeds of the pooled out-of-fold metric [{percent} bootstrap interval over patients and seeds]; "
-             f"Δ: paired difference from the baseline [{percent} interval].", "",
-             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    header = [
+        "arm",
+        "prob",
+        "mix_ratio_range",
+        "inference_steps",
+        "synthetic/epoch",
+        *(METRIC_LABELS[m] for m in METRICS),
+        *(f"Δ {METRIC_LABELS[m]}" for m in METRICS),
+    ]
+    lines = [
+        f"Estimates: mean over seeds of the pooled out-of-fold metric [{percent} bootstrap interval over patients and seeds]; "
+        f"Δ: paired difference from the baseline [{percent} interval].",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
     for row in rows:
         mix = f"{row['mix_low']:g}-{row['mix_high']:g}" if row.get("mix_low") not in (None, "") else "-"
-        cells = [row["arm"], f"{row['prob']:g}" if row.get("prob") not in (None, "") else "-", mix,
-                 str(row.get("inference_steps") or "-"), f"{row.get('synthetic_per_epoch', 0):.2f}"]
+        cells = [
+            row["arm"],
+            f"{row['prob']:g}" if row.get("prob") not in (None, "") else "-",
+            mix,
+            str(row.get("inference_steps") or "-"),
+            f"{row.get('synthetic_per_epoch', 0):.2f}",
+        ]
         cells += [with_interval(row[m], row[f"{m}_low"], row[f"{m}_high"]) for m in METRICS]
         cells += [with_interval(row[f"{m}_diff"], row[f"{m}_diff_low"], row[f"{m}_diff_high"], signed=True) for m in METRICS]
         lines.append("| " + " | ".join(cells) + " |")

@@ -60,9 +60,7 @@ def samples_figure(panels: Sequence[tuple[str, np.ndarray, np.ndarray]], path: s
     save_figure(fig, path, dpi=100)
 
 
-def comparison_figure(
-    rows: Sequence[Mapping[str, Any]], per_seed: Mapping[str, Mapping[str, list[float]]], confidence: float, path: str | Path
-) -> None:
+def comparison_figure(rows: Sequence[Mapping[str, Any]], per_seed: Mapping[str, Mapping[str, list[float]]], confidence: float, path: str | Path) -> None:
     """Top: each arm's metrics with intervals (dots: seeds); bottom: the paired differences from the baseline."""
     arms = [row["arm"] for row in rows]
     x = np.arange(len(arms))
@@ -80,8 +78,9 @@ def comparison_figure(
         bottom.axhline(0, color="grey", lw=1)
         if len(rows) > 1:
             diff = np.array([row[f"{metric}_diff"] for row in rows[1:]])
-            diff_errors = np.array([[row[f"{metric}_diff"] - row[f"{metric}_diff_low"], row[f"{metric}_diff_high"] - row[f"{metric}_diff"]]
-                                    for row in rows[1:]]).T
+            diff_errors = np.array(
+                [[row[f"{metric}_diff"] - row[f"{metric}_diff_low"], row[f"{metric}_diff_high"] - row[f"{metric}_diff"]] for row in rows[1:]]
+            ).T
             bottom.errorbar(x[1:], diff, yerr=diff_errors, fmt="s", color="tab:red", capsize=4)
         bottom.set_xlim(top.get_xlim())
         bottom.set_xticks(x, arms, rotation=20, ha="right", fontsize=8)

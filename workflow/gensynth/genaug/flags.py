@@ -32,18 +32,17 @@ def dest(modality: str, key: str) -> str:
     return f"{modality}_{key}"
 
 
-def modality_flag_keys() -> tuple[tuple[str, str], ...]:
-    """(config key, flag) of every modality setting, for the DAG's SCRIPT_FLAGS-style spelling."""
-    return tuple((f"modalities.{m}.{key}", flag_name(m, key)) for m in MODALITIES for key in KEYS)
-
-
 def add_augmentation_arguments(parser: argparse.ArgumentParser) -> None:
     """``--use-generative-augmentation``, ``--prompts`` and the per-modality flags, defaults from the schema."""
-    parser.add_argument("--use-generative-augmentation", action=argparse.BooleanOptionalAction,
-                        default=default("use_generative_augmentation"),
-                        help="the global switch: off trains the baseline (no synthetic images)")
-    parser.add_argument("--prompts", default=default("prompts"),
-                        help="prompt templates of Stable Diffusion folders: a YAML file, or the same layout as JSON text")
+    parser.add_argument(
+        "--use-generative-augmentation",
+        action=argparse.BooleanOptionalAction,
+        default=default("use_generative_augmentation"),
+        help="the global switch: off trains the baseline (no synthetic images)",
+    )
+    parser.add_argument(
+        "--prompts", default=default("prompts"), help="prompt templates of Stable Diffusion folders: a YAML file, or the same layout as JSON text"
+    )
     group = parser.add_argument_group("per-modality augmentation (the group's AugmentationConfig)")
     for modality in MODALITIES:
         for key in KEYS:

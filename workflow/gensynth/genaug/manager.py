@@ -31,9 +31,8 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
-import diffusers
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -55,6 +54,9 @@ from .augmentation import (
     is_count,
     model_folder,
 )
+
+if TYPE_CHECKING:
+    import diffusers
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +97,8 @@ def check_model_folder(folder: str | Path) -> dict[str, Any]:
 
     Reads only configs and safetensors headers (cheap, even for the group's 48 GB of models).
     """
+    import diffusers  # here, as in load_pipeline: a baseline arm's job never needs it
+
     folder = Path(folder)
     if not folder.is_dir():
         raise GensynthError(f"{folder}: model folder not found (expected a diffusers pipeline folder with model_index.json)")
@@ -125,8 +129,10 @@ def check_component(path: Path) -> None:
     if not weights:
         pickles = sorted(p.name for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES)
         if pickles:
-            raise GensynthError(f"{path}: only a pickle checkpoint ({', '.join(pickles)}), which is refused, never unpickled: "
-                                "save the model with save_pretrained(..., safe_serialization=True)")
+            raise GensynthError(
+                f"{path}: only a pickle checkpoint ({', '.join(pickles)}), which is refused, never unpickled: "
+                "save the model with save_pretrained(..., safe_serialization=True)"
+            )
         raise GensynthError(f"{path}: model weights missing (expected a .safetensors file beside config.json)")
     for weights_file in weights:
         try:
@@ -142,6 +148,9 @@ def load_pipeline(folder: str | Path, device: torch.device) -> LoadedModel:
     class_name = check_model_folder(folder)["_class_name"]
     dtype = autocast_dtype(device) or torch.float32
     prompted = class_name in SD_PIPELINES
+    # Imported here: a baseline arm's job, which never loads a pipeline, does without diffusers (seconds).
+    import diffusers
+
     try:
         if prompted:
             # Imported here: it imports transformers, which only SD folders need.
@@ -205,8 +214,12 @@ class GenerativeAugmentationManager:
 
     @classmethod
     def from_section(
-        cls, base_dir: str | Path, section: Mapping[str, Any] | None, device: str | torch.device | None = None,
-        where: str = "genaug", use_generative_augmentation: bool | None = None,
+        cls,
+        base_dir: str | Path,
+        section: Mapping[str, Any] | None,
+        device: str | torch.device | None = None,
+        where: str = "genaug",
+        use_generative_augmentation: bool | None = None,
     ) -> GenerativeAugmentationManager:
         """A manager from the config section: its modalities' configs and its prompts."""
         configs = augmentation_configs(section, where, use_generative_augmentation)
@@ -246,8 +259,11 @@ class GenerativeAugmentationManager:
         if model.prompted:
             prompt = self.prompts.prompt(modality, phase)
             output = model.pipeline(
-                prompt=[prompt] * n, num_inference_steps=config.inference_steps, guidance_scale=config.guidance_scale,
-                generator=generators, output_type="np",
+                prompt=[prompt] * n,
+                num_inference_steps=config.inference_steps,
+                guidance_scale=config.guidance_scale,
+                generator=generators,
+                output_type="np",
             )
         else:
             output = model.pipeline(batch_size=n, num_inference_steps=config.inference_steps, generator=generators, output_type="np")

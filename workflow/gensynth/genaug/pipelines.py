@@ -75,8 +75,7 @@ def training_images(dataset: WoundDataset, fold: int, folder: str) -> np.ndarray
     rows = rows[dataset.phase[rows] == PHASES.index(phase)]
     images = np.concatenate([dataset.images[m][rows] for m in KIND_SOURCES[kind]])
     if len(images) < 2:
-        raise GensynthError(f"fold {fold}, {folder}: {len(images)} training image(s) of phase {phase}; expected at least 2 "
-                            "(more patients, or fewer folds)")
+        raise GensynthError(f"fold {fold}, {folder}: {len(images)} training image(s) of phase {phase}; expected at least 2 (more patients, or fewer folds)")
     return images
 
 
@@ -84,8 +83,13 @@ def unconditional_unet(channels: int, image_size: int, block_out_channels, layer
     """The pipelines' UNet: diffusers' UNet2DModel without classes, plain ResNet levels (attention in its mid block only)."""
     levels = len(block_out_channels)
     return UNet2DModel(
-        sample_size=image_size, in_channels=channels, out_channels=channels, block_out_channels=tuple(block_out_channels),
-        layers_per_block=layers_per_block, down_block_types=("DownBlock2D",) * levels, up_block_types=("UpBlock2D",) * levels,
+        sample_size=image_size,
+        in_channels=channels,
+        out_channels=channels,
+        block_out_channels=tuple(block_out_channels),
+        layers_per_block=layers_per_block,
+        down_block_types=("DownBlock2D",) * levels,
+        up_block_types=("UpBlock2D",) * levels,
         norm_num_groups=NORM_GROUPS,
     )
 
@@ -104,12 +108,10 @@ def train_pipeline(
     torch.manual_seed(seed)  # the initial weights
     unet = unconditional_unet(CHANNELS[kind], images.shape[-1], settings.block_out_channels, settings.layers_per_block).to(device)
     scheduler = make_train_scheduler(settings.num_train_timesteps, prediction_type=settings.prediction_type)
-    config = DiffusionTrainConfig(lr=settings.lr, batch_size=settings.batch_size, ema_decay=settings.ema_decay, seed=seed,
-                                  cond_dropout=0.0)
+    config = DiffusionTrainConfig(lr=settings.lr, batch_size=settings.batch_size, ema_decay=settings.ema_decay, seed=seed, cond_dropout=0.0)
     trainer = diffusion_trainer(unet, scheduler, config)
     digest = hashlib.sha256(np.ascontiguousarray(images).tobytes()).hexdigest()
-    resume = ResumeFile(resume_path, run_fingerprint(images=digest, shape=images.shape, fold=fold, folder=folder,
-                                                     settings=settings.fingerprint_settings()))
+    resume = ResumeFile(resume_path, run_fingerprint(images=digest, shape=images.shape, fold=fold, folder=folder, settings=settings.fingerprint_settings()))
     history = train_epochs(trainer, settings.epochs, lambda epoch: {"loss": trainer.train_epoch(x0)}, resume=resume, desc=folder)
     ema_unet = copy.deepcopy(unet)
     ema_unet.load_state_dict(trainer.ema_state_dict())

@@ -60,8 +60,7 @@ def generate_many(manager, modality: str, phase: str, n: int, seed: int, size: i
     (n, C, size, size), the first m the same whatever n."""
     limit = manager.modality_config(modality).batch_limit
     chunks = enumerate(range(0, n, limit))
-    return np.concatenate([manager.generate(modality, phase, min(limit, n - start), sha256_seed("genaug-quality", seed, c), size)
-                           for c, start in chunks])
+    return np.concatenate([manager.generate(modality, phase, min(limit, n - start), sha256_seed("genaug-quality", seed, c), size) for c, start in chunks])
 
 
 def pipeline_quality(
@@ -81,7 +80,19 @@ def pipeline_quality(
         for steps, manager in managers.items():
             synthetic = generate_many(manager, modality, phase, n_samples, seed, size)  # (n_samples, C, S, S)
             value, note = safe_fid(branch_features(model, modality, synthetic), train_features)
-            rows.append({"fold": fold, "folder": folder, "modality": modality, "phase": phase, "inference_steps": steps,
-                         "n_synthetic": len(synthetic), "n_train_real": len(train_features), "n_heldout_real": len(heldout_features),
-                         "fid_synthetic": value, "fid_heldout": floor, "note": note or floor_note})
+            rows.append(
+                {
+                    "fold": fold,
+                    "folder": folder,
+                    "modality": modality,
+                    "phase": phase,
+                    "inference_steps": steps,
+                    "n_synthetic": len(synthetic),
+                    "n_train_real": len(train_features),
+                    "n_heldout_real": len(heldout_features),
+                    "fid_synthetic": value,
+                    "fid_heldout": floor,
+                    "note": note or floor_note,
+                }
+            )
     return rows

@@ -19,8 +19,7 @@ from diffusers import DDIMPipeline, DDIMScheduler
 TOKENIZER_MAX_LENGTH = 77  # CLIP's context length, as in Stable Diffusion
 TEXT_WIDTH = 32  # CLIP hidden size = the UNet's cross-attention width
 # Stable Diffusion v1's scheduler settings (its scheduler_config.json), so the pipeline warns of nothing.
-SD_SCHEDULER = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear", "clip_sample": False,
-                "set_alpha_to_one": False, "steps_offset": 1}
+SD_SCHEDULER = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear", "clip_sample": False, "set_alpha_to_one": False, "steps_offset": 1}
 
 
 def byte_level_vocab() -> dict[str, int]:
@@ -43,23 +42,49 @@ def build_tiny_sd_pipeline(out_dir: str | Path, image_size: int = 16, seed: int 
     vocab = byte_level_vocab()
     tokenizer = CLIPTokenizer(vocab=vocab, merges=[], model_max_length=TOKENIZER_MAX_LENGTH)
     torch.manual_seed(seed)  # the components' random initial weights
-    text_encoder = CLIPTextModel(CLIPTextConfig(
-        vocab_size=len(vocab), hidden_size=TEXT_WIDTH, intermediate_size=2 * TEXT_WIDTH, num_hidden_layers=2,
-        num_attention_heads=4, max_position_embeddings=TOKENIZER_MAX_LENGTH, projection_dim=TEXT_WIDTH,
-        bos_token_id=vocab["<|startoftext|>"], eos_token_id=vocab["<|endoftext|>"], pad_token_id=vocab["<|endoftext|>"],
-    ))
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=len(vocab),
+            hidden_size=TEXT_WIDTH,
+            intermediate_size=2 * TEXT_WIDTH,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            max_position_embeddings=TOKENIZER_MAX_LENGTH,
+            projection_dim=TEXT_WIDTH,
+            bos_token_id=vocab["<|startoftext|>"],
+            eos_token_id=vocab["<|endoftext|>"],
+            pad_token_id=vocab["<|endoftext|>"],
+        )
+    )
     vae = AutoencoderKL(  # two blocks: the latents are half the image's side
-        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(32, 64),
-        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2, sample_size=image_size,
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        block_out_channels=(32, 64),
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        sample_size=image_size,
     )
     unet = UNet2DConditionModel(
-        sample_size=image_size // 2, in_channels=4, out_channels=4, block_out_channels=(32, 64), layers_per_block=1,
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=TEXT_WIDTH, attention_head_dim=8,
+        sample_size=image_size // 2,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=TEXT_WIDTH,
+        attention_head_dim=8,
     )
     pipeline = StableDiffusionPipeline(
-        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=DDIMScheduler(**SD_SCHEDULER),
-        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=DDIMScheduler(**SD_SCHEDULER),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
     )
     pipeline.save_pretrained(out_dir, safe_serialization=True)
     return Path(out_dir)

@@ -46,14 +46,36 @@ SCRIPT_FLAGS = {
     "madness_prepare_data": ("data.image_size", "data.test_fraction", "data.max_train", "data.max_test", "seed"),
     "madness_train_lenet": ("feature_extractor.epochs", "feature_extractor.batch_size", "feature_extractor.lr", "seed"),
     "madness_make_probes": ("jacobian.num_images", "jacobian.timesteps", "model.n_T", "model.beta_start", "model.beta_end", "seed"),
-    "madness_train_initial": ("initial.n_epoch", "model.architecture", "model.block_out_channels", "model.layers_per_block",
-                              "model.attention", "model.n_T", "model.beta_start", "model.beta_end", "train.batch_size", "train.lr",
-                              "train.cond_dropout", "train.ema_decay", "seed"),
+    "madness_train_initial": (
+        "initial.n_epoch",
+        "model.architecture",
+        "model.block_out_channels",
+        "model.layers_per_block",
+        "model.attention",
+        "model.n_T",
+        "model.beta_start",
+        "model.beta_end",
+        "train.batch_size",
+        "train.lr",
+        "train.cond_dropout",
+        "train.ema_decay",
+        "seed",
+    ),
     "madness_sample": ("initial.N_with_w", "sampling.sampler", "sampling.num_inference_steps", "sampling.eta", "sampling.max_c", "seed"),
-    "madness_generation": ("train.warm_start", "N_eval", "train.batch_size", "train.lr", "train.cond_dropout", "train.ema_decay",
-                           "sampling.sampler", "sampling.num_inference_steps", "sampling.eta", "sampling.max_c", "seed"),
-    "madness_metrics": ("feature_extractor.min_accuracy", "metrics.nearest_k", "metrics.n_bootstrap", "metrics.tsne_points",
-                        "metrics.tsne_perplexity", "seed"),
+    "madness_generation": (
+        "train.warm_start",
+        "N_eval",
+        "train.batch_size",
+        "train.lr",
+        "train.cond_dropout",
+        "train.ema_decay",
+        "sampling.sampler",
+        "sampling.num_inference_steps",
+        "sampling.eta",
+        "sampling.max_c",
+        "seed",
+    ),
+    "madness_metrics": ("feature_extractor.min_accuracy", "metrics.nearest_k", "metrics.n_bootstrap", "metrics.tsne_points", "metrics.tsne_perplexity", "seed"),
     "madness_jacobian": ("jacobian.method", "jacobian.k"),
     "madness_detect": ("detection.alpha", "detection.n_bootstrap", "seed"),
 }
@@ -82,8 +104,10 @@ def per_replicate(section: dict[str, Any], pattern: str, scenario: str, w: str) 
 
 def chain_generations(section: dict[str, Any], pattern: str):
     """Input function: ``pattern`` (with {g}) for every generation of the job's replicate chain, in order."""
-    return lambda wildcards: [pattern.format(scenario=wildcards.scenario, w=wildcards.w, rep=wildcards.rep, g=g)
-                              for g in range(section["scenarios"][wildcards.scenario]["generations"])]
+    return lambda wildcards: [
+        pattern.format(scenario=wildcards.scenario, w=wildcards.w, rep=wildcards.rep, g=g)
+        for g in range(section["scenarios"][wildcards.scenario]["generations"])
+    ]
 
 
 def each_replicate(section: dict[str, Any], pattern: str):
@@ -171,17 +195,23 @@ def validate(section: dict[str, Any], config: dict[str, Any]) -> None:
     for scenario in SCENARIOS:
         own = section["scenarios"][scenario]
         if own["N_initial"] > section["initial"]["N_with_w"]:
-            raise config_error(f"madness.scenarios.{scenario}.N_initial", own["N_initial"],
-                               f"at most initial.N_with_w = {section['initial']['N_with_w']} (the initial set's size)")
+            raise config_error(
+                f"madness.scenarios.{scenario}.N_initial",
+                own["N_initial"],
+                f"at most initial.N_with_w = {section['initial']['N_with_w']} (the initial set's size)",
+            )
     fresh = section["scenarios"]["fresh"]
     if "fresh" in section["scenarios"]["run"] and fresh["n_real"] * fresh["generations"] > num_train:
-        raise config_error("madness.scenarios.fresh.n_real", fresh["n_real"],
-                           f"at most {num_train // fresh['generations']}: {fresh['generations']} generations of new real images "
-                           f"from {num_train} real training images")
+        raise config_error(
+            "madness.scenarios.fresh.n_real",
+            fresh["n_real"],
+            f"at most {num_train // fresh['generations']}: {fresh['generations']} generations of new real images from {num_train} real training images",
+        )
     nearest_k = section["metrics"]["nearest_k"]
     if section["N_eval"] <= nearest_k or num_test <= nearest_k:
-        raise config_error("madness.metrics.nearest_k", nearest_k,
-                           f"fewer than N_eval = {section['N_eval']} and the {num_test} real test images (PRDC's k-th neighbour)")
+        raise config_error(
+            "madness.metrics.nearest_k", nearest_k, f"fewer than N_eval = {section['N_eval']} and the {num_test} real test images (PRDC's k-th neighbour)"
+        )
 
 
 def check_model(model: dict[str, Any], image_size: int) -> None:

@@ -146,9 +146,7 @@ def load_real_data(
 
         digits = load_digits()
         images = resize(digits.images, image_size)  # (1797, S, S) in [0, 16]
-        x_train, x_test, y_train, y_test = train_test_split(
-            images, digits.target, test_size=test_fraction, stratify=digits.target, random_state=seed % 2**32
-        )
+        x_train, x_test, y_train, y_test = train_test_split(images, digits.target, test_size=test_fraction, stratify=digits.target, random_state=seed % 2**32)
         max_value = 16.0
     elif source == "mnist_idx":
         if not mnist_dir:

@@ -49,8 +49,7 @@ RULE = (
     "step-down over all signals x generations g >= 1 at family-wise alpha; a signal departs at its first rejected generation"
 )
 NULL = (
-    "every generation's mean equals generation 0's: the replicates of one generation differ only by training seed and "
-    "sampling noise, measured by their spread"
+    "every generation's mean equals generation 0's: the replicates of one generation differ only by training seed and sampling noise, measured by their spread"
 )
 
 
@@ -151,14 +150,19 @@ def between_replicates_error_rate(values: np.ndarray, alpha: float) -> dict[str,
             t = np.where(scale > 0, (values[:, r] - others.mean(axis=1)) / scale, 0.0)
         rejected = holm(two_sided_p(t, df), alpha)
         fired, families_fired, tests = fired + int(rejected.sum()), families_fired + int(rejected.any()), tests + rejected.size
-    return {"tests": tests, "fired": fired, "test_rate": fired / tests, "families": replicates,
-            "families_fired": families_fired, "family_rate": families_fired / replicates}
+    return {
+        "tests": tests,
+        "fired": fired,
+        "test_rate": fired / tests,
+        "families": replicates,
+        "families_fired": families_fired,
+        "family_rate": families_fired / replicates,
+    }
 
 
 def control_error_rate(rejected: np.ndarray) -> dict[str, float]:
     """Error rate (a): the rule's decisions on a control scenario, where nothing collapses."""
-    return {"tests": int(rejected.size), "fired": int(rejected.sum()), "test_rate": float(rejected.mean()),
-            "family_fired": bool(rejected.any())}
+    return {"tests": int(rejected.size), "fired": int(rejected.sum()), "test_rate": float(rejected.mean()), "family_fired": bool(rejected.any())}
 
 
 def detect(scenarios: dict[str, list[Signal]], alpha: float, n_bootstrap: int, seed: int) -> dict[str, dict]:
@@ -198,7 +202,9 @@ def detect(scenarios: dict[str, list[Signal]], alpha: float, n_bootstrap: int, s
                 "rejected": [False, *rejected[i].tolist()],
                 "departure": own_departures[i],
                 "departure_interval": intervals[i],
-                "drift_corrected": None if corrected is None else {
+                "drift_corrected": None
+                if corrected is None
+                else {
                     "change": corrected[0]["change"][i].tolist(),
                     "t": corrected[0]["t"][i].tolist(),
                     "p": corrected[0]["p"][i].tolist(),
@@ -224,8 +230,7 @@ def detect(scenarios: dict[str, list[Signal]], alpha: float, n_bootstrap: int, s
             "signals": signal_records,
             "departure_order": [{"signal": n, "generation": g} for g, n in departed],
             "earliest_departure": {
-                family: min((r["departure"] for r in signal_records.values() if r["family"] == family and r["departure"] is not None),
-                            default=None)
+                family: min((r["departure"] for r in signal_records.values() if r["family"] == family and r["departure"] is not None), default=None)
                 for family in ("sample", "jacobian")
             },
         }
@@ -253,8 +258,9 @@ def load_jacobian_stats(path, stat_names: tuple[str, ...]) -> tuple[list[dict[st
     arrays = load_npz(path, required=("eigenvalues", "timesteps", *stat_names))
     eigenvalues, timesteps = arrays["eigenvalues"], arrays["timesteps"]
     if eigenvalues.ndim != 3 or eigenvalues.shape[1] != len(timesteps) or any(arrays[n].shape != eigenvalues.shape[:2] for n in stat_names):
-        raise GensynthError(f"{path}: expected eigenvalues (G, P, K) and statistics (G, P) for P = {len(timesteps)} probes, "
-                            f"found eigenvalues {eigenvalues.shape}")
+        raise GensynthError(
+            f"{path}: expected eigenvalues (G, P, K) and statistics (G, P) for P = {len(timesteps)} probes, found eigenvalues {eigenvalues.shape}"
+        )
     return [{name: arrays[name][g] for name in stat_names} for g in range(len(eigenvalues))], list(eigenvalues), timesteps
 
 

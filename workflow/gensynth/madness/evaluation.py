@@ -31,10 +31,7 @@ def metrics_with_bootstrap(real: np.ndarray, fake: np.ndarray, nearest_k: int, n
     """Each metric's value and its bootstrap standard deviation over resampled generated sets."""
     values = sample_metrics(real, fake, nearest_k)
     replicas = [sample_metrics(real, fake[rng.integers(0, len(fake), len(fake))], nearest_k) for _ in range(n_bootstrap)]
-    return {
-        name: {"value": values[name], "bootstrap_std": float(np.std([r[name] for r in replicas], ddof=1)) if n_bootstrap > 1 else 0.0}
-        for name in METRICS
-    }
+    return {name: {"value": values[name], "bootstrap_std": float(np.std([r[name] for r in replicas], ddof=1)) if n_bootstrap > 1 else 0.0} for name in METRICS}
 
 
 def tsne_embedding(real: np.ndarray, fake: np.ndarray, max_points: int, perplexity: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -56,11 +53,13 @@ def tsne_embedding(real: np.ndarray, fake: np.ndarray, max_points: int, perplexi
 def add_scenario_arguments(parser, jacobians: bool) -> None:
     """``--scenario NAME --metrics FILES... [--jacobians FILES...]``, repeated per scenario: one file per replicate chain."""
     parser.add_argument("--scenario", action="append", required=True, help="a scenario's name; its files follow")
-    parser.add_argument("--metrics", nargs="+", action="append", required=True,
-                        help="the scenario's metrics JSON, one per replicate chain (madness_metrics.py)")
+    parser.add_argument(
+        "--metrics", nargs="+", action="append", required=True, help="the scenario's metrics JSON, one per replicate chain (madness_metrics.py)"
+    )
     if jacobians:
-        parser.add_argument("--jacobians", nargs="+", action="append", required=True,
-                            help="its Jacobian NPZ, one per replicate chain, in the same order (madness_jacobian.py)")
+        parser.add_argument(
+            "--jacobians", nargs="+", action="append", required=True, help="its Jacobian NPZ, one per replicate chain, in the same order (madness_jacobian.py)"
+        )
 
 
 def scenario_files(args) -> dict[str, tuple[list[str], list[str] | None]]:

@@ -22,8 +22,9 @@ def metric_curves(metrics: list[list[dict]], title: str):
         values = np.array([[m[name]["value"] for m in chain] for chain in metrics])  # (R, G)
         for chain in values:
             ax.plot(generations, chain, color="0.7", lw=0.8)
-        ax.errorbar(generations, values.mean(axis=0), yerr=values.std(axis=0, ddof=1) if len(values) > 1 else None,
-                    marker="o", ms=3, capsize=2, color="tab:blue")
+        ax.errorbar(
+            generations, values.mean(axis=0), yerr=values.std(axis=0, ddof=1) if len(values) > 1 else None, marker="o", ms=3, capsize=2, color="tab:blue"
+        )
         ax.set(title=METRIC_TITLES[name], xlabel="generation", xticks=generations)
     fig.suptitle(f"{title} ({len(metrics)} replicates: grey each, blue mean +- sd)")
     fig.tight_layout()
@@ -72,7 +73,7 @@ def signal_departures(detection: dict, title: str):
             t = np.array([np.nan if v is None else v for v in record["t"]], dtype=float)
             departure = record["departure"]
             label = f"{name} (departs at {departure})" if departure is not None else f"{name} (stays)"
-            line, = ax.plot(generations, t, marker="o", ms=3, lw=1, label=label)
+            (line,) = ax.plot(generations, t, marker="o", ms=3, lw=1, label=label)
             rejected = np.array(record["rejected"])
             ax.scatter(generations[rejected], t[rejected], s=60, facecolors="none", edgecolors=line.get_color())
         ax.axhspan(-bound, bound, color="0.85", zorder=0, label=f"|t| <= {bound:.2f} (Bonferroni, {tests} tests)")

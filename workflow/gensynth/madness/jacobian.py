@@ -40,7 +40,8 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import Callable, Iterator, Literal
+from collections.abc import Callable, Iterator
+from typing import Literal
 
 import numpy as np
 import torch
@@ -158,8 +159,7 @@ def lanczos_spectrum(
                 values = eigsh(operator, k=k, which="LA", tol=tol, ncv=ncv, v0=start, return_eigenvectors=False)
             except ArpackNoConvergence as exc:
                 raise GensynthError(
-                    f"Lanczos for probe {index}: {len(exc.eigenvalues)} of {k} eigenvalues converged to tol={tol}; "
-                    "raise tol or ncv, or use method='exact'"
+                    f"Lanczos for probe {index}: {len(exc.eigenvalues)} of {k} eigenvalues converged to tol={tol}; raise tol or ncv, or use method='exact'"
                 ) from None
             spectra[index] = np.sort(values)[::-1]
             if products is not None:

@@ -25,8 +25,16 @@ from diffusers import DDPMScheduler
 
 from ..config import schema_default
 from ..diffusion import (
-    SAMPLERS, DiffusionTrainConfig, SamplerSettings, UNetConfig, build_model, diffusion_trainer, load_model_checkpoint,
-    make_train_scheduler, sample_shape, seeded_samples,
+    SAMPLERS,
+    DiffusionTrainConfig,
+    SamplerSettings,
+    UNetConfig,
+    build_model,
+    diffusion_trainer,
+    load_model_checkpoint,
+    make_train_scheduler,
+    sample_shape,
+    seeded_samples,
 )
 from ..errors import GensynthError
 from ..io import sha256_file
@@ -61,9 +69,7 @@ class TrainingSet:
     real_indices: np.ndarray  # indices into the real training split
 
 
-def training_set(
-    scenario: str, generation: int, synthetic: tuple[np.ndarray, np.ndarray], real: RealData, n_real: int, seed: int
-) -> TrainingSet:
+def training_set(scenario: str, generation: int, synthetic: tuple[np.ndarray, np.ndarray], real: RealData, n_real: int, seed: int) -> TrainingSet:
     x_syn, y_syn = synthetic
     if scenario == "full_synthetic":
         real_indices = np.arange(0)
@@ -101,13 +107,23 @@ def sample_images(model, scheduler_config: dict, n: int, w: float, settings: Sam
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model and noise schedule (madness.model)")
-    group.add_argument("--architecture", choices=("unet2d", "context_unet"), default=schema_default("madness", "model.architecture"),
-                       help="unet2d (diffusers' UNet2DModel) or the group's context_unet")
-    group.add_argument("--block-out-channels", type=int, nargs="+", default=schema_default("madness", "model.block_out_channels"),
-                       help="channels per level (context_unet: n_feat 2*n_feat)")
+    group.add_argument(
+        "--architecture",
+        choices=("unet2d", "context_unet"),
+        default=schema_default("madness", "model.architecture"),
+        help="unet2d (diffusers' UNet2DModel) or the group's context_unet",
+    )
+    group.add_argument(
+        "--block-out-channels",
+        type=int,
+        nargs="+",
+        default=schema_default("madness", "model.block_out_channels"),
+        help="channels per level (context_unet: n_feat 2*n_feat)",
+    )
     group.add_argument("--layers-per-block", type=int, default=schema_default("madness", "model.layers_per_block"))
-    group.add_argument("--attention", action=argparse.BooleanOptionalAction, default=schema_default("madness", "model.attention"),
-                       help="self-attention below the top level")
+    group.add_argument(
+        "--attention", action=argparse.BooleanOptionalAction, default=schema_default("madness", "model.attention"), help="self-attention below the top level"
+    )
     group.add_argument("--n-t", type=int, default=schema_default("madness", "model.n_T"), help="diffusion timesteps n_T (linear betas)")
     group.add_argument("--beta-start", type=float, default=schema_default("madness", "model.beta_start"))
     group.add_argument("--beta-end", type=float, default=schema_default("madness", "model.beta_end"))
@@ -116,14 +132,18 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 def model_config(args: argparse.Namespace, image_shape: tuple[int, ...]) -> UNetConfig:
     """The class-conditional UNet of ``--architecture`` for images of ``image_shape`` (C, S, S)."""
     if args.n_t < 2 or not 0 < args.beta_start < args.beta_end < 1:
-        raise GensynthError(
-            f"--n-t {args.n_t} (>= 2), --beta-start {args.beta_start} < --beta-end {args.beta_end} (both in (0, 1)): out of range"
-        )
+        raise GensynthError(f"--n-t {args.n_t} (>= 2), --beta-start {args.beta_start} < --beta-end {args.beta_end} (both in (0, 1)): out of range")
     channels, size = image_shape[0], image_shape[-1]
     return UNetConfig(
-        sample_size=size, in_channels=channels, out_channels=channels, num_classes=NUM_CLASSES,
-        block_out_channels=tuple(args.block_out_channels), layers_per_block=args.layers_per_block, attention=args.attention,
-        architecture=args.architecture, num_train_timesteps=args.n_t if args.architecture == "context_unet" else None,
+        sample_size=size,
+        in_channels=channels,
+        out_channels=channels,
+        num_classes=NUM_CLASSES,
+        block_out_channels=tuple(args.block_out_channels),
+        layers_per_block=args.layers_per_block,
+        attention=args.attention,
+        architecture=args.architecture,
+        num_train_timesteps=args.n_t if args.architecture == "context_unet" else None,
     )
 
 
@@ -133,12 +153,15 @@ def train_scheduler(args: argparse.Namespace):
 
 def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("training (madness.train)")
-    group.add_argument("--checkpoint-every", type=float, default=600.0,
-                       help="seconds between resumable checkpoints (.<out>.resume beside the model; a rerun continues from it)")
+    group.add_argument(
+        "--checkpoint-every",
+        type=float,
+        default=600.0,
+        help="seconds between resumable checkpoints (.<out>.resume beside the model; a rerun continues from it)",
+    )
     group.add_argument("--lr", type=float, default=schema_default("madness", "train.lr"))
     group.add_argument("--batch-size", type=int, default=schema_default("madness", "train.batch_size"))
-    group.add_argument("--cond-dropout", type=float, default=schema_default("madness", "train.cond_dropout"),
-                       help="probability of the null condition")
+    group.add_argument("--cond-dropout", type=float, default=schema_default("madness", "train.cond_dropout"), help="probability of the null condition")
     group.add_argument("--ema-decay", type=float, default=schema_default("madness", "train.ema_decay"))
 
 
@@ -162,8 +185,12 @@ def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--sampler", choices=SAMPLERS, default=schema_default("madness", "sampling.sampler"))
     group.add_argument("--num-inference-steps", type=int, default=schema_default("madness", "sampling.num_inference_steps"))
     group.add_argument("--eta", type=float, default=schema_default("madness", "sampling.eta"))
-    group.add_argument("--max-c", type=int, default=schema_default("madness", "sampling.max_c"),
-                       help="images per sampling batch (the group's max_c; does not change the images)")
+    group.add_argument(
+        "--max-c",
+        type=int,
+        default=schema_default("madness", "sampling.max_c"),
+        help="images per sampling batch (the group's max_c; does not change the images)",
+    )
 
 
 def sampler_settings(args: argparse.Namespace) -> SamplerSettings:

@@ -8,6 +8,7 @@ def w_label(w: float) -> str:
     """The guidance weight as it appears in file names and seeds: 0, 0.25, 1.5, 2."""
     return f"{float(w):g}"
 
+
 # The four standard MNIST IDX files (each may also be gzipped, with ".gz").
 MNIST_FILES = {
     "x_train": "train-images-idx3-ubyte",

@@ -57,6 +57,8 @@ def load_probes(path) -> dict[str, np.ndarray]:
     probes = load_npz(path, required=PROBE_ARRAYS)
     count = len(probes["timesteps"])
     if probes["x_t"].ndim != 4 or any(len(probes[name]) != count for name in PROBE_ARRAYS):
-        raise GensynthError(f"{path}: probe arrays must share their first dimension P (x_t of shape (P, C, S, S)), found "
-                            + ", ".join(f"{name} {probes[name].shape}" for name in PROBE_ARRAYS))
+        raise GensynthError(
+            f"{path}: probe arrays must share their first dimension P (x_t of shape (P, C, S, S)), found "
+            + ", ".join(f"{name} {probes[name].shape}" for name in PROBE_ARRAYS)
+        )
     return probes

@@ -76,7 +76,7 @@ class SliceDataset:
         """Image and mask as the model's two channels: (N, 2, H, H) float32."""
         return np.stack([self.images, self.masks], axis=1)
 
-    def subset(self, index: np.ndarray) -> "SliceDataset":
+    def subset(self, index: np.ndarray) -> SliceDataset:
         return SliceDataset(self.images[index], self.masks[index], self.zbin[index], self.lesion_present[index], self.domain[index])
 
 

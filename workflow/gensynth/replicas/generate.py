@@ -112,7 +112,7 @@ def replica_meta(
         "n_samples": int(len(plan["seed"])),
         "n_conditions": n_conditions,
         # The group's format (ISO 8601 without zone); the time is UTC.
-        "generation_timestamp": dt.datetime.now(dt.timezone.utc).replace(tzinfo=None).isoformat(timespec="microseconds"),
+        "generation_timestamp": dt.datetime.now(dt.UTC).replace(tzinfo=None).isoformat(timespec="microseconds"),
         "config": {
             "checkpoint_path": checkpoint_path,
             "config_path": config_path,

@@ -122,9 +122,7 @@ def lesion_cross_section(lesion: np.ndarray, z: float, x: np.ndarray, y: np.ndar
     return (u / (rx * np.sqrt(shrink))) ** 2 + (v / (ry * np.sqrt(shrink))) ** 2 < 1
 
 
-def render_slice(
-    subject: Subject, z: float, size: int, min_lesion_pixels: float, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
+def render_slice(subject: Subject, z: float, size: int, min_lesion_pixels: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """One slice at height z: image (size, size) in [-1, 1] and mask (size, size) in {-1, 1}."""
     fine = size * SUPERSAMPLE
     x, y = grid(fine)
@@ -200,8 +198,6 @@ def make_phantom(cfg: PhantomConfig) -> tuple[SliceDataset, SliceDataset, dict[s
         if not rows:
             raise GensynthError(f"phantom: the {split} split is empty; use more subjects (at least 2 per domain)")
         images, masks, zbin, lesion, domain, subject, z = zip(*rows)
-        datasets.append(
-            SliceDataset(np.stack(images), np.stack(masks), np.array(zbin, np.int32), np.array(lesion, np.uint8), np.array(domain, np.uint8))
-        )
+        datasets.append(SliceDataset(np.stack(images), np.stack(masks), np.array(zbin, np.int32), np.array(lesion, np.uint8), np.array(domain, np.uint8)))
         extras.append({"subject": np.array(subject, np.int32), "z": np.array(z, np.float32)})
     return datasets[0], datasets[1], extras[0], extras[1]

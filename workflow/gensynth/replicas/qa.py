@@ -144,6 +144,11 @@ def grid_picks(zbin: np.ndarray, lesion_present: np.ndarray, z_bins: int, per_bi
     return picks
 
 
+def zbin_series(rows: list[dict], key: str) -> tuple[list, list]:
+    """(z-bins, values) of ``key`` over per-z-bin rows, where it has a value."""
+    return [r["zbin"] for r in rows if r[key] is not None], [r[key] for r in rows if r[key] is not None]
+
+
 def plot_summary(history: dict[str, Any], real: dict[str, Any], replicas: list[dict[str, Any]]):
     """Training losses; mean intensity and lesion area per z-bin, real against each replica."""
     import matplotlib
@@ -160,12 +165,9 @@ def plot_summary(history: dict[str, Any], real: dict[str, Any], replicas: list[d
     axes[0].set(xlabel="epoch", ylabel="diffusion loss", yscale="log", title="Training")
     axes[0].legend()
     for ax, key, label in ((axes[1], "mean_intensity", "mean image intensity"), (axes[2], "mean_lesion_area", "mean lesion area (pixels)")):
-        def series(rows):
-            return [r["zbin"] for r in rows if r[key] is not None], [r[key] for r in rows if r[key] is not None]
-
-        ax.plot(*series(real["per_zbin"]), "k-o", linewidth=2.5, label="real test set")
+        ax.plot(*zbin_series(real["per_zbin"], key), "k-o", linewidth=2.5, label="real test set")
         for r in replicas:
-            ax.plot(*series(r["per_zbin"]), "--.", alpha=0.8, label=f"replica {r['replica_id']:03d} (agreement {r['lesion_agreement']:.2f})")
+            ax.plot(*zbin_series(r["per_zbin"], key), "--.", alpha=0.8, label=f"replica {r['replica_id']:03d} (agreement {r['lesion_agreement']:.2f})")
         ax.set(xlabel="z-bin", ylabel=label, title=f"{label} per z-bin")
     axes[2].legend(fontsize="small")
     return fig

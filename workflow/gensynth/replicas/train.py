@@ -183,9 +183,7 @@ def load_model_config(path: str | Path) -> dict[str, Any]:
     except TypeError as exc:
         raise GensynthError(f"{path}: 'unet' does not describe a UNetConfig ({exc})") from None
     if config["unet_config"].num_classes != 2 * config["z_bins"]:
-        raise GensynthError(
-            f"{path}: unet num_classes = {config['unet_config'].num_classes}, expected 2 * z_bins = {2 * config['z_bins']}"
-        )
+        raise GensynthError(f"{path}: unet num_classes = {config['unet_config'].num_classes}, expected 2 * z_bins = {2 * config['z_bins']}")
     return config
 
 
