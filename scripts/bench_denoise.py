@@ -31,10 +31,10 @@ from pathlib import Path
 
 import torch
 
-from gensynth.cli import exit_main
+from gensynth.cli import add_device_arguments, exit_main
 from gensynth.denoise import scan
 from gensynth.denoise.mamba import MambaStack, MambaUV, MambaUVConfig
-from gensynth.device import add_device_arguments, use_device
+from gensynth.device import use_device
 from gensynth.errors import GensynthError
 from gensynth.io import save_json
 from gensynth.provenance import Provenance

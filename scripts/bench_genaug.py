@@ -36,8 +36,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gensynth.cli import exit_main
-from gensynth.device import add_device_arguments, use_device
+from gensynth.cli import add_device_arguments, exit_main
+from gensynth.device import use_device
 from gensynth.genaug.augmentation import MODALITIES, MODEL_FOLDERS, PHASES, augmentation_configs, model_folder
 from gensynth.genaug.manager import GenerativeAugmentationManager
 from gensynth.genaug.mixing import plan_batch

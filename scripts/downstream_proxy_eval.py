@@ -19,15 +19,12 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-import numpy as np
-
 from gensynth.cli import exit_main
 from gensynth.config import schema_default
 from gensynth.denoise.data import load_grid, load_manifest, load_tree_spectra
-from gensynth.denoise.downstream import DownstreamThresholds, downstream_metrics, treatment_doses
+from gensynth.denoise.downstream import DownstreamThresholds, downstream_metrics, spectrum_doses
 from gensynth.denoise.layout import DOWNSTREAM_JSON, denoised_relative_path
 from gensynth.denoise.quality import load_roi_windows
-from gensynth.errors import GensynthError
 from gensynth.io import save_json
 from gensynth.provenance import Provenance
 
@@ -59,10 +56,6 @@ def main(argv=None) -> int:
     raw = load_tree_spectra(panel, len(grid))
     denoised_paths = [denoised_relative_path(r) for r in panel.files["relative_path"]]
     denoised = load_tree_spectra(panel, len(grid), denoised_paths, root=args.denoised_dir)
-    doses = treatment_doses(args.metadata, args.dose_column)
-    missing = sorted(set(panel.files["treatment"]) - set(doses))
-    if missing:
-        raise GensynthError(f"{args.metadata}: no dose for treatment(s) {', '.join(missing)} of {args.manifest}")
     files = panel.files
     result = downstream_metrics(
         denoised,
@@ -71,7 +64,7 @@ def main(argv=None) -> int:
         roi,
         files["group_id"].to_numpy(),
         files["treatment"].to_numpy(),
-        np.array([doses[t] for t in files["treatment"]]),
+        spectrum_doses(args.metadata, args.dose_column, files["treatment"], args.manifest),
         thresholds,
         str(args.manifest),
     )

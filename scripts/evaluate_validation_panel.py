@@ -8,7 +8,8 @@ The panel manifest's SHA-256 is checked against ``--expected-hash`` before any m
 1. PSNR gain over the raw spectra (of ``--baseline-dir``) of at least ``--psnr-gain-min-db``;
 2. spectral angle no worse than the raw spectra's (at most ``--sam-max-increase-deg`` more);
 3. ROI integrity: the share of spectra whose peaks and areas in the ``--roi-windows`` stay within tolerance;
-4. the downstream proxy, ``--downstream-script`` run on the denoised panel (all four of its checks).
+4. the downstream proxy on the denoised panel, all four of its checks (gensynth.denoise.downstream in this
+   process; ``--downstream-script`` runs a script of your own instead, as the group's command below does).
 
 The tuned Savitzky-Golay filter (``--savgol-params``) and a comparison checkpoint (``--comparison-checkpoint``,
 the clean-target arm) are scored side by side. Writes, in ``--output-dir``: ``<name>_per_spectrum_metrics.csv``
@@ -38,17 +39,13 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from gensynth.cli import exit_main
+from gensynth.cli import add_device_arguments, exit_main
 from gensynth.config import schema_default
 from gensynth.denoise.downstream import DownstreamThresholds
-from gensynth.denoise.figures import panel_psnr_figure
 from gensynth.denoise.layout import COMPARISON_NAME, QA_FILES
 from gensynth.denoise.qa import GateThresholds, QaOptions, gate_lines, run_panel_qa
-from gensynth.device import add_device_arguments, use_device
 from gensynth.io import save_json
 from gensynth.provenance import Provenance
-
-SCRIPTS = Path(__file__).resolve().parent
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,7 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--expected-hash", help="the panel manifest's SHA-256 (checked before any model loads)")
     parser.add_argument("--output-dir", required=True, type=Path)
     parser.add_argument("--top-k", type=int, default=schema_default("denoise", "qa.top_k"))
-    parser.add_argument("--downstream-script", type=Path, default=SCRIPTS / "downstream_proxy_eval.py", help="gate 4's script")
+    parser.add_argument(
+        "--downstream-script",
+        type=Path,
+        help="a gate-4 script of your own, run on each denoised panel with scripts/downstream_proxy_eval.py's flags (it writes "
+        "downstream_metrics.json there and exits 0 when its checks pass, 1 when one fails); default: gensynth's proxy, in this process",
+    )
     parser.add_argument("--batch-size", type=int, default=schema_default("denoise", "qa.batch_size"))
     parser.add_argument("--clean-dir", type=Path, help="clean spectra (same relative paths): the reference; default: replicate means")
     parser.add_argument("--savgol-params", type=Path, help="the tuned Savitzky-Golay baseline (scripts/tune_savgol_baseline.py)")
@@ -80,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    from gensynth.denoise.figures import panel_psnr_figure
+    from gensynth.device import use_device
+
     device = use_device(args)
     gates = GateThresholds(**{f.name: getattr(args, f.name) for f in dataclasses.fields(GateThresholds)})
     downstream = DownstreamThresholds(**{f.name: getattr(args, f.name) for f in dataclasses.fields(DownstreamThresholds)})

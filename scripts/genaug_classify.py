@@ -23,19 +23,13 @@ import dataclasses
 import logging
 from pathlib import Path
 
-import numpy as np
-
-from gensynth.cli import exit_main
-from gensynth.device import add_device_arguments, use_device
+from gensynth.cli import add_device_arguments, exit_main
 from gensynth.errors import GensynthError
 from gensynth.genaug.augmentation import PHASES, model_folder
-from gensynth.genaug.classifier import ClassifierSettings, Mixer, held_out_predictions, train_classifier
-from gensynth.genaug.data import load_dataset
 from gensynth.genaug.flags import add_augmentation_arguments, configs_from_args, default, prompts_from_arg
-from gensynth.genaug.manager import GenerativeAugmentationManager
+from gensynth.genaug.settings import ClassifierSettings
 from gensynth.io import save_checkpoint, save_json, save_npz, sha256_file
 from gensynth.provenance import Provenance
-from gensynth.training import run_fingerprint
 
 log = logging.getLogger("genaug_classify")
 
@@ -67,6 +61,14 @@ def model_weights(models: Path, configs) -> dict[str, Path]:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    import numpy as np
+
+    from gensynth.device import use_device
+    from gensynth.genaug.classifier import Mixer, held_out_predictions, train_classifier
+    from gensynth.genaug.data import load_dataset
+    from gensynth.genaug.manager import GenerativeAugmentationManager
+    from gensynth.training import run_fingerprint
+
     device = use_device(args)
     settings = ClassifierSettings(**{f.name: getattr(args, f.name) for f in dataclasses.fields(ClassifierSettings)})
     configs = configs_from_args(args)

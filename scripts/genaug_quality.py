@@ -16,19 +16,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
-
-from gensynth.cli import exit_main
-from gensynth.device import add_device_arguments, use_device
+from gensynth.cli import add_device_arguments, exit_main
 from gensynth.genaug.augmentation import MODALITIES, MODEL_FOLDERS, MODEL_KIND, augmentation_configs
-from gensynth.genaug.classifier import FusionClassifier
-from gensynth.genaug.data import TRAIN, load_dataset
-from gensynth.genaug.figures import samples_figure
 from gensynth.genaug.flags import default, flag_name, prompts_from_arg
-from gensynth.genaug.manager import GenerativeAugmentationManager
-from gensynth.genaug.pipelines import split_folder
-from gensynth.genaug.quality import generate_many, phase_images, pipeline_quality
-from gensynth.io import load_checkpoint, save_json
+from gensynth.io import save_json
 from gensynth.provenance import Provenance
 
 SHOWN = 8  # images per row of the figure
@@ -57,15 +48,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def load_classifier(path: str, device: torch.device) -> FusionClassifier:
-    checkpoint = load_checkpoint(path)
-    model = FusionClassifier(int(checkpoint["width"]))
-    model.load_state_dict(checkpoint["state_dicts"][str(checkpoint["seeds"][0])])
-    return model.to(device).eval()
-
-
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    from gensynth.device import use_device
+    from gensynth.genaug.classifier import load_classifier
+    from gensynth.genaug.data import TRAIN, load_dataset
+    from gensynth.genaug.figures import samples_figure
+    from gensynth.genaug.manager import GenerativeAugmentationManager
+    from gensynth.genaug.pipelines import split_folder
+    from gensynth.genaug.quality import generate_many, phase_images, pipeline_quality
+
     device = use_device(args)
     provenance = Provenance({k: v for k, v in vars(args).items() if k not in ("threads", "device")}, str(device))
     dataset = load_dataset(args.dataset)

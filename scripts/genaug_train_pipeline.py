@@ -15,12 +15,10 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from gensynth.cli import exit_main
-from gensynth.device import add_device_arguments, use_device
+from gensynth.cli import add_device_arguments, exit_main
 from gensynth.genaug.augmentation import MODEL_FOLDERS
-from gensynth.genaug.data import load_dataset
 from gensynth.genaug.flags import default
-from gensynth.genaug.pipelines import PipelineSettings, save_pipeline, train_pipeline, training_images
+from gensynth.genaug.settings import PipelineSettings
 from gensynth.io import save_json
 from gensynth.provenance import Provenance
 
@@ -46,6 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    from gensynth.device import use_device
+    from gensynth.genaug.data import load_dataset
+    from gensynth.genaug.pipelines import save_pipeline, train_pipeline, training_images
+
     device = use_device(args)
     settings = PipelineSettings(**{f.name: getattr(args, f.name) for f in dataclasses.fields(PipelineSettings)})
     settings = dataclasses.replace(settings, block_out_channels=tuple(settings.block_out_channels))

@@ -16,16 +16,11 @@ import argparse
 import logging
 from pathlib import Path
 
-from gensynth.cli import exit_main
+from gensynth.cli import add_device_arguments, exit_main
 from gensynth.config import schema_default
-from gensynth.device import add_device_arguments, use_device
-from gensynth.diffusion import SamplerSettings, load_model_checkpoint
 from gensynth.errors import GensynthError
 from gensynth.io import save_json, save_npz
 from gensynth.provenance import Provenance
-from gensynth.replicas.data import load_test_distribution
-from gensynth.replicas.generate import generate_replica, plan_replica, replica_meta, replica_name
-from gensynth.replicas.train import load_model_config
 
 log = logging.getLogger("generate_replicas")
 
@@ -69,6 +64,12 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if args.replica_id < 0:
         raise GensynthError(f"--replica-id {args.replica_id}: expected an integer >= 0")
+
+    from gensynth.device import use_device
+    from gensynth.diffusion import SamplerSettings, load_model_checkpoint
+    from gensynth.replicas.data import load_test_distribution
+    from gensynth.replicas.generate import generate_replica, plan_replica, replica_meta, replica_name
+    from gensynth.replicas.train import load_model_config
 
     device = use_device(args)
     settings = SamplerSettings(args.num_inference_steps, args.batch_size, eta=args.eta, guidance_scale=args.guidance_scale)

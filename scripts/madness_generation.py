@@ -14,27 +14,11 @@ from __future__ import annotations
 import argparse
 import logging
 
-from gensynth.cli import exit_main
+from gensynth.cli import add_device_arguments, exit_main
 from gensynth.config import schema_default
-from gensynth.device import add_device_arguments, use_device
-from gensynth.diffusion import save_model_checkpoint, scheduler_config
 from gensynth.errors import GensynthError
 from gensynth.io import save_json
-from gensynth.madness.data import load_images, load_real, save_images
-from gensynth.madness.loop import (
-    add_sampling_arguments,
-    add_training_arguments,
-    init_seed,
-    resume_file,
-    sample_images,
-    sample_seed_parts,
-    sampler_settings,
-    starting_trainer,
-    train,
-    train_config,
-    trainer_seed,
-    training_set,
-)
+from gensynth.madness.flags import add_sampling_arguments, add_training_arguments
 from gensynth.madness.naming import SCENARIOS
 from gensynth.provenance import Provenance
 
@@ -84,6 +68,22 @@ def main(argv=None):
         )
     if args.scenario == "fresh" and args.n_real < 1:
         raise GensynthError("--n-real: the fresh scenario adds n_real >= 1 new real images per generation")
+    from gensynth.device import use_device
+    from gensynth.diffusion import save_model_checkpoint, scheduler_config
+    from gensynth.madness.data import load_images, load_real, save_images
+    from gensynth.madness.loop import (
+        init_seed,
+        resume_file,
+        sample_images,
+        sample_seed_parts,
+        sampler_settings,
+        starting_trainer,
+        train,
+        train_config,
+        trainer_seed,
+        training_set,
+    )
+
     device = use_device(args)
     provenance = Provenance(vars(args), device)
     real = load_real(args.real)

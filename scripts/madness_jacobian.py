@@ -12,18 +12,11 @@ from __future__ import annotations
 import argparse
 import logging
 
-import numpy as np
-import torch
-
-import gensynth.madness.context_unet  # noqa: F401  (registers the group's architecture: checkpoints may hold it)
-from gensynth.cli import exit_main
+from gensynth.cli import add_device_arguments, exit_main
 from gensynth.config import schema_default
-from gensynth.device import add_device_arguments, use_device
-from gensynth.diffusion import load_model_checkpoint
 from gensynth.errors import GensynthError
 from gensynth.io import save_npz
-from gensynth.madness.jacobian import METHODS, STAT_NAMES, jacobian_spectrum, spectrum_stats
-from gensynth.madness.probes import load_probes
+from gensynth.madness.flags import JACOBIAN_METHODS
 
 log = logging.getLogger("madness.jacobian")
 
@@ -33,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--models", nargs="+", required=True, help="the chain's checkpoints, generations 0, 1, ... (their EMA weights sampled)")
     parser.add_argument("--probes", required=True, help="probe NPZ (madness_make_probes.py)")
     parser.add_argument(
-        "--method", choices=METHODS, default=schema_default("madness", "jacobian.method"), help="auto: exact up to 1,024 dimensions, else lanczos"
+        "--method", choices=JACOBIAN_METHODS, default=schema_default("madness", "jacobian.method"), help="auto: exact up to 1,024 dimensions, else lanczos"
     )
     parser.add_argument("--k", type=int, default=schema_default("madness", "jacobian.k"), help="eigenvalues per probe for lanczos")
     add_device_arguments(parser)
@@ -45,6 +38,15 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.k < 1:
         raise GensynthError(f"--k {args.k}: expected >= 1")
+    import numpy as np
+    import torch
+
+    import gensynth.madness.context_unet  # noqa: F401  (registers the group's architecture: checkpoints may hold it)
+    from gensynth.device import use_device
+    from gensynth.diffusion import load_model_checkpoint
+    from gensynth.madness.jacobian import STAT_NAMES, jacobian_spectrum, spectrum_stats
+    from gensynth.madness.probes import load_probes
+
     device = use_device(args)
     probes = load_probes(args.probes)
     x_t, timesteps, labels = (torch.from_numpy(probes[name]) for name in ("x_t", "timesteps", "labels"))

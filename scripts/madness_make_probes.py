@@ -13,8 +13,6 @@ from gensynth.cli import exit_main
 from gensynth.config import schema_default
 from gensynth.errors import GensynthError
 from gensynth.io import save_npz
-from gensynth.madness.data import load_real
-from gensynth.madness.probes import make_probes
 
 log = logging.getLogger("madness.make_probes")
 
@@ -36,6 +34,9 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.num_images < 1:
         raise GensynthError(f"--num-images {args.num_images}: expected >= 1")
+    from gensynth.madness.data import load_real
+    from gensynth.madness.probes import make_probes
+
     probes = make_probes(load_real(args.data), args.num_images, args.timesteps, args.n_t, args.beta_start, args.beta_end, args.seed)
     save_npz(args.out, probes)
     log.info("%d probes (%d images x timesteps %s)", len(probes["timesteps"]), args.num_images, args.timesteps)

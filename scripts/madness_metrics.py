@@ -14,17 +14,10 @@ from __future__ import annotations
 import argparse
 import logging
 
-import torch
-
 from gensynth.cli import exit_main
 from gensynth.config import schema_default
-from gensynth.device import limit_threads
 from gensynth.errors import GensynthError
 from gensynth.io import save_figure, save_json
-from gensynth.madness.data import load_images, load_real
-from gensynth.madness.evaluation import METRICS, metrics_with_bootstrap, tsne_embedding
-from gensynth.madness.figures import tsne_panels
-from gensynth.madness.lenet import checked_extractor, predict
 from gensynth.provenance import Provenance
 from gensynth.seeding import numpy_generator, sha256_seed
 
@@ -62,6 +55,14 @@ def main(argv=None):
             f"--nearest-k {args.nearest_k} (>= 1), --n-bootstrap {args.n_bootstrap} (>= 0), --tsne-points {args.tsne_points} (>= 2), "
             f"--min-accuracy {args.min_accuracy} (in [0, 1]): out of range"
         )
+    import torch
+
+    from gensynth.device import limit_threads
+    from gensynth.madness.data import load_images, load_real
+    from gensynth.madness.evaluation import METRICS, metrics_with_bootstrap, tsne_embedding
+    from gensynth.madness.figures import tsne_panels
+    from gensynth.madness.lenet import checked_extractor, predict
+
     limit_threads(args.threads)
     provenance = Provenance(vars(args), "cpu")
     real = load_real(args.real)

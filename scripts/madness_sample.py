@@ -10,14 +10,11 @@ from __future__ import annotations
 import argparse
 import logging
 
-from gensynth.cli import exit_main
+from gensynth.cli import add_device_arguments, exit_main
 from gensynth.config import schema_default
-from gensynth.device import add_device_arguments, use_device
-from gensynth.diffusion import load_model_checkpoint
 from gensynth.errors import GensynthError
 from gensynth.io import save_json
-from gensynth.madness.data import save_images
-from gensynth.madness.loop import add_sampling_arguments, sample_images, sample_seed_parts, sampler_settings
+from gensynth.madness.flags import add_sampling_arguments
 from gensynth.provenance import Provenance
 
 log = logging.getLogger("madness.sample")
@@ -41,6 +38,11 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.n_with_w < 1 or args.w < 0:
         raise GensynthError(f"--n-with-w {args.n_with_w} (>= 1) and --w {args.w} (>= 0): out of range")
+    from gensynth.device import use_device
+    from gensynth.diffusion import load_model_checkpoint
+    from gensynth.madness.data import save_images
+    from gensynth.madness.loop import sample_images, sample_seed_parts, sampler_settings
+
     device = use_device(args)
     provenance = Provenance(vars(args), device)
     model = load_model_checkpoint(args.model, device=device)

@@ -9,27 +9,11 @@ from __future__ import annotations
 import argparse
 import logging
 
-import numpy as np
-import torch
-
-from gensynth.cli import exit_main
+from gensynth.cli import add_device_arguments, exit_main
 from gensynth.config import schema_default
-from gensynth.device import add_device_arguments, use_device
-from gensynth.diffusion import build_model, diffusion_trainer, save_model_checkpoint
 from gensynth.errors import GensynthError
 from gensynth.io import save_json
-from gensynth.madness.data import load_real
-from gensynth.madness.loop import (
-    TrainingSet,
-    add_model_arguments,
-    add_training_arguments,
-    model_config,
-    resume_file,
-    train,
-    train_config,
-    train_scheduler,
-    trainer_seed,
-)
+from gensynth.madness.flags import add_model_arguments, add_training_arguments
 from gensynth.provenance import Provenance
 from gensynth.seeding import sha256_seed
 
@@ -55,6 +39,14 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.n_epoch < 1:
         raise GensynthError(f"--n-epoch {args.n_epoch}: expected >= 1")
+    import numpy as np
+    import torch
+
+    from gensynth.device import use_device
+    from gensynth.diffusion import build_model, diffusion_trainer, save_model_checkpoint
+    from gensynth.madness.data import load_real
+    from gensynth.madness.loop import TrainingSet, model_config, resume_file, train, train_config, train_scheduler, trainer_seed
+
     device = use_device(args)
     provenance = Provenance(vars(args), device)
     real = load_real(args.data)

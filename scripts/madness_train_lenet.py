@@ -10,15 +10,10 @@ from __future__ import annotations
 import argparse
 import logging
 
-import torch
-
 from gensynth.cli import exit_main
 from gensynth.config import schema_default
-from gensynth.device import limit_threads
 from gensynth.errors import GensynthError
 from gensynth.io import save_json
-from gensynth.madness.data import load_real
-from gensynth.madness.lenet import LeNetConfig, LeNetTrainConfig, accuracy, build_lenet, save_lenet, train_lenet
 from gensynth.provenance import Provenance
 
 log = logging.getLogger("madness.train_lenet")
@@ -41,6 +36,12 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.epochs < 1 or args.batch_size < 1 or args.lr <= 0:
         raise GensynthError(f"--epochs {args.epochs}, --batch-size {args.batch_size} (>= 1) and --lr {args.lr} (> 0): out of range")
+    import torch
+
+    from gensynth.device import limit_threads
+    from gensynth.madness.data import load_real
+    from gensynth.madness.lenet import LeNetConfig, LeNetTrainConfig, accuracy, build_lenet, save_lenet, train_lenet
+
     limit_threads(args.threads)
     provenance = Provenance(vars(args), "cpu")  # a few seconds on any CPU; the metrics run it on the CPU too
     real = load_real(args.data)

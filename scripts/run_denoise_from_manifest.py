@@ -22,10 +22,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from gensynth.cli import exit_main
+from gensynth.cli import add_device_arguments, exit_main
 from gensynth.config import schema_default
-from gensynth.denoise.inference import denoise_manifest
-from gensynth.device import add_device_arguments, use_device
 from gensynth.io import save_json
 from gensynth.provenance import Provenance
 
@@ -55,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    from gensynth.denoise.inference import denoise_manifest
+    from gensynth.device import use_device
+
     device = use_device(args)
     provenance = Provenance({"batch_size": args.batch_size, "num_workers": args.num_workers, "shard": args.shard, "num_shards": args.num_shards}, str(device))
     run = denoise_manifest(

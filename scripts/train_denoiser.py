@@ -29,21 +29,10 @@ import socket
 import sys
 from pathlib import Path
 
-import pandas as pd
-
-from gensynth.cli import exit_main
+from gensynth.cli import add_device_arguments, exit_main
 from gensynth.config import schema_default
-from gensynth.denoise.data import DoseTable, load_grid, load_manifest
 from gensynth.denoise.layout import BEST_CHECKPOINT, RESUME_FILE, TRAIN_LOGS
-from gensynth.denoise.mamba import MambaUVConfig
-from gensynth.denoise.train import (
-    TARGETS,
-    DenoiseTrainSettings,
-    checkpoint_state,
-    paired_spectra,
-    train_denoiser,
-)
-from gensynth.device import add_device_arguments, use_device
+from gensynth.denoise.settings import TARGETS, DenoiseTrainSettings
 from gensynth.io import atomic_open, save_checkpoint, save_json, sha256_file
 from gensynth.provenance import Provenance, git_commit, utc_now
 
@@ -91,6 +80,13 @@ def append_audit(path: Path, line: str) -> None:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    import pandas as pd
+
+    from gensynth.denoise.data import DoseTable, load_grid, load_manifest
+    from gensynth.denoise.mamba import MambaUVConfig
+    from gensynth.denoise.train import checkpoint_state, paired_spectra, train_denoiser
+    from gensynth.device import use_device
+
     audit = args.log_dir / TRAIN_LOGS["audit"]
     command = shlex.join([sys.executable, __file__, *(sys.argv[1:] if argv is None else argv)])
     append_audit(audit, f"start on {socket.gethostname()}, git {git_commit()}: {command}")

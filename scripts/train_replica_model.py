@@ -15,14 +15,11 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from gensynth.cli import exit_main
+from gensynth.cli import add_device_arguments, exit_main
 from gensynth.config import schema_default
-from gensynth.device import add_device_arguments, use_device
-from gensynth.diffusion import UNetConfig
 from gensynth.io import sha256_file
 from gensynth.provenance import Provenance
-from gensynth.replicas.data import load_slice_dataset
-from gensynth.replicas.train import ReplicaTrainSettings, export_model, save_history, train_replica_model
+from gensynth.replicas.settings import ReplicaTrainSettings
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,6 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    from gensynth.device import use_device
+    from gensynth.diffusion import UNetConfig
+    from gensynth.replicas.data import load_slice_dataset
+    from gensynth.replicas.train import export_model, save_history, train_replica_model
 
     device = use_device(args)
     settings = ReplicaTrainSettings(**{field.name: getattr(args, field.name) for field in dataclasses.fields(ReplicaTrainSettings)})

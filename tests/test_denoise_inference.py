@@ -18,7 +18,8 @@ from gensynth.denoise.inference import Denoiser, denoise_manifest, manifest_thro
 from gensynth.denoise.layout import denoised_relative_path
 from gensynth.denoise.mamba import MambaUV, MambaUVConfig
 from gensynth.denoise.phantom import PhantomConfig, PhantomPaths, write_phantom
-from gensynth.denoise.train import DenoiseTrainSettings, TrainResult, checkpoint_state
+from gensynth.denoise.settings import DenoiseTrainSettings
+from gensynth.denoise.train import TrainResult, checkpoint_state
 from gensynth.errors import GensynthError
 from gensynth.io import save_checkpoint
 

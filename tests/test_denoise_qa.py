@@ -17,7 +17,8 @@ from gensynth.denoise import inference
 from gensynth.denoise.data import DoseTable
 from gensynth.denoise.mamba import MambaUV, MambaUVConfig
 from gensynth.denoise.phantom import PhantomConfig, PhantomPaths, write_phantom
-from gensynth.denoise.train import DenoiseTrainSettings, TrainResult, checkpoint_state
+from gensynth.denoise.settings import DenoiseTrainSettings
+from gensynth.denoise.train import TrainResult, checkpoint_state
 from gensynth.errors import GensynthError
 from gensynth.io import save_checkpoint, save_json
 
@@ -124,3 +125,14 @@ def test_every_checkpoint_is_ranked_and_the_best_is_gated(corpus, tmp_path):
     for name in ("identity", "noisy", "clean_target"):
         assert (tmp_path / f"out/{name}_per_spectrum_metrics.csv").is_file()
     assert summary["comparison"]["gated_minus_comparison_psnr_db"] > 0
+
+
+def test_the_in_process_proxy_equals_the_groups_downstream_script(corpus, tmp_path):
+    save_model(corpus, tmp_path / "ckpt/noisy.pt", perturb=0.05)
+    script = ["--downstream-script", str(ROOT / "scripts/downstream_proxy_eval.py")]
+    for out, extra in (("in_process", []), ("script", script)):
+        evaluate_validation_panel.main(qa_argv(corpus, tmp_path / "ckpt", tmp_path / out, *extra))
+    in_process, by_script = (json.loads((tmp_path / f"{out}/noisy_panel_preds/downstream_metrics.json").read_text()) for out in ("in_process", "script"))
+    assert "provenance" in by_script and "provenance" not in in_process  # each wrote its own file
+    assert by_script["checks"] == in_process["checks"] and by_script["passed"] == in_process["passed"]
+    assert {c["denoised"] for c in in_process["checks"].values()} != {c["raw"] for c in in_process["checks"].values()}

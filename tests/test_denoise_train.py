@@ -18,7 +18,8 @@ from gensynth.denoise.checkpoint import build_denoiser
 from gensynth.denoise.data import DoseTable, load_grid, load_manifest
 from gensynth.denoise.mamba import MambaUV, MambaUVConfig
 from gensynth.denoise.phantom import PhantomConfig, PhantomPaths, write_phantom
-from gensynth.denoise.train import DenoiseTrainSettings, checkpoint_state, paired_spectra, train_denoiser, warm_start
+from gensynth.denoise.settings import DenoiseTrainSettings
+from gensynth.denoise.train import checkpoint_state, paired_spectra, train_denoiser, warm_start
 from gensynth.errors import GensynthError
 from gensynth.io import save_checkpoint
 from gensynth.training import Trainer

@@ -15,11 +15,12 @@ import pytest
 import torch
 
 from gensynth.genaug.augmentation import MODALITIES, MODEL_FOLDERS, PHASES, AugmentationConfig, image_channels
-from gensynth.genaug.classifier import Branch, ClassifierSettings, Mixer, held_out_predictions, train_classifier
+from gensynth.genaug.classifier import Branch, Mixer, held_out_predictions, train_classifier
 from gensynth.genaug.data import TEST, TRAIN, VALIDATION, with_folds
 from gensynth.genaug.manager import CacheInfo, GenerativeAugmentationManager
 from gensynth.genaug.mixing import batch_rng, plan_batch, synthetic_count, synthetic_images
 from gensynth.genaug.phantom import PhantomConfig, make_phantom
+from gensynth.genaug.settings import ClassifierSettings
 from gensynth.genaug.tiny_sd import build_ddim_pipeline
 from gensynth.seeding import numpy_generator
 

@@ -16,12 +16,13 @@ from conftest import ROOT
 from gensynth.cli import run_main
 from gensynth.errors import GensynthError
 from gensynth.genaug.augmentation import MODALITIES, AugmentationConfig
-from gensynth.genaug.classifier import ClassifierSettings, train_classifier
+from gensynth.genaug.classifier import train_classifier
 from gensynth.genaug.data import TRAIN, save_dataset, with_folds
 from gensynth.genaug.manager import GenerativeAugmentationManager, check_model_folder
 from gensynth.genaug.phantom import PhantomConfig, make_phantom
-from gensynth.genaug.pipelines import PipelineSettings, save_pipeline, train_pipeline, training_images
+from gensynth.genaug.pipelines import save_pipeline, train_pipeline, training_images
 from gensynth.genaug.quality import pipeline_quality
+from gensynth.genaug.settings import ClassifierSettings, PipelineSettings
 from gensynth.io import atomic_directory
 
 TINY = PipelineSettings(block_out_channels=(8, 16), epochs=2, batch_size=8, num_train_timesteps=50)

@@ -27,7 +27,8 @@ from gensynth.replicas.data import (
 from gensynth.replicas.generate import META_CONFIG_KEYS, META_KEYS, META_SAMPLER_KEYS, generate_replica, plan_replica
 from gensynth.replicas.phantom import PhantomConfig, make_phantom
 from gensynth.replicas.qa import condition_count_mismatches, layout_problems, mask_nonempty, replica_qa
-from gensynth.replicas.train import ReplicaTrainSettings, export_model, load_model_config, train_replica_model
+from gensynth.replicas.settings import ReplicaTrainSettings
+from gensynth.replicas.train import export_model, load_model_config, train_replica_model
 from gensynth.seeding import sha256_seed
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -205,6 +205,84 @@ def documented_script_calls() -> list[tuple[str, list[str]]]:
     return calls
 
 
+# Every script's --help and flag errors, in one interpreter where torch, diffusers and transformers cannot be
+# imported: a script that needs them before parsing fails to load. The benchmarks exist to time torch and
+# import it at load.
+HELP_WITHOUT_TORCH = """
+import contextlib, importlib.abc, importlib.util, io, json, sys
+from pathlib import Path
+
+class NoTorch(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "diffusers", "transformers"):
+            raise ImportError(f"{name} imported")
+
+sys.meta_path.insert(0, NoTorch())
+failed = {}
+for script in map(Path, sys.argv[1:]):
+    sys.path.insert(0, str(script.parent))
+    spec = importlib.util.spec_from_file_location(f"script_{script.stem}", script)
+    module = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+        for argv, code in ((["--help"], 0), (["--no-such-flag"], 2)):
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                try:
+                    module.build_parser().parse_args(argv)
+                    failed[script.name] = f"{argv} did not exit"
+                except SystemExit as exc:
+                    if exc.code != code:
+                        failed[script.name] = f"{argv} exited {exc.code}"
+    except ImportError as exc:
+        failed[script.name] = str(exc)
+print(json.dumps(failed))
+"""
+
+
+def test_every_scripts_help_and_flag_errors_answer_without_torch():
+    scripts = [p for p in sorted((ROOT / "scripts").glob("*.py")) if not p.name.startswith("bench_")]
+    assert len(scripts) >= 25
+    result = subprocess.run([sys.executable, "-c", HELP_WITHOUT_TORCH, *map(str, scripts)], capture_output=True, text=True, env=ENV, check=True, timeout=300)
+    assert json.loads(result.stdout.splitlines()[-1]) == {}
+
+
+# The scripts whose code (the script and the gensynth modules it imports, at any depth) imports diffusers:
+# those that build, train, sample or load its models and schedulers, and denoise's and the trainers' EMA
+# (diffusers' EMAModel). Read from the import statements, as the code digest reads them.
+DIFFUSERS_SCRIPTS = {
+    "bench_genaug",
+    "bench_jacobian",
+    "bench_replicas",
+    "genaug_classify",  # the augmented arm's pipelines (the baseline arm imports none)
+    "genaug_quality",
+    "genaug_train_pipeline",
+    "generate_replicas",
+    "madness_generation",
+    "madness_jacobian",
+    "madness_make_probes",  # the DDPM noise schedule of the probes
+    "madness_sample",
+    "madness_train_initial",
+    "train_denoiser",  # EMA weights
+    "train_replica_model",
+}
+
+
+def test_only_the_scripts_that_use_diffusers_models_import_it():
+    import ast
+
+    from gensynth.codedigest import code_files, import_statements
+
+    def imports_diffusers(path) -> bool:
+        for node in import_statements(ast.parse(path.read_text())):
+            names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else [] if node.level else [node.module or ""]
+            if any(name.split(".")[0] == "diffusers" for name in names):
+                return True
+        return False
+
+    found = {p.stem for p in (ROOT / "scripts").glob("*.py") if any(imports_diffusers(f) for f in code_files(p, ROOT / "workflow"))}
+    assert found == DIFFUSERS_SCRIPTS
+
+
 def test_every_documented_script_flag_exists(monkeypatch):
     import argparse
     import importlib.util

@@ -1,7 +1,11 @@
-"""What every script's ``main`` shares: logging set-up, one-line errors, and a quick exit."""
+"""What every script shares, torch-free: the device flags, logging set-up, one-line errors, and a quick exit.
+
+Scripts import torch and the modules that use it inside ``main``, after parsing: ``--help`` and a bad flag
+answer at once (tests/test_usage.py checks every script)."""
 
 from __future__ import annotations
 
+import argparse
 import atexit
 import logging
 import os
@@ -11,6 +15,13 @@ from collections.abc import Callable, Sequence
 from .errors import GensynthError
 
 EXIT_BAD_INPUT = 2
+DEVICE_CHOICES = ("auto", "cuda", "mps", "cpu")
+
+
+def add_device_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--threads`` and ``--device``, the flags of every script that runs torch models (gensynth.device reads them)."""
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--device", default="auto", help=f"one of {', '.join(DEVICE_CHOICES)} or cuda:N")
 
 
 def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> int:

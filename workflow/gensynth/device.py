@@ -9,9 +9,9 @@ import os
 
 import torch
 
+from .cli import DEVICE_CHOICES
 from .errors import GensynthError
 
-DEVICE_CHOICES = ("auto", "cuda", "mps", "cpu")
 log = logging.getLogger(__name__)
 
 
@@ -27,12 +27,6 @@ def pick_device(requested: str = "auto") -> torch.device:
     device = _resolve(requested)
     log.info("device %s (asked: %s, CUDA_VISIBLE_DEVICES=%s)", device, requested, os.environ.get("CUDA_VISIBLE_DEVICES", "unset"))
     return device
-
-
-def add_device_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--threads`` and ``--device``, the flags of every script that runs torch models."""
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    parser.add_argument("--device", default="auto", help=f"one of {', '.join(DEVICE_CHOICES)} or cuda:N")
 
 
 def limit_threads(threads: int) -> None:

@@ -215,7 +215,7 @@ rule denoise_panel_qa:
         run_script(
             "scripts/evaluate_validation_panel.py --checkpoint-dir {params.checkpoint_dir:q} --manifest {input.panel:q} "
             "--root-dir {input.root:q} --baseline-dir {input.root:q} --metadata {input.dose_features:q} --wavelength-grid {input.grid:q} "
-            "--output-dir {params.output_dir:q} --downstream-script {input.downstream:q} --savgol-params {input.savgol:q} "
+            "--output-dir {params.output_dir:q} --savgol-params {input.savgol:q} "
             "{params.qa_flags} {params.flags} --threads {threads} --device {params.device:q} > {log:q} 2>&1"
         )
 

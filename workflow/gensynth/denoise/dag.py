@@ -44,7 +44,6 @@ PANEL_EVAL = f"{ROOT}/panel_eval"
 QA = {name: f"{PANEL_EVAL}/{file}" for name, file in QA_FILES.items()}
 GATED_NAME = BEST_CHECKPOINT.removesuffix(".pt")  # the QA names a checkpoint's outputs by its stem
 ROI_FIGURE = f"{ROOT}/figures/roi_windows.png"
-DOWNSTREAM_SCRIPT = "scripts/downstream_proxy_eval.py"
 USER_FILES = ("manifest_full", "train_manifest", "validation_panel", "wavelength_grid", "dose_features_csv", "dose_stats_json")
 
 PHANTOM_FLAGS = (
@@ -221,7 +220,6 @@ def qa_inputs(section: dict[str, Any]) -> dict[str, str]:
         "checkpoint": CHECKPOINT.format(arm=GATED_ARM),
         "savgol": SAVGOL,
         "roi": section["qa"]["roi_windows"],
-        "downstream": DOWNSTREAM_SCRIPT,
         **{name: data[name] for name in ("panel", "root", "grid", "dose_features")},
     }
     if has_clean(section):

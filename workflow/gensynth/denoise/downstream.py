@@ -53,6 +53,15 @@ def treatment_doses(metadata: Path, column: str) -> dict[str, float]:
     return dict(zip(table["treatment"], doses.astype(float)))
 
 
+def spectrum_doses(metadata: Path, column: str, treatments: pd.Series, manifest: Path | str) -> np.ndarray:
+    """Each spectrum's dose, from its treatment's row of dose_features.csv; a treatment without one is an error."""
+    doses = treatment_doses(metadata, column)
+    missing = sorted(set(treatments) - set(doses))
+    if missing:
+        raise GensynthError(f"{metadata}: no dose for treatment(s) {', '.join(missing)} of {manifest}")
+    return np.array([doses[t] for t in treatments])
+
+
 def replicate_variance(spectra: np.ndarray, groups: np.ndarray) -> float:
     return float(np.mean([spectra[groups == g].var(axis=0, ddof=1).mean() for g in np.unique(groups)]))
 

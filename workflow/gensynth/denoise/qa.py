@@ -7,7 +7,8 @@ Order of work (``scripts/evaluate_validation_panel.py``):
    and the reference (:func:`.quality.reference_spectra`: clean spectra, or leave-one-out replicate means);
 3. every ``*.pt`` in the checkpoint directory denoises the panel and is scored (PSNR, SAM, ROI), ranked by
    mean PSNR; the first is the one gated, its denoised spectra go to ``<name>_panel_preds/`` and the downstream
-   proxy script runs on them (gate 4, ``downstream_metrics.json`` in that directory);
+   proxy (:mod:`.downstream`, or a script of the user's) scores them (gate 4, ``downstream_metrics.json`` in
+   that directory);
 4. the Savitzky-Golay baseline (its tuned settings) and the comparison checkpoint (the clean-target arm) are
    scored the same way, side by side;
 5. the gates, each with its value, threshold and verdict:
@@ -38,12 +39,11 @@ import numpy as np
 import pandas as pd
 
 from ..errors import GensynthError
-from ..io import atomic_open, load_json, sha256_file
+from ..io import atomic_open, load_json, save_json, sha256_file
 from ..provenance import git_commit
 from .baseline import SavgolParams
 from .data import Manifest, load_grid, load_manifest, load_tree_spectra, save_spectrum
-from .downstream import DownstreamThresholds
-from .inference import Denoiser
+from .downstream import DownstreamThresholds, downstream_metrics, spectrum_doses
 from .layout import COMPARISON_NAME, DOWNSTREAM_JSON, QA_FILES, QA_METHOD_FILES, SAVGOL_NAME, denoised_relative_path
 from .quality import RoiConfig, load_roi_windows, psnr, reference_spectra, roi_features, spectral_angle
 
@@ -190,10 +190,11 @@ def write_predictions(directory: Path, panel: Panel, pred: np.ndarray) -> None:
         save_spectrum(directory / denoised_relative_path(relative), spectrum)
 
 
-def run_downstream(
+def run_downstream_script(
     script: Path, preds: Path, manifest: Path, baseline_dir: Path, metadata: Path, grid: Path, roi: Path, thresholds: DownstreamThresholds, dose_column: str
 ) -> dict[str, Any]:
-    """Run the downstream proxy script on a predictions directory; its JSON (exit 0 passed, 1 failed, else an error)."""
+    """Run a user's downstream proxy script on a predictions directory, with scripts/downstream_proxy_eval.py's
+    flags; its JSON (exit 0 passed, 1 failed, else an error)."""
     command = [
         sys.executable,
         str(script),
@@ -229,11 +230,11 @@ class QaOptions:
     metadata: Path  # dose_features.csv
     wavelength_grid: Path
     output_dir: Path
-    downstream_script: Path
     roi_windows: Path
     gates: GateThresholds
     downstream: DownstreamThresholds
     expected_hash: str | None = None
+    downstream_script: Path | None = None  # a user's own gate 4; gensynth's runs in-process without one
     clean_dir: Path | None = None
     savgol_params: Path | None = None
     comparison_checkpoint: Path | None = None
@@ -243,46 +244,48 @@ class QaOptions:
     dose_column: str = "dose"
 
 
-def run_panel_qa(options: QaOptions, device) -> dict[str, Any]:
-    """Steps 1-5 of the module doc; returns the summary (without provenance; the script adds it and writes it)."""
-    print(VERSION, flush=True)
-    manifest_sha256 = check_hash(options.manifest, options.expected_hash)
-    checkpoints = sorted(p for p in Path(options.checkpoint_dir).glob("*.pt") if p.is_file())
-    if not checkpoints:
-        raise GensynthError(f"{options.checkpoint_dir}: no *.pt checkpoint to evaluate")
-    panel = Panel.load(options.manifest, options.root_dir, options.baseline_dir, options.clean_dir, options.wavelength_grid, options.roi_windows)
-    out = Path(options.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    tables: dict[str, pd.DataFrame] = {}
-    predictions: dict[str, np.ndarray] = {}
+class PanelScores:
+    """Each method's per-spectrum scores and denoised panel, their CSVs written to ``out`` as they come."""
 
-    def score(name: str, pred: np.ndarray) -> dict[str, float]:
-        tables[name], predictions[name] = spectrum_metrics(pred, panel, options.gates), pred
-        write_csv(out / QA_METHOD_FILES["per_spectrum"].format(name=name), tables[name])
-        write_csv(out / QA_METHOD_FILES["per_group"].format(name=name), group_summary(tables[name]))
-        return headline(tables[name])
+    def __init__(self, panel: Panel, out: Path, thresholds: GateThresholds):
+        self.panel, self.out, self.thresholds = panel, out, thresholds
+        self.tables: dict[str, pd.DataFrame] = {}
+        self.predictions: dict[str, np.ndarray] = {}
 
-    def denoise_with(path: Path) -> tuple[dict[str, Any], np.ndarray]:
-        denoiser = Denoiser.load(path, device)
-        denoiser.check_grid(panel.grid, options.wavelength_grid)
-        dose = panel.manifest.dose(denoiser.dose_table(options.metadata))
-        info = {"path": str(path), "sha256": denoiser.sha256, "target": denoiser.state.get("target")}
-        return info, denoiser(panel.inputs, dose, options.batch_size)
+    def add(self, name: str, pred: np.ndarray) -> dict[str, float]:
+        """Score ``pred`` as method ``name``; its headline figures."""
+        self.tables[name], self.predictions[name] = spectrum_metrics(pred, self.panel, self.thresholds), pred
+        write_csv(self.out / QA_METHOD_FILES["per_spectrum"].format(name=name), self.tables[name])
+        write_csv(self.out / QA_METHOD_FILES["per_group"].format(name=name), group_summary(self.tables[name]))
+        return headline(self.tables[name])
 
-    ranked = []
-    for path in checkpoints:
-        info, pred = denoise_with(path)
-        ranked.append({"name": path.stem, **info, **score(path.stem, pred)})
-        log.info("%s: panel PSNR %.2f dB (raw %.2f)", path.name, ranked[-1]["psnr_mean_db"], tables[path.stem]["psnr_raw_db"].mean())
-    ranked.sort(key=lambda r: -r["psnr_mean_db"])
-    for rank, entry in enumerate(ranked, 1):
-        entry["rank"] = rank
-    selected = ranked[0]["name"]
+    def psnr_above(self, name: str, other: str) -> float:
+        return float(self.tables[name]["psnr_db"].mean() - self.tables[other]["psnr_db"].mean())
 
-    def downstream_of(name: str) -> dict[str, Any]:
-        preds = out / QA_METHOD_FILES["preds"].format(name=name)
-        write_predictions(preds, panel, predictions[name])
-        return run_downstream(
+    def raw_headline(self) -> dict[str, float]:
+        table = next(iter(self.tables.values()))
+        return {
+            "psnr_mean_db": float(table["psnr_raw_db"].mean()),
+            "psnr_gain_db": 0.0,
+            "sam_mean_deg": float(table["sam_raw_deg"].mean()),
+            "roi_ok_fraction": float("nan"),
+        }
+
+
+def rank_checkpoints(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The checkpoints by mean panel PSNR, best first, each with its rank."""
+    ranked = sorted(entries, key=lambda entry: -entry["psnr_mean_db"])
+    return [{**entry, "rank": rank} for rank, entry in enumerate(ranked, 1)]
+
+
+def downstream_check(scores: PanelScores, name: str, options: QaOptions, doses: np.ndarray) -> dict[str, Any]:
+    """Gate 4 on method ``name``: its denoised panel written to ``<name>_panel_preds/``, then the downstream proxy
+    (in-process, or the user's ``downstream_script``), whose JSON lies in that directory."""
+    panel = scores.panel
+    preds = scores.out / QA_METHOD_FILES["preds"].format(name=name)
+    write_predictions(preds, panel, scores.predictions[name])
+    if options.downstream_script is not None:
+        return run_downstream_script(
             options.downstream_script,
             preds,
             options.manifest,
@@ -293,42 +296,71 @@ def run_panel_qa(options: QaOptions, device) -> dict[str, Any]:
             options.downstream,
             options.dose_column,
         )
+    groups, treatments = panel.files["group_id"].to_numpy(), panel.files["treatment"].to_numpy()
+    result = downstream_metrics(
+        scores.predictions[name], panel.raw, panel.grid, panel.roi, groups, treatments, doses, options.downstream, str(options.manifest)
+    )
+    save_json(preds / DOWNSTREAM_JSON, result)
+    return result
 
-    def psnr_above(name: str, other: str) -> float:
-        return float(tables[name]["psnr_db"].mean() - tables[other]["psnr_db"].mean())
 
-    raw = {
-        "psnr_mean_db": float(tables[selected]["psnr_raw_db"].mean()),
-        "psnr_gain_db": 0.0,
-        "sam_mean_deg": float(tables[selected]["sam_raw_deg"].mean()),
-        "roi_ok_fraction": float("nan"),
-    }
-    downstream = downstream_of(selected)
+def run_panel_qa(options: QaOptions, device) -> dict[str, Any]:
+    """Steps 1-5 of the module doc; returns the summary (without provenance; the script adds it and writes it)."""
+    print(VERSION, flush=True)
+    manifest_sha256 = check_hash(options.manifest, options.expected_hash)
+    checkpoints = sorted(p for p in Path(options.checkpoint_dir).glob("*.pt") if p.is_file())
+    if not checkpoints:
+        raise GensynthError(f"{options.checkpoint_dir}: no *.pt checkpoint to evaluate")
+    from .inference import Denoiser  # torch: here, so that the QA script's --help and flag errors need none
+
+    panel = Panel.load(options.manifest, options.root_dir, options.baseline_dir, options.clean_dir, options.wavelength_grid, options.roi_windows)
+    doses = spectrum_doses(options.metadata, options.dose_column, panel.files["treatment"], options.manifest)
+    out = Path(options.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    scores = PanelScores(panel, out, options.gates)
+
+    def denoise_with(path: Path) -> tuple[dict[str, Any], np.ndarray]:
+        denoiser = Denoiser.load(path, device)
+        denoiser.check_grid(panel.grid, options.wavelength_grid)
+        dose = panel.manifest.dose(denoiser.dose_table(options.metadata))
+        info = {"path": str(path), "sha256": denoiser.sha256, "target": denoiser.state.get("target")}
+        return info, denoiser(panel.inputs, dose, options.batch_size)
+
+    entries = []
+    for path in checkpoints:
+        info, pred = denoise_with(path)
+        entries.append({"name": path.stem, **info, **scores.add(path.stem, pred)})
+        log.info("%s: panel PSNR %.2f dB (raw %.2f)", path.name, entries[-1]["psnr_mean_db"], scores.tables[path.stem]["psnr_raw_db"].mean())
+    ranked = rank_checkpoints(entries)
+    selected = ranked[0]["name"]
+
+    downstream = downstream_check(scores, selected, options, doses)
     methods = [
-        {"method": "raw", "kind": "raw", **raw, "downstream_passed": None},
-        {"method": selected, "kind": "checkpoint (gated)", **headline(tables[selected]), "downstream_passed": downstream["passed"]},
+        {"method": "raw", "kind": "raw", **scores.raw_headline(), "downstream_passed": None},
+        {"method": selected, "kind": "checkpoint (gated)", **headline(scores.tables[selected]), "downstream_passed": downstream["passed"]},
     ]
     summary: dict[str, Any] = {}
     if options.savgol_params is not None:
         params = SavgolParams(**{k: load_json(options.savgol_params)[k] for k in ("window", "polyorder")})
-        score(SAVGOL_NAME, params.apply(panel.raw))
-        baseline_downstream = downstream_of(SAVGOL_NAME)
-        methods.append({"method": SAVGOL_NAME, "kind": "baseline", **headline(tables[SAVGOL_NAME]), "downstream_passed": baseline_downstream["passed"]})
+        baseline = scores.add(SAVGOL_NAME, params.apply(panel.raw))
+        baseline_downstream = downstream_check(scores, SAVGOL_NAME, options, doses)
+        methods.append({"method": SAVGOL_NAME, "kind": "baseline", **baseline, "downstream_passed": baseline_downstream["passed"]})
         summary["baseline"] = {
             "method": "savitzky_golay",
             **asdict(params),
-            **headline(tables[SAVGOL_NAME]),
-            "model_minus_baseline_psnr_db": psnr_above(selected, SAVGOL_NAME),
+            **baseline,
+            "model_minus_baseline_psnr_db": scores.psnr_above(selected, SAVGOL_NAME),
             "downstream": baseline_downstream,
         }
     if options.comparison_checkpoint is not None:
         name = options.comparison_name
         info, pred = denoise_with(options.comparison_checkpoint)
-        methods.append({"method": name, "kind": "comparison", **score(name, pred), "downstream_passed": None})
-        summary["comparison"] = {"name": name, **info, **headline(tables[name]), "gated_minus_comparison_psnr_db": psnr_above(selected, name)}
+        comparison = scores.add(name, pred)
+        methods.append({"method": name, "kind": "comparison", **comparison, "downstream_passed": None})
+        summary["comparison"] = {"name": name, **info, **comparison, "gated_minus_comparison_psnr_db": scores.psnr_above(selected, name)}
     write_csv(out / QA_FILES["methods"], pd.DataFrame(methods))
 
-    gates = evaluate_gates(tables[selected], downstream, options.gates)
+    gates = evaluate_gates(scores.tables[selected], downstream, options.gates)
     return {
         "version": VERSION,
         "manifest": {

@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any
 
 import numpy as np
 import torch
@@ -37,39 +36,15 @@ from .checkpoint import CHECKPOINT_FORMAT, read_denoiser_checkpoint
 from .data import DoseTable, Manifest, load_tree_spectra, partner_pairs
 from .kernels import warm_up_kernels
 from .mamba import MambaUV, MambaUVConfig
+from .settings import DenoiseTrainSettings, Target
 
 log = logging.getLogger(__name__)
 
-Target = Literal["noise2noise", "clean"]
-TARGETS: tuple[str, ...] = get_args(Target)
 MODEL_SHAPE_KEYS = ("dose_dim", "d_model", "n_layers", "d_state", "expand", "d_conv", "dt_rank", "bidirectional")
 
 
-@dataclass
-class DenoiseTrainSettings:
-    """The config's ``denoise.train`` section (and the seed of the module)."""
-
-    target: Target = "noise2noise"
-    epochs: int = 12  # at most; early stopping may end sooner
-    batch_size: int = 32
-    lr: float = 5e-3  # AdamW learning rate of the first epoch
-    final_lr_fraction: float = 1.0  # the rate decays along a half cosine to lr * final_lr_fraction at the last epoch
-    ema_decay: float = 0.99  # EMA of the weights (diffusers' warm-up ramps up to it); the EMA weights are saved
-    patience: int = 3  # epochs without a lower validation loss before stopping
-    grad_clip: float = 1.0
-    seed: int = 0  # initial weights, shuffling
-
-    def __post_init__(self):
-        if self.target not in TARGETS:
-            raise GensynthError(f"target {self.target!r}: expected one of {', '.join(TARGETS)}")
-
-    def epoch_lr(self, epoch: int) -> float:
-        """The learning rate of epoch 1 .. epochs (a function of the epoch alone, so a resumed run follows it too)."""
-        progress = (epoch - 1) / max(self.epochs - 1, 1)
-        return self.lr * (self.final_lr_fraction + (1 - self.final_lr_fraction) * 0.5 * (1 + math.cos(math.pi * progress)))
-
-    def trainer_config(self) -> TrainConfig:
-        return TrainConfig(lr=self.lr, batch_size=self.batch_size, ema_decay=self.ema_decay, grad_clip=self.grad_clip, seed=self.seed)
+def trainer_config(settings: DenoiseTrainSettings) -> TrainConfig:
+    return TrainConfig(lr=settings.lr, batch_size=settings.batch_size, ema_decay=settings.ema_decay, grad_clip=settings.grad_clip, seed=settings.seed)
 
 
 @dataclass
@@ -167,7 +142,7 @@ def train_denoiser(
         fingerprint = {**fingerprint, "init_checkpoint": warm_start(model, init_checkpoint, dose)}
     model = model.to(device)
     warm_up_kernels(device)
-    trainer = Trainer(model, mse_loss, settings.trainer_config())
+    trainer = Trainer(model, mse_loss, trainer_config(settings))
     settings_key = dataclasses.asdict(settings)  # (the epochs too: they set the learning-rate schedule)
     resume = BestKeepingResumeFile(resume_path, run_fingerprint(model=config.to_dict(), settings=settings_key, **fingerprint), every_s=resume_every_s)
 

@@ -25,7 +25,7 @@ _EXPORTS = {
     "prepare_for_inference": "sampling",
     "sample": "sampling",
     "seeded_samples": "sampling",
-    "SAMPLERS": "schedule",
+    "SAMPLERS": "settings",
     "DiffusionLoss": "schedule",
     "make_sampler": "schedule",
     "make_train_scheduler": "schedule",

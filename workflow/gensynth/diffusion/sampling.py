@@ -23,7 +23,8 @@ from ..device import autocast
 from ..progress import progress
 from ..seeding import torch_generator
 from .models import model_device, null_label, sample_shape
-from .schedule import SamplerKind, make_sampler
+from .schedule import make_sampler
+from .settings import SamplerKind
 
 
 @dataclass

@@ -21,9 +21,7 @@ from diffusers import DDIMScheduler, DDPMScheduler
 
 from ..errors import GensynthError
 from .models import null_label
-
-SamplerKind = Literal["ddim", "ddpm"]
-SAMPLERS = ("ddim", "ddpm")
+from .settings import SAMPLERS, SamplerKind
 
 
 def make_train_scheduler(

@@ -26,23 +26,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..io import load_checkpoint
 from ..training import ResumeFile, TrainConfig, Trainer, run_fingerprint, train_epochs
 from .augmentation import MODALITIES, PHASES, AugmentationConfig, image_channels
 from .data import TEST, TRAIN, VALIDATION, WoundDataset
 from .mixing import batch_rng, plan_batch, synthetic_images
+from .settings import ClassifierSettings
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ClassifierSettings:
-    """The config's ``genaug.classifier`` section (but its list of seeds)."""
-
-    width: int = 16  # features per branch
-    epochs: int = 40
-    batch_size: int = 16
-    lr: float = 3e-3  # AdamW learning rate
-    ema_decay: float = 0.99  # predictions use the EMA weights
 
 
 class Branch(nn.Module):
@@ -217,3 +208,11 @@ def held_out_predictions(trainer: Trainer, dataset: WoundDataset, fold: int) -> 
     rows = dataset.indices(fold, TEST)
     probabilities = predict(trainer, dataset, rows)
     return {"index": rows, "label": dataset.phase[rows], "prediction": probabilities.argmax(axis=1), "probabilities": probabilities}
+
+
+def load_classifier(path: str, device: torch.device) -> FusionClassifier:
+    """The first seed's classifier of a genaug_classify checkpoint, on ``device``, in eval mode."""
+    checkpoint = load_checkpoint(path)
+    model = FusionClassifier(int(checkpoint["width"]))
+    model.load_state_dict(checkpoint["state_dicts"][str(checkpoint["seeds"][0])])
+    return model.to(device).eval()

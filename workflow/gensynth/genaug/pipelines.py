@@ -14,11 +14,9 @@ patients), so no synthetic image carries a test patient's wound.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import hashlib
 import logging
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,30 +32,12 @@ from ..seeding import sha256_seed
 from ..training import ResumeFile, run_fingerprint, train_epochs
 from .augmentation import CHANNELS, MODEL_FOLDERS, PHASES
 from .data import TRAIN, WoundDataset
+from .settings import PipelineSettings
 
 log = logging.getLogger(__name__)
 
 # The modalities whose images train each model kind (depth_rgb and thermal_rgb both draw from rgb).
 KIND_SOURCES = {"rgb": ("depth_rgb", "thermal_rgb"), "depth_map": ("depth_map",), "thermal_map": ("thermal_map",)}
-
-
-@dataclass(frozen=True)
-class PipelineSettings:
-    """The config's ``genaug.pipeline`` section."""
-
-    block_out_channels: tuple[int, ...] = (16, 32)  # one resolution level each (multiples of 8)
-    layers_per_block: int = 1
-    epochs: int = 40  # passes over the folder's training images
-    batch_size: int = 16
-    lr: float = 3e-3  # AdamW learning rate
-    ema_decay: float = 0.99  # the saved weights are the EMA's
-    num_train_timesteps: int = 1000  # T of DDPM
-    prediction_type: str = "v_prediction"  # the UNet's target; v learns faster on a small budget
-    seed: int = 0
-
-    def fingerprint_settings(self) -> dict[str, Any]:
-        """What a resumed run must share with the interrupted one: all but the epoch count (raising it extends a run)."""
-        return {k: v for k, v in dataclasses.asdict(self).items() if k != "epochs"}
 
 
 def split_folder(folder: str) -> tuple[str, str]:

@@ -52,9 +52,9 @@ from torch.func import jacrev, vjp, vmap
 from ..errors import GensynthError
 from ..progress import progress
 from ..seeding import numpy_generator, sha256_seed
+from .flags import JACOBIAN_METHODS
 
 Method = Literal["auto", "exact", "lanczos"]
-METHODS = ("auto", "exact", "lanczos")
 EXACT_MAX_DIM = 1024  # auto: exact up to 32x32x1 (covers 16x16 and MNIST's 28x28)
 LANCZOS_TOL = 1e-4  # ARPACK's residual tolerance, relative to each eigenvalue
 ROWS_PER_PASS_ELEMENTS = 2**16  # default rows_per_pass = this // D: ~0.5-3 GB per pass for the 32/64/64 UNet
@@ -209,8 +209,8 @@ def jacobian_spectrum(
     (:func:`exact_spectrum`: ``rows_per_pass``; :func:`lanczos_spectrum`: ``tol``, ``ncv``,
     ``seed``; both: ``show_progress``).
     """
-    if method not in METHODS:
-        raise GensynthError(f"Jacobian spectrum method {method!r}: expected one of {', '.join(METHODS)}")
+    if method not in JACOBIAN_METHODS:
+        raise GensynthError(f"Jacobian spectrum method {method!r}: expected one of {', '.join(JACOBIAN_METHODS)}")
     dim = math.prod(torch.as_tensor(probes).shape[1:])
     if method == "exact" or (method == "auto" and dim <= EXACT_MAX_DIM):
         return exact_spectrum(unet, probes, timesteps, labels, **options)

@@ -14,7 +14,6 @@ import json
 import logging
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,30 +35,19 @@ from ..errors import GensynthError
 from ..io import atomic_open, atomic_path, load_checkpoint, load_yaml, save_json
 from ..seeding import numpy_generator, sha256_seed
 from .data import DOMAIN_MAPPING, SliceDataset
+from .settings import ReplicaTrainSettings
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class ReplicaTrainSettings:
-    """The config's ``replicas.train`` section."""
+def train_scheduler(settings: ReplicaTrainSettings):
+    return make_train_scheduler(settings.num_train_timesteps, settings.beta_schedule, prediction_type=settings.prediction_type)
 
-    epochs: int = 25  # passes over the training slices
-    batch_size: int = 16
-    lr: float = 4e-3  # AdamW learning rate
-    cond_dropout: float = 0.1  # share of steps on the null token (classifier-free guidance)
-    ema_decay: float = 0.999  # EMA decay (diffusers' warm-up ramps up to it)
-    val_fraction: float = 0.1  # share of the training slices held out for the validation loss
-    num_train_timesteps: int = 1000  # DDPM noise levels
-    beta_schedule: str = "linear"  # DDPM beta schedule (diffusers' name)
-    prediction_type: str = "v_prediction"  # the UNet's target: v_prediction or epsilon
-    seed: int = 0  # initial weights, shuffling, noise and the validation split
 
-    def train_scheduler(self):
-        return make_train_scheduler(self.num_train_timesteps, self.beta_schedule, prediction_type=self.prediction_type)
-
-    def trainer_config(self) -> DiffusionTrainConfig:
-        return DiffusionTrainConfig(lr=self.lr, batch_size=self.batch_size, cond_dropout=self.cond_dropout, ema_decay=self.ema_decay, seed=self.seed)
+def trainer_config(settings: ReplicaTrainSettings) -> DiffusionTrainConfig:
+    return DiffusionTrainConfig(
+        lr=settings.lr, batch_size=settings.batch_size, cond_dropout=settings.cond_dropout, ema_decay=settings.ema_decay, seed=settings.seed
+    )
 
 
 def split_validation(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -113,16 +101,16 @@ def train_replica_model(
     x = torch.from_numpy(dataset.stacked())  # (N, 2, H, H)
     tokens = torch.from_numpy(dataset.condition_tokens(z_bins))  # (N,)
     run_id = fingerprint(data_sha256, z_bins, unet_cfg, settings)
-    scheduler = settings.train_scheduler()
+    scheduler = train_scheduler(settings)
     resumed = load_resume_state(resume_dir, run_id, settings.epochs)
     if resumed is None:
         torch.manual_seed(settings.seed)
         unet = build_model(unet_cfg).to(device)
-        trainer = diffusion_trainer(unet, scheduler, settings.trainer_config())
+        trainer = diffusion_trainer(unet, scheduler, trainer_config(settings))
         history = {"epochs": [], "best_epoch": None, "best_val_loss": None, "n_train": len(train_index), "n_val": len(val_index)}
     else:
         unet = resumed.model.to(device)
-        trainer = diffusion_trainer(unet, scheduler, settings.trainer_config())
+        trainer = diffusion_trainer(unet, scheduler, trainer_config(settings))
         trainer.load_state_dict(resumed.state["trainer"])
         history = resumed.state["extra"]["history"]
         log.info("resuming after epoch %d from %s", len(history["epochs"]), resume_dir / "last.ckpt")
@@ -162,7 +150,7 @@ def export_model(
         "null_token": unet_cfg.null_token,
         "domain_mapping": dict(DOMAIN_MAPPING),
         "unet": unet_cfg.to_dict(),
-        "scheduler": scheduler_config(settings.train_scheduler()),
+        "scheduler": scheduler_config(train_scheduler(settings)),
         "train": dataclasses.asdict(settings),
         "data": data,
         "best": {"epoch": history["best_epoch"], "val_loss": history["best_val_loss"]},

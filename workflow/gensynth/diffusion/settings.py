@@ -1,0 +1,8 @@
+"""Names the diffusion core's settings take, torch-free: scripts declare their flags from them before importing torch."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+SamplerKind = Literal["ddim", "ddpm"]
+SAMPLERS = ("ddim", "ddpm")
