@@ -67,7 +67,7 @@ def main(argv=None) -> int:
     from gensynth.genaug.classifier import Mixer, held_out_predictions, train_classifier
     from gensynth.genaug.data import load_dataset
     from gensynth.genaug.manager import GenerativeAugmentationManager
-    from gensynth.training import run_fingerprint
+    from gensynth.training import discard_resume_state, run_fingerprint
 
     device = use_device(args)
     settings = ClassifierSettings(**{f.name: getattr(args, f.name) for f in dataclasses.fields(ClassifierSettings)})
@@ -90,10 +90,10 @@ def main(argv=None) -> int:
     manager = GenerativeAugmentationManager(args.models, configs, device, prompts_from_arg(args.prompts)) if augmenting else None
 
     predictions, states, histories = [], {}, {}
+    resumes = {seed: args.resume_dir / f"{args.arm}_fold{args.fold}_seed{seed}.ckpt" for seed in args.seeds}
     for seed in args.seeds:
         mixer = Mixer(manager, configs, seed, dataset.image_size) if manager is not None else None
-        resume = args.resume_dir / f"{args.arm}_fold{args.fold}_seed{seed}.ckpt"
-        trainer, history = train_classifier(dataset, args.fold, seed, settings, device, mixer, resume, digest, args.arm)
+        trainer, history = train_classifier(dataset, args.fold, seed, settings, device, mixer, resumes[seed], digest, args.arm)
         held_out = held_out_predictions(trainer, dataset, args.fold)
         accuracy = float((held_out["prediction"] == held_out["label"]).mean())
         log.info("%s fold %d seed %d: test accuracy %.3f on %d visits", args.arm, args.fold, seed, accuracy, len(held_out["label"]))
@@ -118,6 +118,7 @@ def main(argv=None) -> int:
             "provenance": provenance.record({"dataset": args.dataset, **weights}, {"predictions": args.out_predictions, "model": args.out_model}),
         },
     )
+    discard_resume_state(*resumes.values())
     if manager is not None:
         manager.close()
     return 0

@@ -47,6 +47,7 @@ def main(argv=None) -> int:
     from gensynth.device import use_device
     from gensynth.genaug.data import load_dataset
     from gensynth.genaug.pipelines import save_pipeline, train_pipeline, training_images
+    from gensynth.training import discard_resume_state
 
     device = use_device(args)
     settings = PipelineSettings(**{f.name: getattr(args, f.name) for f in dataclasses.fields(PipelineSettings)})
@@ -70,6 +71,7 @@ def main(argv=None) -> int:
             ),
         },
     )
+    discard_resume_state(args.resume)
     print(f"{args.folder}, fold {args.fold}: {len(images)} images, final loss {history[-1]['loss']:.4f} -> {args.out}")
     return 0
 

@@ -86,6 +86,7 @@ def main(argv=None) -> int:
     from gensynth.denoise.mamba import MambaUVConfig
     from gensynth.denoise.train import checkpoint_state, paired_spectra, train_denoiser
     from gensynth.device import use_device
+    from gensynth.training import discard_resume_state
 
     audit = args.log_dir / TRAIN_LOGS["audit"]
     command = shlex.join([sys.executable, __file__, *(sys.argv[1:] if argv is None else argv)])
@@ -155,6 +156,7 @@ def main(argv=None) -> int:
         f"done: {result.history[-1]['epoch']} epochs{' (early stop)' if stopped_early else ''}, best epoch "
         f"{result.best_epoch}, validation loss {result.best_val_loss:.6g}, {checkpoint} sha256 {sha256_file(checkpoint)}",
     )
+    discard_resume_state(resume_path)
     print(f"best epoch {result.best_epoch}: validation loss {result.best_val_loss:.6g} -> {checkpoint}", flush=True)
     return 0
 

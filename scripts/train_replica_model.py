@@ -49,7 +49,8 @@ def main(argv=None) -> int:
     from gensynth.device import use_device
     from gensynth.diffusion import UNetConfig
     from gensynth.replicas.data import load_slice_dataset
-    from gensynth.replicas.train import export_model, save_history, train_replica_model
+    from gensynth.replicas.train import RESUME_FILES, export_model, save_history, train_replica_model
+    from gensynth.training import discard_resume_state
 
     device = use_device(args)
     settings = ReplicaTrainSettings(**{field.name: getattr(args, field.name) for field in dataclasses.fields(ReplicaTrainSettings)})
@@ -69,6 +70,7 @@ def main(argv=None) -> int:
     data = {"path": str(args.data), "sha256": data_sha256, "n_train": history["n_train"], "n_val": history["n_val"]}
     export_model(args.resume_dir, args.out, args.config_out, args.z_bins, unet_cfg, settings, history, data)
     save_history(args.history, history, provenance.record({"data": args.data}, {"checkpoint": args.out, "config": args.config_out}))
+    discard_resume_state(*(args.resume_dir / name for name in RESUME_FILES))
     return 0
 
 

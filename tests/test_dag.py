@@ -66,6 +66,13 @@ def test_lint_is_clean():
 
 
 @pytest.mark.dag
+def test_dag_no_training_leaves_resume_state_behind(dag_run: Path):
+    """Every training job removes its resume state once its artifact is written: a rerun (its code changed)
+    trains afresh instead of finishing from the replaced run's state."""
+    left = [p for p in (dag_run / "results").rglob("*") if p.is_file() and ("resume" in p.name or p.parent.name == "resume")]
+    assert [str(p.relative_to(dag_run)) for p in left] == []
+
+
 def test_dag_a_second_run_has_nothing_to_do(dag_run: Path):
     """Another day, the same config: every module's artifacts are up to date, none is rebuilt."""
     assert "Nothing to be done" in snakemake(dag_run, "-n", "--configfile", DAG_CONFIG).stdout

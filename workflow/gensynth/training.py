@@ -154,7 +154,8 @@ class ResumeFile:
 
     It lives beside the job's outputs but is not one of them, so Snakemake keeps it when the job is
     killed (a walltime limit): the rerun continues from the last save, to the same final weights as
-    an uninterrupted run (training draws all its randomness from the trainer's own generator).
+    an uninterrupted run (training draws all its randomness from the trainer's own generator). The job
+    removes it once its artifact is written (:func:`discard_resume_state`).
     """
 
     path: Path
@@ -191,6 +192,13 @@ class ResumeFile:
         """The resume file of the job that writes ``output``: ``.<name>.resume`` in its folder."""
         output = Path(output)
         return cls(output.parent / f".{output.name}.resume", run_fingerprint(**fingerprint), every_s)
+
+
+def discard_resume_state(*paths: str | Path) -> None:
+    """Remove a finished job's resume state, once its artifact is written: a later run of the job (its code
+    changed, say) must train afresh, not finish from the state of the run it replaces."""
+    for path in paths:
+        Path(path).unlink(missing_ok=True)
 
 
 def train_epochs(

@@ -3,7 +3,8 @@
 The run keeps its state in a resume directory beside the outputs: ``last.ckpt`` (model,
 EMA, optimizer, generator, history after the last finished epoch) and ``best.ckpt`` (the
 lowest validation loss so far). A rerun with the same data and settings continues from
-``last.ckpt``; different data or settings start afresh. Raising ``epochs`` extends a run.
+``last.ckpt`` (a killed job); different data or settings start afresh. Raising ``epochs`` extends a
+run whose state is still there: ``scripts/train_replica_model.py`` removes it once the model is exported.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from .data import DOMAIN_MAPPING, SliceDataset
 from .settings import ReplicaTrainSettings
 
 log = logging.getLogger(__name__)
+RESUME_FILES = ("last.ckpt", "best.ckpt")  # in the resume directory
 
 
 def train_scheduler(settings: ReplicaTrainSettings):
