@@ -154,6 +154,14 @@ def test_load_checkpoint_refuses_pickles_and_bad_files(tmp_path):
         io.load_checkpoint(tmp_path / "none.ckpt")
 
 
+def test_the_same_checkpoint_state_gives_the_same_bytes_wherever_it_is_saved(tmp_path):
+    state = {"w": torch.arange(6.0).reshape(2, 3), "step": 3, "history": [{"loss": 0.5}]}
+    io.save_checkpoint(tmp_path / "a.ckpt", state)
+    io.save_checkpoint(tmp_path / "sub/other_name.pt", state)
+    assert (tmp_path / "a.ckpt").read_bytes() == (tmp_path / "sub/other_name.pt").read_bytes()
+    assert torch.equal(io.load_checkpoint(tmp_path / "sub/other_name.pt")["w"], state["w"])
+
+
 def test_load_json_error(tmp_path):
     (tmp_path / "bad.json").write_text("{nope")
     with pytest.raises(GensynthError, match="bad.json: not valid JSON"):

@@ -159,11 +159,13 @@ def save_figure(fig, target: str | os.PathLike, **savefig_kwargs) -> None:
 
 
 def save_checkpoint(target: str | os.PathLike, state: Mapping[str, Any]) -> None:
-    """torch.save of plain tensors, numbers, strings, lists and dicts (loadable with weights_only)."""
+    """torch.save of plain tensors, numbers, strings, lists and dicts (loadable with weights_only). Saved through
+    a file object: torch names the archive after a path it is given (here a random temporary one), so the same
+    state gives the same bytes, and the same SHA-256 in provenance, on every run."""
     import torch
 
-    with atomic_path(target) as tmp:
-        torch.save(dict(state), tmp)
+    with atomic_open(target) as handle:
+        torch.save(dict(state), handle)
 
 
 def _require_file(path: Path, what: str) -> None:
