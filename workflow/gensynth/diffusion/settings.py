@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 SamplerKind = Literal["ddim", "ddpm"]
-SAMPLERS = ("ddim", "ddpm")
+SAMPLERS: tuple[str, ...] = get_args(SamplerKind)

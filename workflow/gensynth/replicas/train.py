@@ -39,7 +39,8 @@ from .data import DOMAIN_MAPPING, SliceDataset
 from .settings import ReplicaTrainSettings
 
 log = logging.getLogger(__name__)
-RESUME_FILES = ("last.ckpt", "best.ckpt")  # in the resume directory
+LAST, BEST = "last.ckpt", "best.ckpt"  # the resume directory's files
+RESUME_FILES = (LAST, BEST)
 
 
 def train_scheduler(settings: ReplicaTrainSettings):
@@ -70,8 +71,8 @@ def fingerprint(data_sha256: str, z_bins: int, unet_cfg: UNetConfig, settings: R
 
 def load_resume_state(resume_dir: Path, expected: str, epochs: int):
     """The interrupted run's last checkpoint if it belongs to this run, else None (and why, in the log)."""
-    last = resume_dir / "last.ckpt"
-    if not last.exists() or not (resume_dir / "best.ckpt").exists():
+    last = resume_dir / LAST
+    if not last.exists() or not (resume_dir / BEST).exists():
         return None
     try:
         state = load_checkpoint(last)
@@ -115,7 +116,7 @@ def train_replica_model(
         trainer = diffusion_trainer(unet, scheduler, trainer_config(settings))
         trainer.load_state_dict(resumed.state["trainer"])
         history = resumed.state["extra"]["history"]
-        log.info("resuming after epoch %d from %s", len(history["epochs"]), resume_dir / "last.ckpt")
+        log.info("resuming after epoch %d from %s", len(history["epochs"]), resume_dir / LAST)
     extra = {"fingerprint": run_id, "z_bins": z_bins}
     for epoch in range(len(history["epochs"]) + 1, settings.epochs + 1):
         started = time.perf_counter()
@@ -125,9 +126,9 @@ def train_replica_model(
         log.info("epoch %d/%d: train loss %.5f, validation loss (EMA) %.5f", epoch, settings.epochs, train_loss, val_loss)
         if history["best_val_loss"] is None or val_loss < history["best_val_loss"]:
             history["best_epoch"], history["best_val_loss"] = epoch, val_loss
-            save_model_checkpoint(resume_dir / "best.ckpt", unet, unet_cfg, scheduler, trainer, {**extra, "epoch": epoch, "val_loss": val_loss})
+            save_model_checkpoint(resume_dir / BEST, unet, unet_cfg, scheduler, trainer, {**extra, "epoch": epoch, "val_loss": val_loss})
         # written after best.ckpt: a resumed run always finds the best of the epochs it skips
-        save_model_checkpoint(resume_dir / "last.ckpt", unet, unet_cfg, scheduler, trainer, {**extra, "epoch": epoch, "history": history})
+        save_model_checkpoint(resume_dir / LAST, unet, unet_cfg, scheduler, trainer, {**extra, "epoch": epoch, "history": history})
     return history
 
 
@@ -143,7 +144,7 @@ def export_model(
 ) -> None:
     """``best.ckpt`` (copied from the run's best) and the ``config.yaml`` that describes it."""
     with atomic_path(out_checkpoint) as tmp:
-        shutil.copyfile(resume_dir / "best.ckpt", tmp)
+        shutil.copyfile(resume_dir / BEST, tmp)
     config = {
         "z_bins": z_bins,
         "image_size": unet_cfg.sample_size,
