@@ -1,13 +1,14 @@
 """Generate one replica: every sample of the test distribution, with DDIM, seeded per sample.
 
-Writes ``<out-dir>/replica_XXX.npz`` (images, masks, zbin, lesion_present, domain,
-condition_token, seed, k_index, replica_id) and ``replica_XXX_meta.json``. Sample i's seed
+Writes the replica (``--out``: images, masks, zbin, lesion_present, domain, condition_token,
+seed, k_index, replica_id) and its metadata (``--meta``). Sample i's seed
 is ``sha256_seed(seed_base, replica_id, zbin, lesion_present, domain_int, k_index)`` and
 its noise comes from its own generator, so the batch size does not change the samples.
 
     python scripts/generate_replicas.py --checkpoint results/replicas/model/best.ckpt \
         --config results/replicas/model/config.yaml --test-csv results/replicas/data/test_distribution.csv \
-        --replica-id 0 --out-dir results/replicas
+        --replica-id 0 --out results/replicas/replica_000.npz \
+        --meta results/replicas/replica_000_meta.json
 """
 
 from __future__ import annotations
@@ -17,19 +18,13 @@ import logging
 from pathlib import Path
 
 from gensynth.cli import add_device_arguments, exit_main
-from gensynth.config import schema_default
 from gensynth.errors import GensynthError
 from gensynth.io import save_json, save_npz
 from gensynth.provenance import Provenance
+from gensynth.replicas.settings import GenerateReplicaSettings
+from gensynth.steps import add_settings_arguments
 
 log = logging.getLogger("generate_replicas")
-
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value}: expected an integer >= 1")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,24 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", required=True, type=Path, help="the model's config.yaml, written beside best.ckpt")
     parser.add_argument("--test-csv", required=True, type=Path, help="test distribution: zbin, lesion_present, domain, n_slices")
     parser.add_argument("--replica-id", required=True, type=int)
-    parser.add_argument("--out-dir", required=True, type=Path)
-    parser.add_argument("--seed-base", type=int, default=schema_default("replicas", "sample.seed_base"))
-    parser.add_argument(
-        "--num-inference-steps",
-        type=positive_int,
-        default=schema_default("replicas", "sample.num_inference_steps"),
-        help="DDIM steps (the group's production value: 200)",
-    )
-    parser.add_argument(
-        "--eta", type=float, default=schema_default("replicas", "sample.eta"), help="DDIM stochasticity (0: deterministic given the initial noise)"
-    )
-    parser.add_argument(
-        "--guidance-scale", type=float, default=schema_default("replicas", "sample.guidance_scale"), help="classifier-free guidance scale (1: none)"
-    )
-    parser.add_argument("--batch-size", type=positive_int, default=schema_default("replicas", "sample.batch_size"))
-    parser.add_argument(
-        "--use-ema", action=argparse.BooleanOptionalAction, default=schema_default("replicas", "sample.use_ema"), help="sample with the EMA weights"
-    )
+    parser.add_argument("--out", required=True, type=Path, help="output: the replica (NPZ)")
+    parser.add_argument("--meta", required=True, type=Path, help="output: its seeds, settings and provenance (JSON)")
+    add_settings_arguments(parser, GenerateReplicaSettings, "replicas")
     add_device_arguments(parser)
     return parser
 
@@ -68,7 +48,7 @@ def main(argv=None) -> int:
     from gensynth.device import use_device
     from gensynth.diffusion import SamplerSettings, load_model_checkpoint
     from gensynth.replicas.data import load_test_distribution
-    from gensynth.replicas.generate import generate_replica, plan_replica, replica_meta, replica_name
+    from gensynth.replicas.generate import generate_replica, plan_replica, replica_meta
     from gensynth.replicas.train import load_model_config
 
     device = use_device(args)
@@ -87,9 +67,7 @@ def main(argv=None) -> int:
     plan = plan_replica(distribution, z_bins, args.seed_base, args.replica_id)
     log.info("replica %d: %d samples in %d conditions, %d DDIM steps", args.replica_id, len(plan["seed"]), len(distribution), settings.num_inference_steps)
     arrays = generate_replica(loaded.model, loaded.scheduler_config, plan, settings)
-    name = replica_name(args.replica_id)
-    npz = args.out_dir / f"{name}.npz"
-    save_npz(npz, arrays)
+    save_npz(args.out, arrays)
     meta = replica_meta(
         args.replica_id,
         args.seed_base,
@@ -101,9 +79,9 @@ def main(argv=None) -> int:
         settings=settings,
         use_ema=args.use_ema,
         ema_loaded=loaded.ema_loaded,
-        provenance=provenance.record({"checkpoint": args.checkpoint, "config": args.config, "test_csv": args.test_csv}, {"npz": npz}),
+        provenance=provenance.record({"checkpoint": args.checkpoint, "config": args.config, "test_csv": args.test_csv}, {"npz": args.out}),
     )
-    save_json(args.out_dir / f"{name}_meta.json", meta)
+    save_json(args.meta, meta)
     return 0
 
 

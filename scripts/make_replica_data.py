@@ -9,32 +9,25 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 
 from gensynth.cli import exit_main
-from gensynth.config import schema_default
 from gensynth.replicas.data import condition_counts, load_slice_dataset, save_slice_dataset, save_test_distribution
-from gensynth.replicas.phantom import PhantomConfig, make_phantom
-
-
-def add_phantom_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per PhantomConfig field, its default the schema's (``replicas.phantom.*``, ``replicas.z_bins``)."""
-    for field in dataclasses.fields(PhantomConfig):
-        default = schema_default("replicas", field.name if field.name == "z_bins" else f"phantom.{field.name}")
-        parser.add_argument(f"--{field.name.replace('_', '-')}", type=type(default), default=default)
+from gensynth.replicas.phantom import make_phantom
+from gensynth.replicas.settings import PhantomConfig, ZBins
+from gensynth.steps import add_settings_arguments, settings_from_args
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     phantom = commands.add_parser("phantom", help="make the procedural phantom's train/test splits and test CSV")
-    add_phantom_flags(phantom)
+    add_settings_arguments(phantom, PhantomConfig, "replicas")
     phantom.add_argument("--train", required=True, help="output: training slices (NPZ)")
     phantom.add_argument("--test", required=True, help="output: test slices (NPZ)")
     phantom.add_argument("--test-csv", required=True, help="output: test distribution (CSV)")
     distribution = commands.add_parser("distribution", help="the test distribution CSV of a test slice dataset")
     distribution.add_argument("--test", required=True, help="test slices (NPZ, the slice dataset format)")
-    distribution.add_argument("--z-bins", type=int, default=schema_default("replicas", "z_bins"))
+    add_settings_arguments(distribution, ZBins, "replicas")
     distribution.add_argument("--test-csv", required=True, help="output: test distribution (CSV)")
     return parser
 
@@ -45,8 +38,7 @@ def main(argv=None) -> int:
     if args.command == "distribution":
         save_test_distribution(args.test_csv, condition_counts(load_slice_dataset(args.test, args.z_bins)))
         return 0
-    cfg = PhantomConfig(**{field.name: getattr(args, field.name) for field in dataclasses.fields(PhantomConfig)})
-    train, test, train_extra, test_extra = make_phantom(cfg)
+    train, test, train_extra, test_extra = make_phantom(settings_from_args(PhantomConfig, args))
     save_slice_dataset(args.train, train, train_extra)
     save_slice_dataset(args.test, test, test_extra)
     save_test_distribution(args.test_csv, condition_counts(test))

@@ -16,12 +16,13 @@ import argparse
 import math
 
 from gensynth.cli import exit_main
-from gensynth.config import schema_default
 from gensynth.errors import GensynthError
 from gensynth.io import load_json, load_npz, save_figure, save_json
 from gensynth.provenance import Provenance
 from gensynth.replicas.data import REPLICA_ARRAYS, load_slice_dataset, load_test_distribution
 from gensynth.replicas.qa import grid_picks, plot_sample_grid, plot_summary, real_qa, replica_qa, save_table, summarize
+from gensynth.replicas.settings import ReplicasQASettings
+from gensynth.steps import add_settings_arguments
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,16 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--real", required=True, help="the real test slices (NPZ, slice dataset format)")
     parser.add_argument("--test-csv", required=True, help="the test distribution the replicas were generated for")
     parser.add_argument("--history", required=True, help="the training's history.json (loss curves)")
-    parser.add_argument("--z-bins", type=int, default=schema_default("replicas", "z_bins"))
-    parser.add_argument(
-        "--min-mask-fraction",
-        type=float,
-        default=schema_default("replicas", "qa.min_mask_fraction"),
-        help="share of the slice's pixels a mask needs to count as non-empty",
-    )
-    parser.add_argument(
-        "--grid-per-bin", type=int, default=schema_default("replicas", "qa.grid_per_bin"), help="slices per z-bin and side (real, generated) in the sample grid"
-    )
+    add_settings_arguments(parser, ReplicasQASettings, "replicas")
     parser.add_argument("--out-json", required=True)
     parser.add_argument("--out-table", required=True, help="TSV: one row per replica (counts, lesion agreement)")
     parser.add_argument("--out-summary", required=True, help="figure: losses, intensity and lesion area per z-bin")

@@ -16,30 +16,20 @@ import dataclasses
 from pathlib import Path
 
 from gensynth.cli import add_device_arguments, exit_main
-from gensynth.config import schema_default
 from gensynth.io import sha256_file
 from gensynth.provenance import Provenance
-from gensynth.replicas.settings import ReplicaTrainSettings
+from gensynth.replicas.settings import ReplicaTrainSettings, TrainReplicaModelSettings
+from gensynth.steps import add_settings_arguments, narrow, settings_from_args
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="training slices (NPZ, the slice dataset format)")
-    parser.add_argument("--z-bins", type=int, default=schema_default("replicas", "z_bins"), help="number of z-bins (condition tokens: 2 * z_bins)")
     parser.add_argument("--out", required=True, type=Path, help="output: best checkpoint")
     parser.add_argument("--config-out", required=True, type=Path, help="output: the model's config.yaml")
     parser.add_argument("--history", required=True, type=Path, help="output: loss history (JSON)")
     parser.add_argument("--resume-dir", required=True, type=Path, help="the run's last and best checkpoints, for resuming")
-    parser.add_argument(
-        "--block-out-channels", type=int, nargs="+", default=schema_default("replicas", "model.block_out_channels"), help="UNet channels per level"
-    )
-    parser.add_argument("--layers-per-block", type=int, default=schema_default("replicas", "model.layers_per_block"))
-    parser.add_argument(
-        "--attention", action=argparse.BooleanOptionalAction, default=schema_default("replicas", "model.attention"), help="self-attention below the top level"
-    )
-    for field in dataclasses.fields(ReplicaTrainSettings):  # the replicas.train section
-        default = schema_default("replicas", f"train.{field.name}")
-        parser.add_argument(f"--{field.name.replace('_', '-')}", type=type(default), default=default)
+    add_settings_arguments(parser, TrainReplicaModelSettings, "replicas")
     add_device_arguments(parser)
     return parser
 
@@ -53,16 +43,17 @@ def main(argv=None) -> int:
     from gensynth.training import discard_resume_state
 
     device = use_device(args)
-    settings = ReplicaTrainSettings(**{field.name: getattr(args, field.name) for field in dataclasses.fields(ReplicaTrainSettings)})
+    step = settings_from_args(TrainReplicaModelSettings, args)
+    settings = narrow(step, ReplicaTrainSettings)
     dataset = load_slice_dataset(args.data, args.z_bins)
     unet_cfg = UNetConfig(
         sample_size=dataset.image_size,
         in_channels=2,
         out_channels=2,
         num_classes=2 * args.z_bins,
-        block_out_channels=tuple(args.block_out_channels),
-        layers_per_block=args.layers_per_block,
-        attention=args.attention,
+        block_out_channels=step.block_out_channels,
+        layers_per_block=step.layers_per_block,
+        attention=step.attention,
     )
     provenance = Provenance({"z_bins": args.z_bins, "unet": unet_cfg.to_dict(), "train": dataclasses.asdict(settings)}, str(device))
     data_sha256 = sha256_file(args.data)

@@ -4,6 +4,7 @@ config error caught before any job, and no run that takes another configuration'
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gzip
 import importlib.util
 import os
@@ -17,9 +18,9 @@ import yaml
 
 from conftest import ROOT, config_error, snakemake
 from gensynth.config import module_schema, schema_default
-from gensynth.dagtools import flag_name, key_path
 from gensynth.madness.naming import MNIST_FILES
-from gensynth.modules import MODULES, module_dag
+from gensynth.modules import MODULES, module_dag, module_settings
+from gensynth.steps import config_fields, flag_name
 
 SHARED_SCHEMAS = {"config", "resources"}
 
@@ -38,7 +39,8 @@ def test_every_module_is_registered_in_every_place():
     assert [name for name in config if name not in ("modules", "device")] == list(MODULES), "config/config.yaml sections"
     for name in MODULES:
         dag = module_dag(name)
-        assert callable(dag.validate) and callable(dag.final_outputs) and isinstance(dag.SCRIPT_FLAGS, dict), name
+        assert callable(dag.validate) and callable(dag.final_outputs), name
+        assert module_settings(name).STEPS, f"gensynth.{name}.settings.STEPS"
         assert (ROOT / "config/full" / f"{name}.yaml").is_file(), f"config/full/{name}.yaml"
         assert (ROOT / "docs" / f"{name}.md").is_file(), f"docs/{name}.md"
         assert list(ROOT.glob(f"tests/test_{name}*.py")), f"tests/test_{name}*.py"
@@ -69,24 +71,35 @@ def parser_actions(script: str) -> dict[str, argparse.Action]:
     return {option: action for action in parser._actions for option in action.option_strings}
 
 
+def as_config_value(value):
+    return list(value) if isinstance(value, tuple) else value
+
+
 @pytest.mark.parametrize("module", MODULES)
-def test_every_scripts_flags_exist_with_the_schemas_defaults(module):
-    for script, keys in module_dag(module).SCRIPT_FLAGS.items():
-        actions = parser_actions(script)
-        for key in keys:
-            name = flag_name(key)
-            assert name in actions, f"{script}: no flag {name} for {module}.{key_path(key)}"
-            action = actions[name]
-            if not action.required:
-                assert action.default == schema_default(module, key_path(key)), f"{script} {name}: default is not the schema's"
+def test_every_steps_settings_have_the_schemas_keys_and_defaults(module):
+    """Adding a setting is its field, its schema entry and its config line: a field whose key the schema lacks,
+    or whose default differs from the schema's, fails here."""
+    for step, settings in module_settings(module).STEPS.items():
+        for field, key in config_fields(settings):
+            assert as_config_value(field.default) == schema_default(module, key), f"{step}: {settings.__name__}.{field.name} vs {module}.{key}"
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_every_script_takes_its_steps_settings_as_flags(module):
+    for step, settings in module_settings(module).STEPS.items():
+        actions = parser_actions(step)
+        for field in dataclasses.fields(settings):
+            name = flag_name(field)
+            assert name in actions, f"{step}: no flag {name} for {settings.__name__}.{field.name}"
+            assert (actions[name].dest, actions[name].default) == (field.name, field.default), f"{step} {name}"
 
 
 def test_one_key_has_one_flag_name_in_every_module():
     flags: dict[str, set[str]] = {}
     for module in MODULES:
-        for keys in module_dag(module).SCRIPT_FLAGS.values():
-            for key in keys:
-                flags.setdefault(key_path(key).rsplit(".", 1)[-1], set()).add(flag_name(key))
+        for settings in module_settings(module).STEPS.values():
+            for field, key in config_fields(settings):
+                flags.setdefault(key.rsplit(".", 1)[-1], set()).add(flag_name(field))
     assert {leaf: names for leaf, names in flags.items() if len(names) > 1} == {}
 
 

@@ -147,11 +147,8 @@ def module_schema(module: str, schema_dir: Path = SCHEMA_DIR) -> dict[str, Any]:
     return yaml.load(path.read_text(), Loader=SCHEMA_LOADER)
 
 
-def schema_default(module: str, key: str) -> Any:
-    """The schema's default of ``<module>.<key>`` (dotted, e.g. ``sample.num_inference_steps``).
-
-    Scripts take their flags' defaults from here, so a script run by hand makes what the DAG makes.
-    """
+def schema_node(module: str, key: str) -> dict[str, Any]:
+    """The schema of ``<module>.<key>`` (dotted, e.g. ``sample.num_inference_steps``)."""
     node = module_schema(module)
     for part in key.split("."):
         if node.get("type") == "array":  # a list of objects: the key is one item's (atoms' versions)
@@ -160,6 +157,12 @@ def schema_default(module: str, key: str) -> Any:
         if part not in properties:
             raise KeyError(f"{module}.schema.yaml has no key {key!r} (at {part!r})")
         node = properties[part]
+    return node
+
+
+def schema_default(module: str, key: str) -> Any:
+    """The schema's default of ``<module>.<key>``: the step settings' defaults equal it (tests/test_contract.py)."""
+    node = schema_node(module, key)
     if "default" not in node:
         raise KeyError(f"{module}.schema.yaml: key {key!r} has no default")
     return copy.deepcopy(node["default"])

@@ -17,6 +17,11 @@ def module_dag(name: str) -> ModuleType:
     return importlib.import_module(f"gensynth.{name}.dag")
 
 
+def module_settings(name: str) -> ModuleType:
+    """``gensynth.<name>.settings``: the settings dataclass of each script step (``STEPS``), torch-free."""
+    return importlib.import_module(f"gensynth.{name}.settings")
+
+
 def validate_workflow_config(config: dict[str, Any]) -> dict[str, Any]:
     """The whole config as the Snakefile checks it before any job: the schemas first (defaults filled in), then
     each module's own checks (keys that must agree, files the config names). Every module's rules exist, active

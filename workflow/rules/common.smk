@@ -13,6 +13,7 @@ from gensynth.codedigest import stamp_command
 from gensynth.dagtools import config_flags, rule_resources, uses_phantom, visible_gpus
 from gensynth.errors import GensynthError
 from gensynth.modules import module_dag, validate_workflow_config
+from gensynth.steps import rule_flags
 from gensynth.provenance import CONFIG_ENV, RULE_ENV, WILDCARDS_ENV, config_digest, write_config_context
 from snakemake.exceptions import WorkflowError
 from snakemake.settings.types import DeploymentMethod

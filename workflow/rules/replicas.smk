@@ -1,6 +1,7 @@
 # replicas: slices (phantom or the user's) -> conditional diffusion model -> one replica per job -> QA.
 # A replica is the test distribution (test CSV) generated anew: results/replicas/replica_XXX.npz.
 from gensynth.replicas import dag as replicas_dag
+from gensynth.replicas import settings as replicas_settings
 
 REPLICAS = config["replicas"]
 REPLICAS_DATA = replicas_dag.data_paths(REPLICAS)
@@ -22,7 +23,7 @@ if uses_phantom(REPLICAS):
         resources:
             **rule_resources(REPLICAS, "make_replica_phantom"),
         params:
-            flags=config_flags(REPLICAS, replicas_dag.SCRIPT_FLAGS["make_replica_data phantom"]),
+            flags=rule_flags(REPLICAS, replicas_settings.PhantomConfig),
         shell:
             run_script(
                 "scripts/make_replica_data.py phantom {params.flags} "
@@ -46,7 +47,7 @@ if replicas_dag.counts_test_csv(REPLICAS):
         resources:
             **rule_resources(REPLICAS, "replica_test_distribution"),
         params:
-            flags=config_flags(REPLICAS, replicas_dag.SCRIPT_FLAGS["make_replica_data distribution"]),
+            flags=rule_flags(REPLICAS, replicas_settings.ZBins),
         shell:
             run_script("scripts/make_replica_data.py distribution --test {input.test:q} {params.flags} " "--test-csv {output.csv:q} > {log:q} 2>&1")
 
@@ -71,7 +72,7 @@ rule train_replica_model:
         **rule_resources(REPLICAS, "train_replica_model"),
         gpu=1,
     params:
-        flags=config_flags(REPLICAS, replicas_dag.SCRIPT_FLAGS["train_replica_model"]),
+        flags=rule_flags(REPLICAS, replicas_settings.TrainReplicaModelSettings),
         resume_dir=replicas_dag.RESUME_DIR,
         device=DEVICE,
     shell:
@@ -103,13 +104,12 @@ rule generate_replica:
         **rule_resources(REPLICAS, "generate_replica"),
         gpu=1,
     params:
-        flags=config_flags(REPLICAS, replicas_dag.SCRIPT_FLAGS["generate_replicas"]),
-        out_dir=lambda wildcards, output: os.path.dirname(output.npz),
+        flags=rule_flags(REPLICAS, replicas_settings.GenerateReplicaSettings),
         device=DEVICE,
     shell:
         run_script(
             "scripts/generate_replicas.py --checkpoint {input.ckpt:q} --config {input.config:q} "
-            "--test-csv {input.csv:q} --replica-id {wildcards.replica_id} --out-dir {params.out_dir:q} {params.flags} "
+            "--test-csv {input.csv:q} --replica-id {wildcards.replica_id} --out {output.npz:q} --meta {output.meta:q} {params.flags} "
             "--threads {threads} --device {params.device:q} > {log:q} 2>&1"
         )
 
@@ -134,7 +134,7 @@ rule replicas_qa:
     resources:
         **rule_resources(REPLICAS, "replicas_qa"),
     params:
-        flags=config_flags(REPLICAS, replicas_dag.SCRIPT_FLAGS["replicas_qa"]),
+        flags=rule_flags(REPLICAS, replicas_settings.ReplicasQASettings),
     shell:
         run_script(
             "scripts/replicas_qa.py --replicas {input.replicas:q} --real {input.real:q} "

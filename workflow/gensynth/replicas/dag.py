@@ -31,41 +31,6 @@ QA = {
     "samples": f"{ROOT}/qa/samples.png",
 }
 
-# Config keys each script takes as flags (one flag per key, spelled from the key).
-SCRIPT_FLAGS = {
-    "make_replica_data phantom": (
-        "z_bins",
-        "phantom.image_size",
-        "phantom.subjects_control",
-        "phantom.subjects_epilepsy",
-        "phantom.slices_per_subject",
-        "phantom.test_fraction",
-        "phantom.lesions_control",
-        "phantom.lesions_epilepsy",
-        "phantom.min_lesion_fraction",
-        "phantom.seed",
-    ),
-    "make_replica_data distribution": ("z_bins",),
-    "train_replica_model": (
-        "z_bins",
-        "model.block_out_channels",
-        "model.layers_per_block",
-        "model.attention",
-        "train.epochs",
-        "train.batch_size",
-        "train.lr",
-        "train.cond_dropout",
-        "train.ema_decay",
-        "train.val_fraction",
-        "train.num_train_timesteps",
-        "train.beta_schedule",
-        "train.prediction_type",
-        "train.seed",
-    ),
-    "generate_replicas": ("sample.seed_base", "sample.num_inference_steps", "sample.eta", "sample.guidance_scale", "sample.batch_size", "sample.use_ema"),
-    "replicas_qa": ("z_bins", "qa.min_mask_fraction", "qa.grid_per_bin"),
-}
-
 
 def data_paths(section: dict[str, Any]) -> dict[str, str]:
     """Training slices, real test slices and test CSV: the phantom's, or the user's files."""

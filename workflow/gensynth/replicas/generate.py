@@ -46,10 +46,6 @@ META_SAMPLER_KEYS = ["type", "num_inference_steps", "eta", "guidance_scale"]
 OUTPUT_DTYPE = "float16"
 
 
-def replica_name(replica_id: int) -> str:
-    return f"replica_{replica_id:03d}"
-
-
 def sample_seed(seed_base: int, replica_id: int, zbin: int, lesion_present: int, domain: int, k_index: int) -> int:
     """SHA256(seed_base, replica_id, zbin, lesion_present, domain_int, sample_index), as the group's runner derives it."""
     return sha256_seed(seed_base, replica_id, zbin, lesion_present, domain, k_index)

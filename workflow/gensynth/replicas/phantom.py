@@ -26,32 +26,11 @@ from scipy.ndimage import gaussian_filter
 from ..errors import GensynthError
 from ..seeding import numpy_generator, sha256_seed
 from .data import DOMAIN_MAPPING, SliceDataset
+from .settings import PhantomConfig
 
 # FLAIR-like intensities in [-1, 1]: CSF is suppressed (dark), lesions are hyperintense.
 BACKGROUND, SCALP, SKULL, CSF, GREY, WHITE, LESION = -1.0, 0.3, -0.75, -0.55, 0.35, 0.05, 0.9
 SUPERSAMPLE = 2
-
-
-@dataclass
-class PhantomConfig:
-    """Settings of the phantom dataset (the config's ``replicas.phantom`` section)."""
-
-    image_size: int = 32  # H = W of every slice, in pixels
-    z_bins: int = 4  # slice positions are binned into this many z-bins
-    subjects_control: int = 24  # simulated control subjects
-    subjects_epilepsy: int = 24  # simulated epilepsy subjects
-    slices_per_subject: int = 12  # evenly spaced axial slices per subject
-    test_fraction: float = 0.25  # share of each domain's subjects held out as the test split
-    lesions_control: float = 0.5  # mean lesions per control subject (Poisson)
-    lesions_epilepsy: float = 3.0  # mean lesions per epilepsy subject (Poisson)
-    min_lesion_fraction: float = 0.004  # smallest lesion cross-section drawn, as a share of the slice
-    seed: int = 0
-
-    def __post_init__(self):
-        if self.image_size < 8:
-            raise GensynthError(f"phantom image_size {self.image_size}: expected at least 8 pixels")
-        if not 0 < self.test_fraction < 1:
-            raise GensynthError(f"phantom test_fraction {self.test_fraction}: expected a number in (0, 1)")
 
 
 @dataclass
