@@ -1,12 +1,12 @@
 """Train the replica model: a class-conditional UNet on (FLAIR image, lesion mask) slices.
 
 Writes ``best.ckpt`` (the lowest validation loss, EMA weights inside), its ``config.yaml``
-and the loss history. The run's state lives in ``--resume-dir``: a rerun after an
-interruption continues from the last finished epoch.
+and the loss history. The run's state lives beside the checkpoint (``.best.ckpt.resume``), saved every
+``--checkpoint-every`` seconds: a rerun after an interruption continues from it.
 
     python scripts/train_replica_model.py --data results/replicas/data/train.npz --z-bins 4 \
         --out results/replicas/model/best.ckpt --config-out results/replicas/model/config.yaml \
-        --history results/replicas/model/history.json --resume-dir results/replicas/model/resume
+        --history results/replicas/model/history.json
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, type=Path, help="output: best checkpoint")
     parser.add_argument("--config-out", required=True, type=Path, help="output: the model's config.yaml")
     parser.add_argument("--history", required=True, type=Path, help="output: loss history (JSON)")
-    parser.add_argument("--resume-dir", required=True, type=Path, help="the run's last and best checkpoints, for resuming")
+    parser.add_argument("--checkpoint-every", type=float, default=600.0, help="seconds between saves of the resume file (.<out>.resume beside the checkpoint)")
     add_settings_arguments(parser, TrainReplicaModelSettings, "replicas")
     add_device_arguments(parser)
     return parser
@@ -39,8 +39,8 @@ def main(argv=None) -> int:
     from gensynth.device import use_device
     from gensynth.diffusion import UNetConfig
     from gensynth.replicas.data import load_slice_dataset
-    from gensynth.replicas.train import RESUME_FILES, export_model, save_history, train_replica_model
-    from gensynth.training import discard_resume_state
+    from gensynth.replicas.train import export_model, save_history, train_replica_model
+    from gensynth.training import discard_resume_state, resume_path
 
     device = use_device(args)
     step = settings_from_args(TrainReplicaModelSettings, args)
@@ -57,11 +57,13 @@ def main(argv=None) -> int:
     )
     provenance = Provenance({"z_bins": args.z_bins, "unet": unet_cfg.to_dict(), "train": dataclasses.asdict(settings)}, str(device))
     data_sha256 = sha256_file(args.data)
-    history = train_replica_model(dataset, data_sha256, args.z_bins, unet_cfg, settings, device, args.resume_dir)
+    resume = resume_path(args.out)
+    trained = train_replica_model(dataset, data_sha256, args.z_bins, unet_cfg, settings, device, resume, args.checkpoint_every)
+    history = trained.history
     data = {"path": str(args.data), "sha256": data_sha256, "n_train": history["n_train"], "n_val": history["n_val"]}
-    export_model(args.resume_dir, args.out, args.config_out, args.z_bins, unet_cfg, settings, history, data)
+    export_model(trained, args.out, args.config_out, args.z_bins, unet_cfg, settings, data)
     save_history(args.history, history, provenance.record({"data": args.data}, {"checkpoint": args.out, "config": args.config_out}))
-    discard_resume_state(*(args.resume_dir / name for name in RESUME_FILES))
+    discard_resume_state(resume)
     return 0
 
 

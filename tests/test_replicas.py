@@ -30,6 +30,7 @@ from gensynth.replicas.qa import condition_count_mismatches, layout_problems, ma
 from gensynth.replicas.settings import ReplicaTrainSettings
 from gensynth.replicas.train import export_model, load_model_config, train_replica_model
 from gensynth.seeding import sha256_seed
+from gensynth.training import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 Z_BINS = 2
@@ -61,8 +62,8 @@ def tiny_model(tmp_path_factory, tiny_phantom):
     root = tmp_path_factory.mktemp("tiny_model")
     train, test, _, _ = tiny_phantom
     save_slice_dataset(root / "train.npz", train)
-    history = train_replica_model(train, sha256_file(root / "train.npz"), Z_BINS, TINY_UNET, TINY_TRAIN, torch.device("cpu"), root / "resume")
-    export_model(root / "resume", root / "best.ckpt", root / "config.yaml", Z_BINS, TINY_UNET, TINY_TRAIN, history, {"path": "train.npz"})
+    trained = train_replica_model(train, sha256_file(root / "train.npz"), Z_BINS, TINY_UNET, TINY_TRAIN, torch.device("cpu"), root / ".resume")
+    export_model(trained, root / "best.ckpt", root / "config.yaml", Z_BINS, TINY_UNET, TINY_TRAIN, {"path": "train.npz"})
     save_test_distribution(root / "test.csv", condition_counts(test))
     return root
 
@@ -316,23 +317,37 @@ def test_model_config_must_describe_the_model(tmp_path):
 
 
 # -- training ----------------------------------------------------------------------------------
-def test_training_resumes_exactly_and_extends(tmp_path, tiny_phantom):
+def train_tiny(train, resume: Path, data_sha256: str = "sha", epochs: int = 3):
+    settings = ReplicaTrainSettings(**{**TINY_TRAIN.__dict__, "epochs": epochs})
+    return train_replica_model(train, data_sha256, Z_BINS, TINY_UNET, settings, torch.device("cpu"), resume, resume_every_s=0)
+
+
+def test_a_killed_training_resumes_to_the_same_weights(tmp_path, tiny_phantom, monkeypatch):
     train = tiny_phantom[0]
-    settings = TINY_TRAIN
-    straight = train_replica_model(train, "sha", Z_BINS, TINY_UNET, settings, torch.device("cpu"), tmp_path / "straight")
-    one = ReplicaTrainSettings(**{**settings.__dict__, "epochs": 1})
-    train_replica_model(train, "sha", Z_BINS, TINY_UNET, one, torch.device("cpu"), tmp_path / "resumed")
-    resumed = train_replica_model(train, "sha", Z_BINS, TINY_UNET, settings, torch.device("cpu"), tmp_path / "resumed")
-    assert [e["epoch"] for e in resumed["epochs"]] == [1, 2]
-    for a, b in zip(straight["epochs"], resumed["epochs"]):
-        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-6) and a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-6)
-    for name in ("best.ckpt", "last.ckpt"):
-        a, b = (load_model_checkpoint(tmp_path / d / name) for d in ("straight", "resumed"))
-        for key, value in a.model.state_dict().items():
-            torch.testing.assert_close(value, b.model.state_dict()[key], rtol=1e-5, atol=1e-6)
-    # other data: a fresh run, not a resumed one (its first epoch is trained again)
-    fresh = train_replica_model(train, "other-sha", Z_BINS, TINY_UNET, one, torch.device("cpu"), tmp_path / "resumed")
-    assert len(fresh["epochs"]) == 1
+    straight = train_tiny(train, tmp_path / ".straight.resume")
+    original, calls = Trainer.train_epoch, []
+
+    def killed_in_epoch_three(self, *tensors):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt("killed")
+        return original(self, *tensors)
+
+    monkeypatch.setattr(Trainer, "train_epoch", killed_in_epoch_three)
+    with pytest.raises(KeyboardInterrupt):
+        train_tiny(train, tmp_path / ".killed.resume")
+    monkeypatch.setattr(Trainer, "train_epoch", original)
+    resumed = train_tiny(train, tmp_path / ".killed.resume")
+    assert [e["epoch"] for e in resumed.history["epochs"]] == [1, 2, 3] and len(calls) == 3, "epochs 1 and 2 are not trained again"
+    assert [e["val_loss"] for e in resumed.history["epochs"]] == [e["val_loss"] for e in straight.history["epochs"]]
+    assert resumed.history["best_epoch"] == straight.history["best_epoch"]
+    for key, value in straight.unet.state_dict().items():
+        assert torch.equal(resumed.unet.state_dict()[key], value), key
+    for key, value in straight.ema.items():
+        assert torch.equal(resumed.ema[key], value), key
+    # other data: a fresh run, not a resumed one; a state with more epochs than asked is not resumed either
+    assert len(train_tiny(train, tmp_path / ".killed.resume", data_sha256="other", epochs=1).history["epochs"]) == 1
+    assert len(train_tiny(train, tmp_path / ".straight.resume", epochs=2).history["epochs"]) == 2
 
 
 # -- QA ------------------------------------------------------------------------------------------

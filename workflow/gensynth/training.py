@@ -163,8 +163,8 @@ class ResumeFile:
     every_s: float = 600.0
     last_save: float = field(default_factory=time.monotonic)
 
-    def load(self) -> dict[str, Any] | None:
-        """The saved state if it belongs to this run, else None (and why, in the log)."""
+    def load(self, epochs: int | None = None) -> dict[str, Any] | None:
+        """The saved state if it belongs to this run (and has at most ``epochs`` epochs), else None (and why, in the log)."""
         if not self.path.exists():
             return None
         try:
@@ -174,6 +174,9 @@ class ResumeFile:
             return None
         if state.get("fingerprint") != self.fingerprint:
             log.info("not resuming from %s: it was trained on other data or settings", self.path)
+            return None
+        if epochs is not None and len(state.get("history", ())) > epochs:
+            log.info("not resuming from %s: it has %d epochs, more than the %d asked for", self.path, len(state["history"]), epochs)
             return None
         return state
 
@@ -189,9 +192,28 @@ class ResumeFile:
 
     @classmethod
     def beside(cls, output: str | Path, every_s: float = 600.0, **fingerprint: Any) -> ResumeFile:
-        """The resume file of the job that writes ``output``: ``.<name>.resume`` in its folder."""
-        output = Path(output)
-        return cls(output.parent / f".{output.name}.resume", run_fingerprint(**fingerprint), every_s)
+        """The resume file of the job that writes ``output`` (:func:`resume_path`)."""
+        return cls(resume_path(output), run_fingerprint(**fingerprint), every_s)
+
+
+def resume_path(output: str | Path) -> Path:
+    """Where the job that writes ``output`` keeps its resume state: ``.<name>.resume`` in the same folder."""
+    output = Path(output)
+    return output.parent / f".{output.name}.resume"
+
+
+class BestKeepingResumeFile(ResumeFile):
+    """The resume file plus the best epoch so far (its weights, loss, epoch), so that a resumed run still knows them."""
+
+    best: dict[str, Any] | None = None
+
+    def load(self, epochs: int | None = None) -> dict[str, Any] | None:
+        state = super().load(epochs)
+        self.best = None if state is None else state.get("best")
+        return state
+
+    def save(self, state: dict[str, Any]) -> None:
+        super().save({**state, "best": self.best})
 
 
 def discard_resume_state(*paths: str | Path) -> None:
@@ -217,7 +239,7 @@ def train_epochs(
     stopping). Returns the history, one record per epoch, ``{"epoch": n, **record}``.
     """
     history: list[dict[str, Any]] = []
-    state = resume.load() if resume else None
+    state = resume.load(epochs) if resume else None
     if state is not None:
         trainer.model.load_state_dict(state["model"])
         trainer.load_state_dict(state["trainer"])

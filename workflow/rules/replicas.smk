@@ -73,13 +73,12 @@ rule train_replica_model:
         gpu=1,
     params:
         flags=rule_flags(REPLICAS, replicas_settings.TrainReplicaModelSettings),
-        resume_dir=replicas_dag.RESUME_DIR,
         device=DEVICE,
     shell:
         run_script(
             "scripts/train_replica_model.py --data {input.data:q} {params.flags} "
             "--out {output.ckpt:q} --config-out {output.config:q} --history {output.history:q} "
-            "--resume-dir {params.resume_dir:q} --threads {threads} --device {params.device:q} > {log:q} 2>&1"
+            "--threads {threads} --device {params.device:q} > {log:q} 2>&1"
         )
 
 

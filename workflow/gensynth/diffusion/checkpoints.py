@@ -29,8 +29,9 @@ def save_model_checkpoint(
     train_scheduler: DDPMScheduler,
     trainer: Trainer | None = None,
     extra: dict[str, Any] | None = None,
+    ema_state: dict[str, torch.Tensor] | None = None,
 ) -> None:
-    """Model weights, EMA weights and the trainer's state (to resume), atomically."""
+    """Model weights, EMA weights (the trainer's, or ``ema_state``) and the trainer's state (to resume), atomically."""
     state = {
         "format": CHECKPOINT_FORMAT,
         "unet_config": cfg.to_dict(),  # the key's name predates other architectures; kept so old files load
@@ -41,6 +42,8 @@ def save_model_checkpoint(
     if trainer is not None:
         state["ema_model"] = trainer.ema_state_dict()
         state["trainer"] = trainer.state_dict()
+    if ema_state is not None:
+        state["ema_model"] = ema_state
     save_checkpoint(path, state)
 
 

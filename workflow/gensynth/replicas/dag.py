@@ -22,7 +22,6 @@ MODEL = {
     "config": f"{ROOT}/model/config.yaml",
     "history": f"{ROOT}/model/history.json",
 }
-RESUME_DIR = f"{ROOT}/model/resume"
 REPLICA = {"npz": f"{ROOT}/replica_{{replica_id}}.npz", "meta": f"{ROOT}/replica_{{replica_id}}_meta.json"}
 QA = {
     "json": f"{ROOT}/qa/qa.json",

@@ -1,20 +1,17 @@
 """Training of the replica model: the shared conditional UNet on (image, mask) slices.
 
-The run keeps its state in a resume directory beside the outputs: ``last.ckpt`` (model,
-EMA, optimizer, generator, history after the last finished epoch) and ``best.ckpt`` (the
-lowest validation loss so far). A rerun with the same data and settings continues from
-``last.ckpt`` (a killed job); different data or settings start afresh. Raising ``epochs`` extends a
-run whose state is still there: ``scripts/train_replica_model.py`` removes it once the model is exported.
+The run is :func:`gensynth.training.train_epochs` with a resume file beside the checkpoint it will become
+(model, EMA, optimizer, generator, history and the best epoch's weights, saved every few minutes): a killed
+job's rerun with the same data and settings continues from it to the same weights; different data or
+settings start afresh. ``scripts/train_replica_model.py`` removes it once the model is exported.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import logging
-import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,20 +24,18 @@ from ..diffusion import (
     UNetConfig,
     build_model,
     diffusion_trainer,
-    load_model_checkpoint,
     make_train_scheduler,
     save_model_checkpoint,
     scheduler_config,
 )
 from ..errors import GensynthError
-from ..io import atomic_open, atomic_path, load_checkpoint, load_yaml, save_json
+from ..io import atomic_open, load_yaml, save_json
 from ..seeding import numpy_generator, sha256_seed
+from ..training import BestKeepingResumeFile, run_fingerprint, train_epochs
 from .data import DOMAIN_MAPPING, SliceDataset
 from .settings import ReplicaTrainSettings
 
 log = logging.getLogger(__name__)
-LAST, BEST = "last.ckpt", "best.ckpt"  # the resume directory's files
-RESUME_FILES = (LAST, BEST)
 
 
 def train_scheduler(settings: ReplicaTrainSettings):
@@ -62,31 +57,17 @@ def split_validation(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
-def fingerprint(data_sha256: str, z_bins: int, unet_cfg: UNetConfig, settings: ReplicaTrainSettings) -> str:
+def fingerprint(data_sha256: str, z_bins: int, unet_cfg: UNetConfig, settings: ReplicaTrainSettings) -> dict[str, Any]:
     """What a resumed run must share with the interrupted one (everything but the epoch count)."""
     settings_dict = {k: v for k, v in dataclasses.asdict(settings).items() if k != "epochs"}
-    blob = json.dumps({"data": data_sha256, "z_bins": z_bins, "unet": unet_cfg.to_dict(), "train": settings_dict}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()
+    return {"data": data_sha256, "z_bins": z_bins, "unet": unet_cfg.to_dict(), "train": settings_dict}
 
 
-def load_resume_state(resume_dir: Path, expected: str, epochs: int):
-    """The interrupted run's last checkpoint if it belongs to this run, else None (and why, in the log)."""
-    last = resume_dir / LAST
-    if not last.exists() or not (resume_dir / BEST).exists():
-        return None
-    try:
-        state = load_checkpoint(last)
-    except GensynthError as exc:
-        log.warning("not resuming: %s", exc)
-        return None
-    extra = state.get("extra", {})
-    if extra.get("fingerprint") != expected:
-        log.info("not resuming from %s: it was trained on other data or settings", last)
-        return None
-    if extra.get("epoch", 0) > epochs:
-        log.info("not resuming from %s: it has %d epochs, more than the %d asked for", last, extra["epoch"], epochs)
-        return None
-    return load_model_checkpoint(last, use_ema=False)
+@dataclass
+class TrainedReplicaModel:
+    unet: torch.nn.Module  # holds the best epoch's raw weights
+    ema: dict[str, torch.Tensor]  # the best epoch's EMA weights
+    history: dict[str, Any]  # epochs (epoch, train_loss, val_loss, seconds), best_epoch, best_val_loss, n_train, n_val
 
 
 def train_replica_model(
@@ -96,55 +77,54 @@ def train_replica_model(
     unet_cfg: UNetConfig,
     settings: ReplicaTrainSettings,
     device: torch.device,
-    resume_dir: Path,
-) -> dict[str, Any]:
-    """Train (or resume) to ``settings.epochs``; returns the history. Best and last checkpoints go to ``resume_dir``."""
-    resume_dir.mkdir(parents=True, exist_ok=True)
+    resume_path: Path,
+    resume_every_s: float = 600.0,
+) -> TrainedReplicaModel:
+    """Train (or resume from ``resume_path``) to ``settings.epochs``; the model of the lowest validation loss."""
     train_index, val_index = split_validation(len(dataset), settings.val_fraction, settings.seed)
     x = torch.from_numpy(dataset.stacked())  # (N, 2, H, H)
     tokens = torch.from_numpy(dataset.condition_tokens(z_bins))  # (N,)
-    run_id = fingerprint(data_sha256, z_bins, unet_cfg, settings)
-    scheduler = train_scheduler(settings)
-    resumed = load_resume_state(resume_dir, run_id, settings.epochs)
-    if resumed is None:
-        torch.manual_seed(settings.seed)
-        unet = build_model(unet_cfg).to(device)
-        trainer = diffusion_trainer(unet, scheduler, trainer_config(settings))
-        history = {"epochs": [], "best_epoch": None, "best_val_loss": None, "n_train": len(train_index), "n_val": len(val_index)}
-    else:
-        unet = resumed.model.to(device)
-        trainer = diffusion_trainer(unet, scheduler, trainer_config(settings))
-        trainer.load_state_dict(resumed.state["trainer"])
-        history = resumed.state["extra"]["history"]
-        log.info("resuming after epoch %d from %s", len(history["epochs"]), resume_dir / LAST)
-    extra = {"fingerprint": run_id, "z_bins": z_bins}
-    for epoch in range(len(history["epochs"]) + 1, settings.epochs + 1):
+    torch.manual_seed(settings.seed)
+    unet = build_model(unet_cfg).to(device)
+    trainer = diffusion_trainer(unet, train_scheduler(settings), trainer_config(settings))
+    resume = BestKeepingResumeFile(resume_path, run_fingerprint(**fingerprint(data_sha256, z_bins, unet_cfg, settings)), every_s=resume_every_s)
+
+    def epoch(number: int) -> dict[str, Any]:
         started = time.perf_counter()
         train_loss = trainer.train_epoch(x[train_index], tokens[train_index])
         val_loss = trainer.evaluate(x[val_index], tokens[val_index], seed=settings.seed)
-        history["epochs"].append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "seconds": time.perf_counter() - started})
-        log.info("epoch %d/%d: train loss %.5f, validation loss (EMA) %.5f", epoch, settings.epochs, train_loss, val_loss)
-        if history["best_val_loss"] is None or val_loss < history["best_val_loss"]:
-            history["best_epoch"], history["best_val_loss"] = epoch, val_loss
-            save_model_checkpoint(resume_dir / BEST, unet, unet_cfg, scheduler, trainer, {**extra, "epoch": epoch, "val_loss": val_loss})
-        # written after best.ckpt: a resumed run always finds the best of the epochs it skips
-        save_model_checkpoint(resume_dir / LAST, unet, unet_cfg, scheduler, trainer, {**extra, "epoch": epoch, "history": history})
-    return history
+        if resume.best is None or val_loss < resume.best["val_loss"]:
+            weights = {k: v.detach().clone() for k, v in unet.state_dict().items()}
+            resume.best = {"epoch": number, "val_loss": val_loss, "weights": weights, "ema": trainer.ema_state_dict()}
+        return {"train_loss": train_loss, "val_loss": val_loss, "seconds": time.perf_counter() - started}
+
+    epochs = train_epochs(trainer, settings.epochs, epoch, resume=resume, desc="training the replica model")
+    if resume.best is None:
+        raise GensynthError("training ran no epoch (epochs must be at least 1)")
+    unet.load_state_dict(resume.best["weights"])
+    history = {
+        "epochs": epochs,
+        "best_epoch": resume.best["epoch"],
+        "best_val_loss": resume.best["val_loss"],
+        "n_train": len(train_index),
+        "n_val": len(val_index),
+    }
+    return TrainedReplicaModel(unet, resume.best["ema"], history)
 
 
 def export_model(
-    resume_dir: Path,
+    trained: TrainedReplicaModel,
     out_checkpoint: Path,
     out_config: Path,
     z_bins: int,
     unet_cfg: UNetConfig,
     settings: ReplicaTrainSettings,
-    history: dict[str, Any],
     data: dict[str, Any],
 ) -> None:
-    """``best.ckpt`` (copied from the run's best) and the ``config.yaml`` that describes it."""
-    with atomic_path(out_checkpoint) as tmp:
-        shutil.copyfile(resume_dir / BEST, tmp)
+    """``best.ckpt`` (the best epoch's weights and EMA weights) and the ``config.yaml`` that describes it."""
+    history = trained.history
+    extra = {"z_bins": z_bins, "epoch": history["best_epoch"], "val_loss": history["best_val_loss"]}
+    save_model_checkpoint(out_checkpoint, trained.unet, unet_cfg, train_scheduler(settings), extra=extra, ema_state=trained.ema)
     config = {
         "z_bins": z_bins,
         "image_size": unet_cfg.sample_size,
