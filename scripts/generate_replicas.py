@@ -1,14 +1,14 @@
 """Generate one replica: every sample of the test distribution, with DDIM, seeded per sample.
 
 Writes the replica (``--out``: images, masks, zbin, lesion_present, domain, condition_token,
-seed, k_index, replica_id) and its metadata (``--meta``). Sample i's seed
+seed, k_index, replica_id) and its metadata (``--out-meta``). Sample i's seed
 is ``sha256_seed(seed_base, replica_id, zbin, lesion_present, domain_int, k_index)`` and
 its noise comes from its own generator, so the batch size does not change the samples.
 
     python scripts/generate_replicas.py --checkpoint results/replicas/model/best.ckpt \
         --config results/replicas/model/config.yaml --test-csv results/replicas/data/test_distribution.csv \
         --replica-id 0 --out results/replicas/replica_000.npz \
-        --meta results/replicas/replica_000_meta.json
+        --out-meta results/replicas/replica_000_meta.json
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--test-csv", required=True, type=Path, help="test distribution: zbin, lesion_present, domain, n_slices")
     parser.add_argument("--replica-id", required=True, type=int)
     parser.add_argument("--out", required=True, type=Path, help="output: the replica (NPZ)")
-    parser.add_argument("--meta", required=True, type=Path, help="output: its seeds, settings and provenance (JSON)")
+    parser.add_argument("--out-meta", required=True, type=Path, help="output: its seeds, settings and provenance (JSON)")
     add_settings_arguments(parser, GenerateReplicaSettings, "replicas")
     add_device_arguments(parser)
     return parser
@@ -81,7 +81,7 @@ def main(argv=None) -> int:
         ema_loaded=loaded.ema_loaded,
         provenance=provenance.record({"checkpoint": args.checkpoint, "config": args.config, "test_csv": args.test_csv}, {"npz": args.out}),
     )
-    save_json(args.meta, meta)
+    save_json(args.out_meta, meta)
     return 0
 
 

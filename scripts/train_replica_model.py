@@ -5,8 +5,8 @@ and the loss history. The run's state lives beside the checkpoint (``.best.ckpt.
 ``--checkpoint-every`` seconds: a rerun after an interruption continues from it.
 
     python scripts/train_replica_model.py --data results/replicas/data/train.npz --z-bins 4 \
-        --out results/replicas/model/best.ckpt --config-out results/replicas/model/config.yaml \
-        --history results/replicas/model/history.json
+        --out results/replicas/model/best.ckpt --out-config results/replicas/model/config.yaml \
+        --out-history results/replicas/model/history.json
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="training slices (NPZ, the slice dataset format)")
     parser.add_argument("--out", required=True, type=Path, help="output: best checkpoint")
-    parser.add_argument("--config-out", required=True, type=Path, help="output: the model's config.yaml")
-    parser.add_argument("--history", required=True, type=Path, help="output: loss history (JSON)")
+    parser.add_argument("--out-config", required=True, type=Path, help="output: the model's config.yaml")
+    parser.add_argument("--out-history", required=True, type=Path, help="output: loss history (JSON)")
     parser.add_argument("--checkpoint-every", type=float, default=600.0, help="seconds between saves of the resume file (.<out>.resume beside the checkpoint)")
     add_settings_arguments(parser, TrainReplicaModelSettings, "replicas")
     add_device_arguments(parser)
@@ -61,8 +61,8 @@ def main(argv=None) -> int:
     trained = train_replica_model(dataset, data_sha256, args.z_bins, unet_cfg, settings, device, resume, args.checkpoint_every)
     history = trained.history
     data = {"path": str(args.data), "sha256": data_sha256, "n_train": history["n_train"], "n_val": history["n_val"]}
-    export_model(trained, args.out, args.config_out, args.z_bins, unet_cfg, settings, data)
-    save_history(args.history, history, provenance.record({"data": args.data}, {"checkpoint": args.out, "config": args.config_out}))
+    export_model(trained, args.out, args.out_config, args.z_bins, unet_cfg, settings, data)
+    save_history(args.out_history, history, provenance.record({"data": args.data}, {"checkpoint": args.out, "config": args.out_config}))
     discard_resume_state(resume)
     return 0
 

@@ -14,7 +14,7 @@ from conftest import DAG_CONFIG, ROOT, copy_project, job_counts, snakemake
 # Rules each module must contribute to the default DAG.
 EXPECTED_RULES = {
     "atoms": {"atoms_dataset"},
-    "replicas": {"make_replica_phantom", "train_replica_model", "generate_replica", "replicas_qa"},
+    "replicas": {"replicas_phantom", "replicas_train", "replicas_generate", "replicas_qa"},
     "madness": {
         "madness_prepare_data",
         "madness_train_lenet",

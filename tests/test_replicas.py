@@ -252,7 +252,7 @@ def generate(tiny_model: Path, out: Path, *extra: str, checkpoint: Path | None =
         "--checkpoint", str(checkpoint or tiny_model / "best.ckpt"),
         "--config", str(config or tiny_model / "config.yaml"),
         "--test-csv", str(tiny_model / "test.csv"),
-        "--replica-id", "2", "--out", str(out / "replica_002.npz"), "--meta", str(out / "replica_002_meta.json"),
+        "--replica-id", "2", "--out", str(out / "replica_002.npz"), "--out-meta", str(out / "replica_002_meta.json"),
         "--num-inference-steps", "3", "--device", "cpu", *extra,
     )  # fmt: skip
 
@@ -305,7 +305,7 @@ def test_runner_refuses_a_csv_beyond_the_models_z_bins(tiny_model, tmp_path, cap
     csv = write_csv(tmp_path / "far.csv", f"zbin,lesion_present,domain,n_slices\n{Z_BINS},0,control,1\n")
     code = run_script(
         "generate_replicas", "--checkpoint", str(tiny_model / "best.ckpt"), "--config", str(tiny_model / "config.yaml"),
-        "--test-csv", str(csv), "--replica-id", "0", "--out", str(tmp_path / "r.npz"), "--meta", str(tmp_path / "r.json"), "--device", "cpu",
+        "--test-csv", str(csv), "--replica-id", "0", "--out", str(tmp_path / "r.npz"), "--out-meta", str(tmp_path / "r.json"), "--device", "cpu",
     )  # fmt: skip
     assert code == 2 and f"column 'zbin' = '{Z_BINS}': expected an integer in 0..{Z_BINS - 1}" in capsys.readouterr().err
 

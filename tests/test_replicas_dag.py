@@ -94,15 +94,15 @@ def job_stats(output: str) -> dict[str, int]:
 def test_dry_run_of_ten_replicas_lists_one_gpu_job_each(project):
     (project / "ten.yaml").write_text("replicas:\n  sample:\n    n_replicas: 10\n")
     output = snakemake(project, "-n", "-p", "--configfile", "ten.yaml", "--cores", "2", "results/replicas/qa/qa.json").stdout
-    assert job_stats(output)["generate_replica"] == 10
-    jobs = [block for block in output.split("\n\n") if "rule generate_replica:" in block]
+    assert job_stats(output)["replicas_generate"] == 10
+    jobs = [block for block in output.split("\n\n") if "rule replicas_generate:" in block]
     assert sorted(re.search(r"wildcards: replica_id=(\d+)", job).group(1) for job in jobs) == [f"{i:03d}" for i in range(10)]
     for job in jobs:
         assert re.search(r"resources: .*\bgpu=1\b", job), job
         assert "python scripts/generate_replicas.py" in job and "--replica-id" in job
     # one replica as a target: exactly one replica job (and what it needs)
     one = snakemake(project, "-n", "--configfile", "ten.yaml", "--cores", "2", "results/replicas/replica_003.npz").stdout
-    assert job_stats(one)["generate_replica"] == 1 and "replica_id=003" in one
+    assert job_stats(one)["replicas_generate"] == 1 and "replica_id=003" in one
     # ids come from the config: a typo'd or out-of-range target fails at parse time
     ids = replica_id_pattern({**default_config()["replicas"], "sample": {"n_replicas": 10}})
     assert re.fullmatch(ids, "009") and not re.fullmatch(ids, "3") and not re.fullmatch(ids, "010")
@@ -124,7 +124,7 @@ def test_users_files_replace_the_phantom(project):
     (project / "files.yaml").write_text("replicas:\n  data:\n    source: files\n    train_npz: mine/train.npz\n    test_npz: mine/test.npz\n")
     output = snakemake(project, "-n", "-p", "--configfile", "files.yaml", "--cores", "2", "results/replicas/qa/qa.json").stdout
     stats = job_stats(output)
-    assert "make_replica_phantom" not in stats and stats["replica_test_distribution"] == 1
+    assert "replicas_phantom" not in stats and stats["replicas_test_distribution"] == 1
     assert "--data mine/train.npz" in output and "distribution --test mine/test.npz" in output
     assert "--real mine/test.npz" in output
     save_npz(project / "mine" / "train.npz", {"images": np.zeros((2, 18, 18), np.float16)})

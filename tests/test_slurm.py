@@ -14,8 +14,8 @@ from conftest import snakemake
 
 # A small real chain: a CPU rule feeding a GPU rule, at toy scale.
 TARGET = "results/replicas/model/best.ckpt"
-CPU_RULES = {"make_replica_phantom"}
-GPU_RULES = {"train_replica_model"}
+CPU_RULES = {"replicas_phantom"}
+GPU_RULES = {"replicas_train"}
 TOY_CONFIG = "tests/configs/slurm_toy.yaml"
 
 

@@ -20,7 +20,7 @@ from gensynth.io import sha256_file
 # One cheap job of each module in the default configuration: its target, rule, script and a library module.
 CHEAP_TARGETS = {
     "atoms": ("results/atoms/2025-10-22-v1/metadata.json", "atoms_dataset", "scripts/generate_dataset.py", "workflow/gensynth/atoms/lattice.py"),
-    "replicas": ("results/replicas/data/train.npz", "make_replica_phantom", "scripts/make_replica_data.py", "workflow/gensynth/replicas/phantom.py"),
+    "replicas": ("results/replicas/data/train.npz", "replicas_phantom", "scripts/make_replica_data.py", "workflow/gensynth/replicas/phantom.py"),
     "madness": ("results/madness/data/real.npz", "madness_prepare_data", "scripts/madness_prepare_data.py", "workflow/gensynth/madness/data.py"),
     "denoise": ("results/denoise/data/wavelength_grid.npy", "denoise_phantom", "scripts/make_denoise_data.py", "workflow/gensynth/denoise/phantom.py"),
     "genaug": ("results/genaug/data/dataset.npz", "genaug_data", "scripts/genaug_data.py", "workflow/gensynth/genaug/phantom.py"),
@@ -117,7 +117,7 @@ def test_a_local_run_gives_each_gpu_one_job_at_a_time(project):
     )
     assert "at most 1 job(s) with gpu=1 at once" in result.stdout + result.stderr
     without = subprocess.run(
-        [str(BIN / "snakemake"), "--cores", "1", CHEAP_TARGETS["replicas"][0], "--forcerun", "make_replica_phantom"],
+        [str(BIN / "snakemake"), "--cores", "1", CHEAP_TARGETS["replicas"][0], "--forcerun", "replicas_phantom"],
         cwd=project,
         env={**ENV, "CUDA_VISIBLE_DEVICES": ""},
         capture_output=True,
@@ -144,7 +144,7 @@ def test_the_slurm_test_runs_only_where_asked(tmp_path):
 def test_dag_provenance_names_the_rule_the_config_section_and_the_artifacts_own_digest(dag_run):
     meta = json.loads((dag_run / "results/replicas/replica_000_meta.json").read_text())
     provenance = meta["provenance"]
-    assert provenance["job"] == {"rule": "generate_replica", "wildcards": {"replica_id": "000"}, "slurm_job_id": None}
+    assert provenance["job"] == {"rule": "replicas_generate", "wildcards": {"replica_id": "000"}, "slurm_job_id": None}
     assert provenance["config"]["module"] == "replicas"
     assert provenance["config"]["section"]["sample"] == dag_config()["replicas"]["sample"]
     assert re.fullmatch(r"[0-9a-f]{64}", provenance["config"]["sha256"])

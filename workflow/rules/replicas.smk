@@ -9,19 +9,19 @@ REPLICAS_DATA = replicas_dag.data_paths(REPLICAS)
 
 if uses_phantom(REPLICAS):
 
-    rule make_replica_phantom:
+    rule replicas_phantom:
         output:
             train=REPLICAS_DATA["train"],
             test=REPLICAS_DATA["test"],
             csv=REPLICAS_DATA["csv"],
         log:
-            "logs/replicas/make_replica_phantom.log",
+            "logs/replicas/replicas_phantom.log",
         benchmark:
-            "benchmarks/replicas/make_replica_phantom.tsv"
+            "benchmarks/replicas/replicas_phantom.tsv"
         conda:
             CPU_ENV
         resources:
-            **rule_resources(REPLICAS, "make_replica_phantom"),
+            **rule_resources(REPLICAS, "replicas_phantom"),
         params:
             flags=rule_flags(REPLICAS, replicas_settings.PhantomConfig),
         shell:
@@ -33,26 +33,26 @@ if uses_phantom(REPLICAS):
 
 if replicas_dag.counts_test_csv(REPLICAS):
 
-    rule replica_test_distribution:
+    rule replicas_test_distribution:
         input:
             test=REPLICAS_DATA["test"],
         output:
             csv=REPLICAS_DATA["csv"],
         log:
-            "logs/replicas/replica_test_distribution.log",
+            "logs/replicas/replicas_test_distribution.log",
         benchmark:
-            "benchmarks/replicas/replica_test_distribution.tsv"
+            "benchmarks/replicas/replicas_test_distribution.tsv"
         conda:
             CPU_ENV
         resources:
-            **rule_resources(REPLICAS, "replica_test_distribution"),
+            **rule_resources(REPLICAS, "replicas_test_distribution"),
         params:
             flags=rule_flags(REPLICAS, replicas_settings.ZBins),
         shell:
             run_script("scripts/make_replica_data.py distribution --test {input.test:q} {params.flags} " "--test-csv {output.csv:q} > {log:q} 2>&1")
 
 
-rule train_replica_model:
+rule replicas_train:
     input:
         data=REPLICAS_DATA["train"],
     output:
@@ -60,16 +60,16 @@ rule train_replica_model:
         config=replicas_dag.MODEL["config"],
         history=replicas_dag.MODEL["history"],
     log:
-        "logs/replicas/train_replica_model.log",
+        "logs/replicas/replicas_train.log",
     benchmark:
-        "benchmarks/replicas/train_replica_model.tsv"
+        "benchmarks/replicas/replicas_train.tsv"
     conda:
         GPU_ENV
     # One thread trains the small CPU default fastest per core and leaves the other core free;
     # on a GPU the threads hardly matter (the data are tensors in memory).
     threads: 1
     resources:
-        **rule_resources(REPLICAS, "train_replica_model"),
+        **rule_resources(REPLICAS, "replicas_train"),
         gpu=1,
     params:
         flags=rule_flags(REPLICAS, replicas_settings.TrainReplicaModelSettings),
@@ -77,12 +77,12 @@ rule train_replica_model:
     shell:
         run_script(
             "scripts/train_replica_model.py --data {input.data:q} {params.flags} "
-            "--out {output.ckpt:q} --config-out {output.config:q} --history {output.history:q} "
+            "--out {output.ckpt:q} --out-config {output.config:q} --out-history {output.history:q} "
             "--threads {threads} --device {params.device:q} > {log:q} 2>&1"
         )
 
 
-rule generate_replica:
+rule replicas_generate:
     input:
         ckpt=replicas_dag.MODEL["ckpt"],
         config=replicas_dag.MODEL["config"],
@@ -91,16 +91,16 @@ rule generate_replica:
         npz=replicas_dag.REPLICA["npz"],
         meta=replicas_dag.REPLICA["meta"],
     log:
-        "logs/replicas/generate_replica/{replica_id}.log",
+        "logs/replicas/replicas_generate/{replica_id}.log",
     benchmark:
-        "benchmarks/replicas/generate_replica/{replica_id}.tsv"
+        "benchmarks/replicas/replicas_generate/{replica_id}.tsv"
     wildcard_constraints:
         replica_id=replicas_dag.replica_id_pattern(REPLICAS),
     conda:
         GPU_ENV
     threads: 1
     resources:
-        **rule_resources(REPLICAS, "generate_replica"),
+        **rule_resources(REPLICAS, "replicas_generate"),
         gpu=1,
     params:
         flags=rule_flags(REPLICAS, replicas_settings.GenerateReplicaSettings),
@@ -108,7 +108,7 @@ rule generate_replica:
     shell:
         run_script(
             "scripts/generate_replicas.py --checkpoint {input.ckpt:q} --config {input.config:q} "
-            "--test-csv {input.csv:q} --replica-id {wildcards.replica_id} --out {output.npz:q} --meta {output.meta:q} {params.flags} "
+            "--test-csv {input.csv:q} --replica-id {wildcards.replica_id} --out {output.npz:q} --out-meta {output.meta:q} {params.flags} "
             "--threads {threads} --device {params.device:q} > {log:q} 2>&1"
         )
 
