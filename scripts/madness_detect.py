@@ -17,14 +17,15 @@ import argparse
 import logging
 
 from gensynth.cli import exit_main
-from gensynth.config import schema_default
 from gensynth.errors import GensynthError
 from gensynth.io import save_figure, save_json
 from gensynth.madness.detection import JACOBIAN_STATS, detect, jacobian_signals, load_chains, sample_signals
 from gensynth.madness.evaluation import add_scenario_arguments, load_metrics, scenario_files
 from gensynth.madness.figures import error_rates, signal_departures
+from gensynth.madness.settings import DetectSettings
 from gensynth.provenance import Provenance
 from gensynth.seeding import sha256_seed
+from gensynth.steps import add_settings_arguments
 
 log = logging.getLogger("madness.detect")
 
@@ -32,20 +33,8 @@ log = logging.getLogger("madness.detect")
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_scenario_arguments(parser, jacobians=True)
-    parser.add_argument(
-        "--alpha",
-        type=float,
-        default=schema_default("madness", "detection.alpha"),
-        help="family-wise error rate per scenario (Holm over signals x generations)",
-    )
-    parser.add_argument(
-        "--n-bootstrap",
-        type=int,
-        default=schema_default("madness", "detection.n_bootstrap"),
-        help="resamples of the replicate chains for each departure's interval",
-    )
+    add_settings_arguments(parser, DetectSettings, "madness")
     parser.add_argument("--label", default="", help="figure titles, e.g. 'w=0'")
-    parser.add_argument("--seed", type=int, default=schema_default("madness", "seed"))
     parser.add_argument("--out-json", nargs="+", required=True, help="detection JSON per scenario, in --scenario order")
     parser.add_argument("--out-figure", nargs="+", required=True, help="signals figure per scenario, in --scenario order")
     parser.add_argument("--out-error-rates", required=True, help="figure: the rule's measured error rates")

@@ -15,12 +15,12 @@ import argparse
 import logging
 
 from gensynth.cli import add_device_arguments, exit_main
-from gensynth.config import schema_default
 from gensynth.errors import GensynthError
 from gensynth.io import save_json
-from gensynth.madness.flags import add_sampling_arguments, add_training_arguments
 from gensynth.madness.naming import SCENARIOS
+from gensynth.madness.settings import GenerationLoopSettings, GenerationSettings, SamplingSettings, Seed, TrainSettings
 from gensynth.provenance import Provenance
+from gensynth.steps import add_settings_arguments, settings_from_args
 
 log = logging.getLogger("madness.generation")
 
@@ -34,22 +34,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--real", required=True, help="real-data NPZ")
     parser.add_argument("--synthetic", required=True, help="the previous generation's samples (initial set for g = 0)")
     parser.add_argument("--prev-model", required=True, help="the previous generation's checkpoint (model_initial for g = 0)")
-    parser.add_argument(
-        "--warm-start",
-        action=argparse.BooleanOptionalAction,
-        default=schema_default("madness", "train.warm_start"),
-        help="start from the previous model's weights (else a fresh initialisation)",
-    )
     parser.add_argument("--n-epoch", type=int, required=True, help="passes over this generation's training data (the scenario's n_epoch)")
     parser.add_argument("--n-next", type=int, required=True, help="images sampled for the next generation (N_next)")
-    parser.add_argument("--n-eval", type=int, default=schema_default("madness", "N_eval"), help="images sampled for the metrics (N_eval)")
     parser.add_argument("--n-real", type=int, default=0, help="fresh: new real images per generation")
     parser.add_argument(
         "--n-initial", type=int, default=0, help="train on the first N images of --synthetic only (0 = all; the scenario's N_initial, at g = 0)"
     )
-    add_training_arguments(parser)
-    add_sampling_arguments(parser)
-    parser.add_argument("--seed", type=int, default=schema_default("madness", "seed"))
+    add_settings_arguments(parser, GenerationLoopSettings, "madness")
+    add_settings_arguments(parser.add_argument_group("training (madness.train)"), TrainSettings, "madness")
+    add_settings_arguments(parser.add_argument_group("sampling (madness.sampling)"), SamplingSettings, "madness")
+    add_settings_arguments(parser, Seed, "madness")
     add_device_arguments(parser)
     parser.add_argument("--out-model", required=True)
     parser.add_argument("--out-next", required=True, help="NPZ: the next generation's synthetic data")
@@ -60,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    settings = settings_from_args(GenerationSettings, args)
     counts = (args.n_epoch, args.n_next, args.n_eval)
     if args.generation < 0 or min(counts) < 1 or min(args.n_real, args.n_initial, args.w, args.replicate) < 0:
         raise GensynthError(
@@ -93,7 +88,7 @@ def main(argv=None):
             raise GensynthError(f"--n-initial {args.n_initial}: {args.synthetic} holds only {len(y_synthetic)} images")
         x_synthetic, y_synthetic = x_synthetic[: args.n_initial], y_synthetic[: args.n_initial]
     data = training_set(args.scenario, args.generation, (x_synthetic, y_synthetic), real, args.n_real, args.seed)
-    config = train_config(args, trainer_seed(args.seed, args.scenario, args.w, args.generation, args.replicate))
+    config = train_config(settings, trainer_seed(args.seed, args.scenario, args.w, args.generation, args.replicate))
     cold_seed = init_seed(args.seed, args.scenario, args.w, args.generation, args.replicate)
     trainer, cfg = starting_trainer(args.prev_model, args.warm_start, config, cold_seed, device)
     inputs = {"real": args.real, "synthetic": args.synthetic, "prev_model": args.prev_model}
@@ -102,11 +97,11 @@ def main(argv=None):
     train_scheduler = trainer.loss.scheduler
     save_model_checkpoint(args.out_model, trainer.model, cfg, train_scheduler, trainer, extra={"epoch_losses": losses})
 
-    settings = sampler_settings(args)
+    sampling = sampler_settings(settings)
     with trainer.ema_weights():  # sample with the weights the checkpoint's users load
         for n, out, purpose in ((args.n_next, args.out_next, "next"), (args.n_eval, args.out_eval, "eval")):
             seed_parts = sample_seed_parts(args.seed, args.scenario, args.w, args.generation, purpose, args.replicate)
-            x, y = sample_images(trainer.model, scheduler_config(train_scheduler), n, args.w, settings, *seed_parts)
+            x, y = sample_images(trainer.model, scheduler_config(train_scheduler), n, args.w, sampling, *seed_parts)
             save_images(out, x, y)
     save_json(
         args.out_info,

@@ -13,10 +13,10 @@ import argparse
 import logging
 
 from gensynth.cli import add_device_arguments, exit_main
-from gensynth.config import schema_default
 from gensynth.errors import GensynthError
 from gensynth.io import save_npz
-from gensynth.madness.flags import JACOBIAN_METHODS
+from gensynth.madness.settings import JacobianSettings
+from gensynth.steps import add_settings_arguments
 
 log = logging.getLogger("madness.jacobian")
 
@@ -25,10 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", required=True, help="the chain's checkpoints, generations 0, 1, ... (their EMA weights sampled)")
     parser.add_argument("--probes", required=True, help="probe NPZ (madness_make_probes.py)")
-    parser.add_argument(
-        "--method", choices=JACOBIAN_METHODS, default=schema_default("madness", "jacobian.method"), help="auto: exact up to 1,024 dimensions, else lanczos"
-    )
-    parser.add_argument("--k", type=int, default=schema_default("madness", "jacobian.k"), help="eigenvalues per probe for lanczos")
+    add_settings_arguments(parser, JacobianSettings, "madness")
     add_device_arguments(parser)
     parser.add_argument("--out", required=True, help="NPZ: eigenvalues (G, P, K) and one (G, P) array per statistic; timesteps, labels, image_index (P,)")
     return parser

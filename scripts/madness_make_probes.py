@@ -10,9 +10,10 @@ import argparse
 import logging
 
 from gensynth.cli import exit_main
-from gensynth.config import schema_default
 from gensynth.errors import GensynthError
 from gensynth.io import save_npz
+from gensynth.madness.settings import MakeProbesSettings
+from gensynth.steps import add_settings_arguments
 
 log = logging.getLogger("madness.make_probes")
 
@@ -20,12 +21,7 @@ log = logging.getLogger("madness.make_probes")
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="real-data NPZ")
-    parser.add_argument("--num-images", type=int, default=schema_default("madness", "jacobian.num_images"), help="test images (classes in turn)")
-    parser.add_argument("--timesteps", type=int, nargs="+", default=schema_default("madness", "jacobian.timesteps"), help="diffusion timesteps of the probes")
-    parser.add_argument("--n-t", type=int, default=schema_default("madness", "model.n_T"), help="the models' number of diffusion timesteps n_T")
-    parser.add_argument("--beta-start", type=float, default=schema_default("madness", "model.beta_start"))
-    parser.add_argument("--beta-end", type=float, default=schema_default("madness", "model.beta_end"))
-    parser.add_argument("--seed", type=int, default=schema_default("madness", "seed"))
+    add_settings_arguments(parser, MakeProbesSettings, "madness")
     parser.add_argument("--out", required=True, help="NPZ: x_t, timesteps, labels, image_index, x0, noise")
     return parser
 

@@ -15,11 +15,12 @@ import argparse
 import logging
 
 from gensynth.cli import exit_main
-from gensynth.config import schema_default
 from gensynth.errors import GensynthError
 from gensynth.io import save_figure, save_json
+from gensynth.madness.settings import MetricsSettings
 from gensynth.provenance import Provenance
 from gensynth.seeding import numpy_generator, sha256_seed
+from gensynth.steps import add_settings_arguments
 
 log = logging.getLogger("madness.metrics")
 
@@ -30,18 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lenet", required=True, help="feature-extractor checkpoint")
     parser.add_argument("--samples", nargs="+", required=True, help="the chain's generated images NPZ (x, y), generations 0, 1, ...")
     parser.add_argument("--label", default="", help="figure title, e.g. 'fresh, replicate 0, w=0'")
-    parser.add_argument(
-        "--min-accuracy", type=float, default=schema_default("madness", "feature_extractor.min_accuracy"), help="refuse an extractor below this test accuracy"
-    )
-    parser.add_argument("--nearest-k", type=int, default=schema_default("madness", "metrics.nearest_k"), help="k of PRDC")
-    parser.add_argument(
-        "--n-bootstrap", type=int, default=schema_default("madness", "metrics.n_bootstrap"), help="resamples of the generated set for the spreads"
-    )
-    parser.add_argument(
-        "--tsne-points", type=int, default=schema_default("madness", "metrics.tsne_points"), help="at most this many real and generated points in each t-SNE"
-    )
-    parser.add_argument("--tsne-perplexity", type=float, default=schema_default("madness", "metrics.tsne_perplexity"))
-    parser.add_argument("--seed", type=int, default=schema_default("madness", "seed"))
+    add_settings_arguments(parser, MetricsSettings, "madness")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", required=True, help="JSON: per generation each metric's value and bootstrap std")
     parser.add_argument("--out-tsne", required=True, help="t-SNE figure, a panel per generation")

@@ -12,11 +12,12 @@ import logging
 import numpy as np
 
 from gensynth.cli import exit_main
-from gensynth.config import schema_default
 from gensynth.errors import GensynthError
 from gensynth.io import save_json
 from gensynth.madness.data import SOURCES, load_real_data, save_real_data
+from gensynth.madness.settings import PrepareDataSettings
 from gensynth.provenance import Provenance
+from gensynth.steps import add_settings_arguments
 
 log = logging.getLogger("madness.prepare_data")
 
@@ -25,13 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--source", choices=SOURCES, required=True)
     parser.add_argument("--mnist-dir", default="", help="folder with the four MNIST IDX files (source mnist_idx)")
-    parser.add_argument("--image-size", type=int, default=schema_default("madness", "data.image_size"), help="images are resized to S x S")
-    parser.add_argument(
-        "--test-fraction", type=float, default=schema_default("madness", "data.test_fraction"), help="held-out share of digits (MNIST has its own test set)"
-    )
-    parser.add_argument("--max-train", type=int, default=schema_default("madness", "data.max_train"), help="keep at most this many training images (0 = all)")
-    parser.add_argument("--max-test", type=int, default=schema_default("madness", "data.max_test"), help="keep at most this many test images (0 = all)")
-    parser.add_argument("--seed", type=int, default=schema_default("madness", "seed"))
+    add_settings_arguments(parser, PrepareDataSettings, "madness")
     parser.add_argument("--out", required=True, help="NPZ with x_train, y_train, x_test, y_test")
     parser.add_argument("--out-info", required=True, help="JSON sidecar: sizes, class counts, provenance")
     return parser

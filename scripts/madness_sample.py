@@ -11,11 +11,11 @@ import argparse
 import logging
 
 from gensynth.cli import add_device_arguments, exit_main
-from gensynth.config import schema_default
 from gensynth.errors import GensynthError
 from gensynth.io import save_json
-from gensynth.madness.flags import add_sampling_arguments
+from gensynth.madness.settings import InitialSetSize, SamplingSettings, Seed
 from gensynth.provenance import Provenance
+from gensynth.steps import add_settings_arguments, settings_from_args
 
 log = logging.getLogger("madness.sample")
 
@@ -23,11 +23,11 @@ log = logging.getLogger("madness.sample")
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="checkpoint (its EMA weights are used)")
-    parser.add_argument("--n-with-w", type=int, default=schema_default("madness", "initial.N_with_w"), help="number of images (the group's N_with_w)")
+    add_settings_arguments(parser, InitialSetSize, "madness")
     parser.add_argument("--w", type=float, required=True, help="guidance weight w (guidance scale 1 + w)")
     parser.add_argument("--tag", default="initial", help="names the set in its seeds")
-    add_sampling_arguments(parser)
-    parser.add_argument("--seed", type=int, default=schema_default("madness", "seed"))
+    add_settings_arguments(parser.add_argument_group("sampling (madness.sampling)"), SamplingSettings, "madness")
+    add_settings_arguments(parser, Seed, "madness")
     add_device_arguments(parser)
     parser.add_argument("--out", required=True, help="NPZ with x (N, C, S, S) in [-1, 1] and y (N,)")
     parser.add_argument("--out-info", required=True, help="JSON sidecar with provenance")
@@ -46,9 +46,8 @@ def main(argv=None):
     device = use_device(args)
     provenance = Provenance(vars(args), device)
     model = load_model_checkpoint(args.model, device=device)
-    x, y = sample_images(
-        model.model, model.scheduler_config, args.n_with_w, args.w, sampler_settings(args), *sample_seed_parts(args.seed, args.tag, args.w, -1, "data")
-    )
+    sampling = sampler_settings(settings_from_args(SamplingSettings, args))
+    x, y = sample_images(model.model, model.scheduler_config, args.n_with_w, args.w, sampling, *sample_seed_parts(args.seed, args.tag, args.w, -1, "data"))
     save_images(args.out, x, y)
     save_json(args.out_info, {"n": args.n_with_w, "w": args.w, "provenance": provenance.record({"model": args.model}, {"npz": args.out})})
     log.info("sampled %d images at w=%g", args.n_with_w, args.w)

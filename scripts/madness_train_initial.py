@@ -10,12 +10,12 @@ import argparse
 import logging
 
 from gensynth.cli import add_device_arguments, exit_main
-from gensynth.config import schema_default
 from gensynth.errors import GensynthError
 from gensynth.io import save_json
-from gensynth.madness.flags import add_model_arguments, add_training_arguments
+from gensynth.madness.settings import InitialEpochs, ModelSettings, Seed, TrainInitialSettings, TrainSettings
 from gensynth.provenance import Provenance
 from gensynth.seeding import sha256_seed
+from gensynth.steps import add_settings_arguments, settings_from_args
 
 log = logging.getLogger("madness.train_initial")
 
@@ -23,12 +23,10 @@ log = logging.getLogger("madness.train_initial")
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="real-data NPZ (madness_prepare_data.py)")
-    parser.add_argument(
-        "--n-epoch", type=int, default=schema_default("madness", "initial.n_epoch"), help="passes over the real training split (the group's n_epoch)"
-    )
-    add_model_arguments(parser)
-    add_training_arguments(parser)
-    parser.add_argument("--seed", type=int, default=schema_default("madness", "seed"))
+    add_settings_arguments(parser, InitialEpochs, "madness")
+    add_settings_arguments(parser.add_argument_group("model and noise schedule (madness.model)"), ModelSettings, "madness")
+    add_settings_arguments(parser.add_argument_group("training (madness.train)"), TrainSettings, "madness")
+    add_settings_arguments(parser, Seed, "madness")
     add_device_arguments(parser)
     parser.add_argument("--out", required=True, help="checkpoint (gensynth.diffusion format)")
     parser.add_argument("--out-info", required=True, help="JSON: losses, sizes, provenance")
@@ -37,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    settings = settings_from_args(TrainInitialSettings, args)
     if args.n_epoch < 1:
         raise GensynthError(f"--n-epoch {args.n_epoch}: expected >= 1")
     import numpy as np
@@ -50,11 +49,11 @@ def main(argv=None):
     device = use_device(args)
     provenance = Provenance(vars(args), device)
     real = load_real(args.data)
-    cfg = model_config(args, real.x_train.shape[1:])
+    cfg = model_config(settings, real.x_train.shape[1:])
     torch.manual_seed(sha256_seed("madness", args.seed, "initial", "init"))  # the model's initial weights
     model = build_model(cfg).to(device)
-    scheduler = train_scheduler(args)
-    trainer = diffusion_trainer(model, scheduler, train_config(args, trainer_seed(args.seed, "initial", 0, -1)))
+    scheduler = train_scheduler(settings)
+    trainer = diffusion_trainer(model, scheduler, train_config(settings, trainer_seed(args.seed, "initial", 0, -1)))
     data = TrainingSet(torch.from_numpy(real.x_train), torch.from_numpy(real.y_train), 0, np.arange(len(real.y_train)))
     resume = resume_file(args, args.out, {"data": args.data})
     losses = train(trainer, data, args.n_epoch, resume)

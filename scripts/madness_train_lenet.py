@@ -11,10 +11,11 @@ import argparse
 import logging
 
 from gensynth.cli import exit_main
-from gensynth.config import schema_default
 from gensynth.errors import GensynthError
 from gensynth.io import save_json
+from gensynth.madness.settings import LeNetTrainConfig
 from gensynth.provenance import Provenance
+from gensynth.steps import add_settings_arguments, settings_from_args
 
 log = logging.getLogger("madness.train_lenet")
 
@@ -22,10 +23,7 @@ log = logging.getLogger("madness.train_lenet")
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="real-data NPZ (madness_prepare_data.py)")
-    parser.add_argument("--epochs", type=int, default=schema_default("madness", "feature_extractor.epochs"))
-    parser.add_argument("--batch-size", type=int, default=schema_default("madness", "feature_extractor.batch_size"))
-    parser.add_argument("--lr", type=float, default=schema_default("madness", "feature_extractor.lr"))
-    parser.add_argument("--seed", type=int, default=schema_default("madness", "seed"))
+    add_settings_arguments(parser, LeNetTrainConfig, "madness")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", required=True, help="checkpoint")
     parser.add_argument("--out-info", required=True, help="JSON: test accuracy, losses, provenance")
@@ -40,7 +38,7 @@ def main(argv=None):
 
     from gensynth.device import limit_threads
     from gensynth.madness.data import load_real
-    from gensynth.madness.lenet import LeNetConfig, LeNetTrainConfig, accuracy, build_lenet, save_lenet, train_lenet
+    from gensynth.madness.lenet import LeNetConfig, accuracy, build_lenet, save_lenet, train_lenet
 
     limit_threads(args.threads)
     provenance = Provenance(vars(args), "cpu")  # a few seconds on any CPU; the metrics run it on the CPU too
@@ -48,7 +46,7 @@ def main(argv=None):
     x_train, y_train = torch.from_numpy(real.x_train), torch.from_numpy(real.y_train)
     x_test, y_test = torch.from_numpy(real.x_test), torch.from_numpy(real.y_test)
     model = build_lenet(LeNetConfig(image_size=x_train.shape[-1], in_channels=x_train.shape[1]), args.seed)
-    losses = train_lenet(model, x_train, y_train, LeNetTrainConfig(args.epochs, args.batch_size, args.lr, args.seed))
+    losses = train_lenet(model, x_train, y_train, settings_from_args(LeNetTrainConfig, args))
     test_accuracy = accuracy(model, x_test, y_test)
     save_lenet(args.out, model, {"test_accuracy": test_accuracy})
     info = {

@@ -3,8 +3,14 @@
 # The loops are the DAG's longest chains: their training and sampling rules have priority 1, so they start
 # first and other jobs fill the cores around them.
 from gensynth.madness import dag as madness_dag
+from gensynth.madness import settings as madness_settings
 
 MADNESS = config["madness"]
+
+
+# {w}, the guidance weight, once for every rule: no other module has a {w} wildcard, and every scenario runs the same weights.
+wildcard_constraints:
+    w=madness_dag.w_pattern(MADNESS),
 
 
 localrules:
@@ -29,7 +35,7 @@ rule madness_prepare_data:
         **rule_resources(MADNESS, "madness_prepare_data"),
     params:
         source=madness_dag.source_flags(MADNESS),
-        flags=config_flags(MADNESS, madness_dag.SCRIPT_FLAGS["madness_prepare_data"]),
+        flags=rule_flags(MADNESS, madness_settings.PrepareDataSettings),
     shell:
         run_script("scripts/madness_prepare_data.py {params.source} {params.flags} " "--out {output.npz:q} --out-info {output.info:q} > {log:q} 2>&1")
 
@@ -50,7 +56,7 @@ rule madness_train_lenet:
     resources:
         **rule_resources(MADNESS, "madness_train_lenet"),
     params:
-        flags=config_flags(MADNESS, madness_dag.SCRIPT_FLAGS["madness_train_lenet"]),
+        flags=rule_flags(MADNESS, madness_settings.LeNetTrainConfig),
     shell:
         run_script(
             "scripts/madness_train_lenet.py --data {input.data:q} {params.flags} --threads {threads} "
@@ -72,7 +78,7 @@ rule madness_make_probes:
     resources:
         **rule_resources(MADNESS, "madness_make_probes"),
     params:
-        flags=config_flags(MADNESS, madness_dag.SCRIPT_FLAGS["madness_make_probes"]),
+        flags=rule_flags(MADNESS, madness_settings.MakeProbesSettings),
     shell:
         run_script("scripts/madness_make_probes.py --data {input.data:q} {params.flags} --out {output.probes:q} > {log:q} 2>&1")
 
@@ -96,7 +102,7 @@ rule madness_train_initial:
         **rule_resources(MADNESS, "madness_train_initial"),
         gpu=1,
     params:
-        flags=config_flags(MADNESS, madness_dag.SCRIPT_FLAGS["madness_train_initial"]),
+        flags=rule_flags(MADNESS, madness_settings.TrainInitialSettings),
         device=DEVICE,
     shell:
         run_script(
@@ -115,8 +121,6 @@ rule madness_sample_initial:
         "logs/madness/madness_sample_initial/w{w}.log",
     benchmark:
         "benchmarks/madness/madness_sample_initial/w{w}.tsv"
-    wildcard_constraints:
-        w=madness_dag.w_pattern(MADNESS),
     priority: 1
     conda:
         GPU_ENV
@@ -125,7 +129,7 @@ rule madness_sample_initial:
         **rule_resources(MADNESS, "madness_sample_initial"),
         gpu=1,
     params:
-        flags=config_flags(MADNESS, madness_dag.SCRIPT_FLAGS["madness_sample"]),
+        flags=rule_flags(MADNESS, madness_settings.SampleSettings),
         device=DEVICE,
     shell:
         run_script(
@@ -149,7 +153,6 @@ rule madness_generation:
         "benchmarks/madness/madness_generation/{scenario}_w{w}_rep{rep}_g{g}.tsv"
     wildcard_constraints:
         scenario=madness_dag.SCENARIO_PATTERN,
-        w=madness_dag.w_pattern(MADNESS),
         rep=madness_dag.replicate_pattern(MADNESS),
         g=madness_dag.GENERATION_PATTERN,
     priority: 1
@@ -161,7 +164,7 @@ rule madness_generation:
         gpu=1,
     params:
         scenario_flags=lambda wildcards: madness_dag.generation_flags(MADNESS, wildcards.scenario, wildcards.g),
-        flags=config_flags(MADNESS, madness_dag.SCRIPT_FLAGS["madness_generation"]),
+        flags=rule_flags(MADNESS, madness_settings.GenerationSettings),
         device=DEVICE,
     shell:
         run_script(
@@ -193,7 +196,6 @@ rule madness_metrics:
         "benchmarks/madness/madness_metrics/{scenario}_w{w}_rep{rep}.tsv"
     wildcard_constraints:
         scenario=madness_dag.SCENARIO_PATTERN,
-        w=madness_dag.w_pattern(MADNESS),
         rep=madness_dag.replicate_pattern(MADNESS),
     conda:
         CPU_ENV
@@ -202,7 +204,7 @@ rule madness_metrics:
         **rule_resources(MADNESS, "madness_metrics"),
     params:
         label="{scenario}, replicate {rep}, w={w}",
-        flags=config_flags(MADNESS, madness_dag.SCRIPT_FLAGS["madness_metrics"]),
+        flags=rule_flags(MADNESS, madness_settings.MetricsSettings),
     shell:
         run_script(
             "scripts/madness_metrics.py --real {input.real:q} --lenet {input.lenet:q} --samples {input.samples:q} "
@@ -223,7 +225,6 @@ rule madness_jacobian:
         "benchmarks/madness/madness_jacobian/{scenario}_w{w}_rep{rep}.tsv"
     wildcard_constraints:
         scenario=madness_dag.SCENARIO_PATTERN,
-        w=madness_dag.w_pattern(MADNESS),
         rep=madness_dag.replicate_pattern(MADNESS),
     conda:
         GPU_ENV
@@ -232,7 +233,7 @@ rule madness_jacobian:
         **rule_resources(MADNESS, "madness_jacobian"),
         gpu=1,
     params:
-        flags=config_flags(MADNESS, madness_dag.SCRIPT_FLAGS["madness_jacobian"]),
+        flags=rule_flags(MADNESS, madness_settings.JacobianSettings),
         device=DEVICE,
     shell:
         run_script(
@@ -265,15 +266,13 @@ rule madness_detect:
         "logs/madness/madness_detect/w{w}.log",
     benchmark:
         "benchmarks/madness/madness_detect/w{w}.tsv"
-    wildcard_constraints:
-        w=madness_dag.w_pattern(MADNESS),
     conda:
         CPU_ENV
     resources:
         **rule_resources(MADNESS, "madness_detect"),
     params:
         scenarios=lambda wildcards: madness_dag.scenario_flags(MADNESS, wildcards.w, jacobians=True),
-        flags=config_flags(MADNESS, madness_dag.SCRIPT_FLAGS["madness_detect"]),
+        flags=rule_flags(MADNESS, madness_settings.DetectSettings),
         label="w={w}",
     shell:
         run_script(
@@ -307,7 +306,6 @@ rule madness_figures:
         "benchmarks/madness/madness_figures/{scenario}_w{w}.tsv"
     wildcard_constraints:
         scenario=madness_dag.SCENARIO_PATTERN,
-        w=madness_dag.w_pattern(MADNESS),
     conda:
         CPU_ENV
     resources:
@@ -344,8 +342,6 @@ rule madness_compare:
         "logs/madness/madness_compare/w{w}.log",
     benchmark:
         "benchmarks/madness/madness_compare/w{w}.tsv"
-    wildcard_constraints:
-        w=madness_dag.w_pattern(MADNESS),
     conda:
         CPU_ENV
     resources:

@@ -1,4 +1,4 @@
-"""What the DAG knows of madness: the file layout of the loops, the input functions, the flags, the checks.
+"""What the DAG knows of madness: the file layout of the loops, the input functions, the scenario flags, the checks.
 
 Plain Python (the Snakefile reads it at parse time); MNIST's IDX files are opened only to read their headers.
 """
@@ -40,45 +40,6 @@ CURVES = {"curves": f"{FIGURES}/{{scenario}}_w{{w}}_metrics.png", "spectra": f"{
 COMPARISON = {"table": f"{ROOT}/summary_w{{w}}.csv", "figure": f"{FIGURES}/fid_scenarios_w{{w}}.png"}
 SCENARIO_PATTERN = one_of(SCENARIOS)
 GENERATION_PATTERN = r"\d+"
-
-# Config keys each script takes as flags (one flag per key, spelled from the key); "scenarios.*" is the job's scenario.
-SCRIPT_FLAGS = {
-    "madness_prepare_data": ("data.image_size", "data.test_fraction", "data.max_train", "data.max_test", "seed"),
-    "madness_train_lenet": ("feature_extractor.epochs", "feature_extractor.batch_size", "feature_extractor.lr", "seed"),
-    "madness_make_probes": ("jacobian.num_images", "jacobian.timesteps", "model.n_T", "model.beta_start", "model.beta_end", "seed"),
-    "madness_train_initial": (
-        "initial.n_epoch",
-        "model.architecture",
-        "model.block_out_channels",
-        "model.layers_per_block",
-        "model.attention",
-        "model.n_T",
-        "model.beta_start",
-        "model.beta_end",
-        "train.batch_size",
-        "train.lr",
-        "train.cond_dropout",
-        "train.ema_decay",
-        "seed",
-    ),
-    "madness_sample": ("initial.N_with_w", "sampling.sampler", "sampling.num_inference_steps", "sampling.eta", "sampling.max_c", "seed"),
-    "madness_generation": (
-        "train.warm_start",
-        "N_eval",
-        "train.batch_size",
-        "train.lr",
-        "train.cond_dropout",
-        "train.ema_decay",
-        "sampling.sampler",
-        "sampling.num_inference_steps",
-        "sampling.eta",
-        "sampling.max_c",
-        "seed",
-    ),
-    "madness_metrics": ("feature_extractor.min_accuracy", "metrics.nearest_k", "metrics.n_bootstrap", "metrics.tsne_points", "metrics.tsne_perplexity", "seed"),
-    "madness_jacobian": ("jacobian.method", "jacobian.k"),
-    "madness_detect": ("detection.alpha", "detection.n_bootstrap", "seed"),
-}
 
 
 def w_labels(section: dict[str, Any]) -> list[str]:

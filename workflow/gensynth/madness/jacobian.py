@@ -41,7 +41,6 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable, Iterator
-from typing import Literal
 
 import numpy as np
 import torch
@@ -52,9 +51,9 @@ from torch.func import jacrev, vjp, vmap
 from ..errors import GensynthError
 from ..progress import progress
 from ..seeding import numpy_generator, sha256_seed
-from .flags import JACOBIAN_METHODS
+from .settings import JACOBIAN_METHODS
+from .settings import JacobianMethod as Method
 
-Method = Literal["auto", "exact", "lanczos"]
 EXACT_MAX_DIM = 1024  # auto: exact up to 32x32x1 (covers 16x16 and MNIST's 28x28)
 LANCZOS_TOL = 1e-4  # ARPACK's residual tolerance, relative to each eigenvalue
 ROWS_PER_PASS_ELEMENTS = 2**16  # default rows_per_pass = this // D: ~0.5-3 GB per pass for the 32/64/64 UNet

@@ -22,6 +22,7 @@ from ..errors import GensynthError
 from ..io import load_checkpoint, save_checkpoint
 from ..progress import progress
 from ..seeding import torch_generator
+from .settings import LeNetTrainConfig
 
 CHECKPOINT_FORMAT = "gensynth.madness.lenet/1"
 
@@ -36,14 +37,6 @@ class LeNetConfig:
     def __post_init__(self):
         if self.image_size % 4:
             raise GensynthError(f"LeNet image_size {self.image_size}: must be divisible by 4 (two 2x2 poolings)")
-
-
-@dataclass
-class LeNetTrainConfig:
-    epochs: int = 15
-    batch_size: int = 64
-    lr: float = 1e-3
-    seed: int = 0
 
 
 class LeNet(nn.Module):

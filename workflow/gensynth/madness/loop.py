@@ -41,6 +41,7 @@ from ..training import ResumeFile, Trainer, train_epochs
 from . import context_unet  # noqa: F401  (registers the group's architecture, for its checkpoints)
 from .data import NUM_CLASSES, RealData
 from .naming import SCENARIOS, w_label
+from .settings import ModelSettings, NoiseSchedule, SamplingSettings, TrainSettings
 
 
 def guidance_scale(w: float) -> float:
@@ -103,26 +104,26 @@ def sample_images(model, scheduler_config: dict, n: int, w: float, settings: Sam
     return x.astype(np.float32), labels
 
 
-def model_config(args: argparse.Namespace, image_shape: tuple[int, ...]) -> UNetConfig:
+def model_config(settings: ModelSettings, image_shape: tuple[int, ...]) -> UNetConfig:
     """The class-conditional UNet of ``--architecture`` for images of ``image_shape`` (C, S, S)."""
-    if args.n_t < 2 or not 0 < args.beta_start < args.beta_end < 1:
-        raise GensynthError(f"--n-t {args.n_t} (>= 2), --beta-start {args.beta_start} < --beta-end {args.beta_end} (both in (0, 1)): out of range")
+    if settings.n_t < 2 or not 0 < settings.beta_start < settings.beta_end < 1:
+        raise GensynthError(f"--n-t {settings.n_t} (>= 2), --beta-start {settings.beta_start} < --beta-end {settings.beta_end} (both in (0, 1)): out of range")
     channels, size = image_shape[0], image_shape[-1]
     return UNetConfig(
         sample_size=size,
         in_channels=channels,
         out_channels=channels,
         num_classes=NUM_CLASSES,
-        block_out_channels=tuple(args.block_out_channels),
-        layers_per_block=args.layers_per_block,
-        attention=args.attention,
-        architecture=args.architecture,
-        num_train_timesteps=args.n_t if args.architecture == "context_unet" else None,
+        block_out_channels=tuple(settings.block_out_channels),
+        layers_per_block=settings.layers_per_block,
+        attention=settings.attention,
+        architecture=settings.architecture,
+        num_train_timesteps=settings.n_t if settings.architecture == "context_unet" else None,
     )
 
 
-def train_scheduler(args: argparse.Namespace):
-    return make_train_scheduler(args.n_t, beta_start=args.beta_start, beta_end=args.beta_end)
+def train_scheduler(schedule: NoiseSchedule):
+    return make_train_scheduler(schedule.n_t, beta_start=schedule.beta_start, beta_end=schedule.beta_end)
 
 
 def resume_file(args: argparse.Namespace, output: str, inputs: dict[str, str]) -> ResumeFile:
@@ -131,19 +132,19 @@ def resume_file(args: argparse.Namespace, output: str, inputs: dict[str, str]) -
     return ResumeFile.beside(output, args.checkpoint_every, settings=settings, inputs={k: sha256_file(p) for k, p in inputs.items()})
 
 
-def train_config(args: argparse.Namespace, seed: int) -> DiffusionTrainConfig:
-    if args.batch_size < 1 or args.lr <= 0 or not 0.0 <= args.cond_dropout < 1.0 or not 0.0 < args.ema_decay < 1.0:
+def train_config(settings: TrainSettings, seed: int) -> DiffusionTrainConfig:
+    if settings.batch_size < 1 or settings.lr <= 0 or not 0.0 <= settings.cond_dropout < 1.0 or not 0.0 < settings.ema_decay < 1.0:
         raise GensynthError(
-            f"training flags: --batch-size {args.batch_size} (>= 1), --lr {args.lr} (> 0), "
-            f"--cond-dropout {args.cond_dropout} (in [0, 1)), --ema-decay {args.ema_decay} (in (0, 1)) out of range"
+            f"training flags: --batch-size {settings.batch_size} (>= 1), --lr {settings.lr} (> 0), "
+            f"--cond-dropout {settings.cond_dropout} (in [0, 1)), --ema-decay {settings.ema_decay} (in (0, 1)) out of range"
         )
-    return DiffusionTrainConfig(lr=args.lr, batch_size=args.batch_size, cond_dropout=args.cond_dropout, ema_decay=args.ema_decay, seed=seed)
+    return DiffusionTrainConfig(lr=settings.lr, batch_size=settings.batch_size, cond_dropout=settings.cond_dropout, ema_decay=settings.ema_decay, seed=seed)
 
 
-def sampler_settings(args: argparse.Namespace) -> SamplerSettings:
-    if args.num_inference_steps < 1 or args.max_c < 1:
-        raise GensynthError(f"--num-inference-steps {args.num_inference_steps} and --max-c {args.max_c}: expected >= 1")
-    return SamplerSettings(args.num_inference_steps, args.max_c, sampler=args.sampler, eta=args.eta)
+def sampler_settings(settings: SamplingSettings) -> SamplerSettings:
+    if settings.num_inference_steps < 1 or settings.max_c < 1:
+        raise GensynthError(f"--num-inference-steps {settings.num_inference_steps} and --max-c {settings.max_c}: expected >= 1")
+    return SamplerSettings(settings.num_inference_steps, settings.max_c, sampler=settings.sampler, eta=settings.eta)
 
 
 def starting_trainer(prev_model: str, warm_start: bool, config: DiffusionTrainConfig, init_seed: int, device) -> tuple[Trainer, UNetConfig]:
