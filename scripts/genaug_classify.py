@@ -26,10 +26,11 @@ from pathlib import Path
 from gensynth.cli import add_device_arguments, exit_main
 from gensynth.errors import GensynthError
 from gensynth.genaug.augmentation import PHASES, model_folder
-from gensynth.genaug.flags import add_augmentation_arguments, configs_from_args, default, prompts_from_arg
-from gensynth.genaug.settings import ClassifierSettings
+from gensynth.genaug.flags import add_augmentation_arguments, configs_from_args, prompts_from_arg
+from gensynth.genaug.settings import ClassifierSettings, ClassifySettings
 from gensynth.io import save_checkpoint, save_json, save_npz, sha256_file
 from gensynth.provenance import Provenance
+from gensynth.steps import add_settings_arguments, narrow, settings_from_args
 
 log = logging.getLogger("genaug_classify")
 
@@ -40,10 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--fold", type=int, required=True, help="the fold: train on its training patients, predict its test patients")
     parser.add_argument("--arm", required=True, help="the arm (baseline, augmented, augmented_prob0.3, ...), recorded in the outputs")
     parser.add_argument("--models", type=Path, help="the fold's model folders ({kind}_{phase}); needed when augmenting")
-    for field in dataclasses.fields(ClassifierSettings):  # the genaug.classifier section
-        value = default(f"classifier.{field.name}")
-        parser.add_argument(f"--{field.name.replace('_', '-')}", type=type(value), default=value)
-    parser.add_argument("--seeds", type=int, nargs="+", default=default("classifier.seeds"), help="training seeds")
+    add_settings_arguments(parser, ClassifySettings, "genaug")
     add_augmentation_arguments(parser)
     parser.add_argument("--out-predictions", required=True, help="output: test predictions (NPZ)")
     parser.add_argument("--out-model", required=True, help="output: the EMA weights per seed (checkpoint)")
@@ -70,7 +68,8 @@ def main(argv=None) -> int:
     from gensynth.training import discard_resume_state, run_fingerprint
 
     device = use_device(args)
-    settings = ClassifierSettings(**{f.name: getattr(args, f.name) for f in dataclasses.fields(ClassifierSettings)})
+    step = settings_from_args(ClassifySettings, args)
+    settings = narrow(step, ClassifierSettings)
     configs = configs_from_args(args)
     augmenting = any(c.enabled for c in configs.values())
     if augmenting and args.models is None:
@@ -78,7 +77,7 @@ def main(argv=None) -> int:
     config = {
         "arm": args.arm,
         "fold": args.fold,
-        "seeds": args.seeds,
+        "seeds": list(step.seeds),
         "classifier": dataclasses.asdict(settings),
         "augmentation": {m: dataclasses.asdict(c) for m, c in configs.items()},
         "augmenting": augmenting,
@@ -90,8 +89,8 @@ def main(argv=None) -> int:
     manager = GenerativeAugmentationManager(args.models, configs, device, prompts_from_arg(args.prompts)) if augmenting else None
 
     predictions, states, histories = [], {}, {}
-    resumes = {seed: args.resume_dir / f"{args.arm}_fold{args.fold}_seed{seed}.ckpt" for seed in args.seeds}
-    for seed in args.seeds:
+    resumes = {seed: args.resume_dir / f"{args.arm}_fold{args.fold}_seed{seed}.ckpt" for seed in step.seeds}
+    for seed in step.seeds:
         mixer = Mixer(manager, configs, seed, dataset.image_size) if manager is not None else None
         trainer, history = train_classifier(dataset, args.fold, seed, settings, device, mixer, resumes[seed], digest, args.arm)
         held_out = held_out_predictions(trainer, dataset, args.fold)
@@ -107,7 +106,7 @@ def main(argv=None) -> int:
         }
 
     save_npz(args.out_predictions, {key: np.concatenate([p[key] for p in predictions]) for key in predictions[0]})
-    save_checkpoint(args.out_model, {"width": settings.width, "seeds": list(args.seeds), "state_dicts": states})
+    save_checkpoint(args.out_model, {"width": settings.width, "seeds": list(step.seeds), "state_dicts": states})
     cache = manager.cache_info().as_dict() if manager is not None else None
     save_json(
         args.out_history,

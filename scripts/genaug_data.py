@@ -20,26 +20,17 @@ from gensynth.cli import exit_main
 from gensynth.genaug.augmentation import PHASES
 from gensynth.genaug.data import ROLE_NAMES, read_folder, save_dataset, with_folds, write_folder
 from gensynth.genaug.figures import dataset_figure
-from gensynth.genaug.flags import default
-from gensynth.genaug.phantom import PhantomConfig, make_phantom
+from gensynth.genaug.phantom import make_phantom
+from gensynth.genaug.settings import DataSource, GenaugDataSettings, PhantomConfig
 from gensynth.io import atomic_open, save_json
 from gensynth.provenance import Provenance
+from gensynth.steps import add_settings_arguments, narrow, settings_from_args
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--source", choices=("phantom", "folder"), default=default("data.source"))
-    parser.add_argument("--folder", default=default("data.folder"), help="folder: the data folder")
-    parser.add_argument("--csv", default=default("data.csv"), help="folder: the CSV's name inside it")
-    parser.add_argument("--image-size", type=int, default=default("data.image_size"), help="image side in pixels")
-    parser.add_argument("--folds", type=int, default=default("data.folds"), help="patient-grouped folds")
-    parser.add_argument(
-        "--val-fraction", type=float, default=default("data.val_fraction"), help="share of each fold's training patients held out for validation"
-    )
-    parser.add_argument("--split-seed", type=int, default=default("data.split_seed"), help="seed of the folds and validation sets")
-    parser.add_argument("--patients", type=int, default=default("phantom.patients"), help="phantom: simulated patients")
-    parser.add_argument("--visits", type=int, default=default("phantom.visits"), help="phantom: visits per patient")
-    parser.add_argument("--seed", type=int, default=default("phantom.seed"), help="phantom: its seed")
+    add_settings_arguments(parser, DataSource, "genaug")
+    add_settings_arguments(parser, GenaugDataSettings, "genaug")
     parser.add_argument("--out", required=True, help="output: the dataset NPZ")
     parser.add_argument("--out-info", required=True, help="output: counts per phase, fold and split (JSON, with provenance)")
     parser.add_argument("--out-splits", required=True, help="output: each patient's test fold and validation folds (CSV)")
@@ -60,11 +51,9 @@ def counts(dataset, visits: np.ndarray) -> dict:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     provenance = Provenance(vars(args))
-    if args.source == "phantom":
-        arrays = make_phantom(PhantomConfig(args.patients, args.visits, args.image_size, args.seed))
-    else:
-        arrays = read_folder(args.folder, args.csv, args.image_size)
-    dataset = with_folds(arrays, args.folds, args.val_fraction, args.split_seed)
+    settings = settings_from_args(GenaugDataSettings, args)
+    arrays = make_phantom(narrow(settings, PhantomConfig)) if args.source == "phantom" else read_folder(args.folder, args.csv, settings.image_size)
+    dataset = with_folds(arrays, settings.folds, settings.val_fraction, settings.split_seed)
     save_dataset(args.out, dataset)
     if args.example_folder:
         write_folder(arrays, args.example_folder)

@@ -19,8 +19,10 @@ from pathlib import Path
 from gensynth.cli import add_device_arguments, exit_main
 from gensynth.genaug.augmentation import MODALITIES, MODEL_FOLDERS, MODEL_KIND, augmentation_configs
 from gensynth.genaug.flags import default, flag_name, prompts_from_arg
+from gensynth.genaug.settings import QualitySettings
 from gensynth.io import save_json
 from gensynth.provenance import Provenance
+from gensynth.steps import add_settings_arguments
 
 SHOWN = 8  # images per row of the figure
 
@@ -35,8 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--inference-steps", type=int, nargs="+", default=[default("modalities.depth_rgb.inference_steps")], help="DDIM step counts to sample at"
     )
-    parser.add_argument("--n-samples", type=int, default=default("quality.n_samples"), help="images per folder, modality and step count")
-    parser.add_argument("--seed", type=int, default=default("quality.seed"), help="seed of the samples")
+    add_settings_arguments(parser, QualitySettings, "genaug")
     parser.add_argument("--prompts", default=default("prompts"), help="prompt templates of Stable Diffusion folders")
     for modality in MODALITIES:
         for key in ("batch_limit", "guidance_scale"):

@@ -21,11 +21,12 @@ import numpy as np
 from gensynth.cli import exit_main
 from gensynth.errors import GensynthError
 from gensynth.genaug.data import load_dataset
-from gensynth.genaug.experiment import KAPPA_WEIGHTS, METRICS, markdown_table, per_seed_metrics, pool_predictions, summarize, write_csv
+from gensynth.genaug.experiment import METRICS, markdown_table, per_seed_metrics, pool_predictions, summarize, write_csv
 from gensynth.genaug.figures import comparison_figure
-from gensynth.genaug.flags import default
+from gensynth.genaug.settings import ReportSettings
 from gensynth.io import atomic_open, load_json, load_npz, save_json
 from gensynth.provenance import Provenance
+from gensynth.steps import add_settings_arguments
 
 QUALITY_COLUMNS = (
     "fold",
@@ -62,10 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="an arm and its per-fold history files (settings and synthetic counts); once per arm",
     )
     parser.add_argument("--quality", nargs="*", default=[], help="the quality rule's JSON files (genaug_quality.py --out)")
-    parser.add_argument("--n-bootstrap", type=int, default=default("report.n_bootstrap"), help="bootstrap replicates")
-    parser.add_argument("--confidence", type=float, default=default("report.confidence"), help="coverage of the intervals")
-    parser.add_argument("--kappa-weights", choices=KAPPA_WEIGHTS, default=default("report.kappa_weights"), help="Cohen's kappa weights")
-    parser.add_argument("--seed", type=int, default=default("report.seed"), help="seed of the bootstrap draws")
+    add_settings_arguments(parser, ReportSettings, "genaug")
     parser.add_argument("--out-table", required=True, help="output: one row per arm (CSV)")
     parser.add_argument("--out-markdown", required=True, help="output: the same as a markdown table")
     parser.add_argument("--out-figure", required=True, help="output: the arms and their paired differences (PNG)")

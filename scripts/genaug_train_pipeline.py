@@ -17,10 +17,10 @@ from pathlib import Path
 
 from gensynth.cli import add_device_arguments, exit_main
 from gensynth.genaug.augmentation import MODEL_FOLDERS
-from gensynth.genaug.flags import default
 from gensynth.genaug.settings import PipelineSettings
 from gensynth.io import save_json
 from gensynth.provenance import Provenance
+from gensynth.steps import add_settings_arguments, settings_from_args
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,13 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, type=Path, help="output: the pipeline folder")
     parser.add_argument("--out-info", required=True, help="output: loss history and settings (JSON, with provenance)")
     parser.add_argument("--resume", required=True, type=Path, help="the run's resumable state (kept beside the outputs)")
-    for field in dataclasses.fields(PipelineSettings):  # the genaug.pipeline section
-        value = default(f"pipeline.{field.name}")
-        name = f"--{field.name.replace('_', '-')}"
-        if isinstance(value, list):
-            parser.add_argument(name, type=int, nargs="+", default=value)
-        else:
-            parser.add_argument(name, type=type(value), default=value)
+    add_settings_arguments(parser, PipelineSettings, "genaug")
     add_device_arguments(parser)
     return parser
 
@@ -50,8 +44,7 @@ def main(argv=None) -> int:
     from gensynth.training import discard_resume_state
 
     device = use_device(args)
-    settings = PipelineSettings(**{f.name: getattr(args, f.name) for f in dataclasses.fields(PipelineSettings)})
-    settings = dataclasses.replace(settings, block_out_channels=tuple(settings.block_out_channels))
+    settings = settings_from_args(PipelineSettings, args)
     provenance = Provenance({"fold": args.fold, "folder": args.folder, "pipeline": dataclasses.asdict(settings)}, str(device))
     dataset = load_dataset(args.dataset)
     images = training_images(dataset, args.fold, args.folder)

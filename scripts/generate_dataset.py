@@ -32,11 +32,12 @@ from gensynth.atoms import (
     write_splits,
 )
 from gensynth.atoms.corpus import MAX_SEED
+from gensynth.atoms.settings import GenerateDatasetSettings
 from gensynth.atoms.storage import check_writable, existing_dataset_files, next_dataset_dir, staged_dataset
 from gensynth.cli import exit_main
-from gensynth.config import schema_default
 from gensynth.errors import GensynthError
 from gensynth.provenance import Provenance
+from gensynth.steps import add_settings_arguments, settings_from_args
 
 MIN_GRID_SIZE = 4
 
@@ -50,23 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="Output directory (default: datasets/YYYY-MM-DD-vN, N the next free version of today)",
     )
-    parser.add_argument("--seed", type=int, default=schema_default("atoms", "versions.seed"), help="Random seed for reproducibility (default: 42)")
-    parser.add_argument("--grid-size", type=int, default=schema_default("atoms", "versions.grid_size"), help="Image side in pixels (default: 16)")
-    for name in SPLIT_NAMES:
-        default = schema_default("atoms", f"versions.splits.{name}")
-        parser.add_argument(
-            f"--{name}-fraction",
-            type=float,
-            default=default,
-            help=f"Fraction of the images in the {name} split (default: {default}; the three sum to 1)",
-        )
-    generator = schema_default("atoms", "versions.generator")
-    parser.add_argument(
-        "--generator",
-        default=generator,
-        help="Image generator, module:function or path/to/file.py:function: a batch function (rng, n) -> (images, labels) "
-        f"or a per-image function () -> (grid, label) (default: {generator})",
-    )
+    add_settings_arguments(parser, GenerateDatasetSettings, "atoms")
     parser.add_argument("--yes", "-y", action="store_true", help="Generate without asking for confirmation")
     parser.add_argument("--overwrite", action="store_true", help="Replace a dataset already in --output-dir")
     parser.add_argument("--no-validation-report", action="store_true", help="Skip validation_report.png")
@@ -94,16 +79,17 @@ def confirm(assume_yes: bool) -> bool:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    settings = settings_from_args(GenerateDatasetSettings, args)
     if args.num_images <= 0:
         raise GensynthError(f"--num-images {args.num_images}: expected a positive number of images")
-    if args.grid_size < MIN_GRID_SIZE:
-        raise GensynthError(f"--grid-size {args.grid_size}: expected at least {MIN_GRID_SIZE} pixels")
-    if not 0 <= args.seed <= MAX_SEED:
-        raise GensynthError(f"--seed {args.seed}: expected an integer from 0 to {MAX_SEED}")
+    if settings.grid_size < MIN_GRID_SIZE:
+        raise GensynthError(f"--grid-size {settings.grid_size}: expected at least {MIN_GRID_SIZE} pixels")
+    if not 0 <= settings.seed <= MAX_SEED:
+        raise GensynthError(f"--seed {settings.seed}: expected an integer from 0 to {MAX_SEED}")
     if args.threads < 1:
         raise GensynthError(f"--threads {args.threads}: expected at least 1")
-    fractions = check_fractions({name: getattr(args, f"{name}_fraction") for name in SPLIT_NAMES}, key="--{}-fraction")
-    generator = load_generator(args.generator)
+    fractions = check_fractions({name: getattr(settings, f"{name}_fraction") for name in SPLIT_NAMES}, key="--{}-fraction")
+    generator = load_generator(settings.generator)
 
     output_dir = Path(args.output_dir) if args.output_dir else next_dataset_dir()
     found = existing_dataset_files(output_dir)
@@ -113,12 +99,12 @@ def main(argv=None) -> int:
         )
     check_writable(output_dir)
 
-    mem_info = estimate_memory(args.num_images, args.grid_size)
+    mem_info = estimate_memory(args.num_images, settings.grid_size)
     print("\nDataset Generation Plan:")
-    print(f"  Images: {mem_info['num_images']:,} ({args.grid_size}x{args.grid_size} uint8)")
-    print(f"  Memory: {mem_info['readable']} (uncompressed; streamed in blocks of {block_size(args.grid_size):,} images)")
+    print(f"  Images: {mem_info['num_images']:,} ({settings.grid_size}x{settings.grid_size} uint8)")
+    print(f"  Memory: {mem_info['readable']} (uncompressed; streamed in blocks of {block_size(settings.grid_size):,} images)")
     print(f"  Output: {output_dir}")
-    print("  Splits: " + ", ".join(f"{name} {fractions[name]:g}" for name in SPLIT_NAMES) + f"; seed {args.seed}")
+    print("  Splits: " + ", ".join(f"{name} {fractions[name]:g}" for name in SPLIT_NAMES) + f"; seed {settings.seed}")
     print(f"  Generator: {generator.name}")
     try:
         if not confirm(args.yes):
@@ -130,8 +116,8 @@ def main(argv=None) -> int:
 
     generation_params = {
         "num_images": args.num_images,
-        "seed": args.seed,
-        "grid_size": args.grid_size,
+        "seed": settings.seed,
+        "grid_size": settings.grid_size,
         "splits": fractions,
         "generator": generator.name,
     }
@@ -139,9 +125,9 @@ def main(argv=None) -> int:
     began = time.perf_counter()
     with staged_dataset(output_dir, overwrite=args.overwrite) as stage:
         print(f"\nGenerating {args.num_images:,} images...", flush=True)
-        assignment = split_assignment(args.num_images, fractions, args.seed)
-        blocks = iter_blocks(args.num_images, args.seed, args.grid_size, generator, args.threads)
-        counts = write_splits(blocks, assignment, stage, args.grid_size)
+        assignment = split_assignment(args.num_images, fractions, settings.seed)
+        blocks = iter_blocks(args.num_images, settings.seed, settings.grid_size, generator, args.threads)
+        counts = write_splits(blocks, assignment, stage, settings.grid_size)
         del assignment
         elapsed = time.perf_counter() - began
         print(f"Generated and saved {args.num_images:,} images in {elapsed:.1f} s ({args.num_images / elapsed:,.0f} img/s)")
@@ -150,9 +136,9 @@ def main(argv=None) -> int:
         save_metadata(
             stage,
             args.num_images,
-            args.seed,
+            settings.seed,
             splits_info,
-            grid_size=args.grid_size,
+            grid_size=settings.grid_size,
             fractions=fractions,
             generator=generator.name,
             provenance=provenance.record(inputs=inputs),

@@ -2,6 +2,7 @@
 # Each configured version is one job of scripts/generate_dataset.py into results/atoms/<name>/;
 # the version name is a config value, not the date, so a rerun on another day rebuilds nothing.
 from gensynth.atoms import dag as atoms_dag
+from gensynth.atoms import settings as atoms_settings
 
 ATOMS = config["atoms"]
 
@@ -30,7 +31,12 @@ rule atoms_dataset:
     resources:
         **rule_resources(ATOMS, "atoms_dataset"),
     params:
-        flags=lambda wildcards: atoms_dag.version_flags(ATOMS, wildcards.version),
-        output_dir=lambda wildcards, output: os.path.dirname(output.metadata),
+        num_images=lambda wildcards: atoms_dag.versions(ATOMS)[wildcards.version]["num_images"],
+        flags=lambda wildcards: rule_flags(atoms_dag.version_section(ATOMS, wildcards.version), atoms_settings.GenerateDatasetSettings),
+        # The script names the files in it as the outputs are named (gensynth.atoms.naming).
+        output_dir=lambda wildcards: atoms_dag.version_dir(wildcards.version),
     shell:
-        run_script("scripts/generate_dataset.py --yes {params.flags} --output-dir {params.output_dir:q} " "--threads {threads} > {log:q} 2>&1")
+        run_script(
+            "scripts/generate_dataset.py --yes --num-images {params.num_images} {params.flags} --output-dir {params.output_dir:q} "
+            "--threads {threads} > {log:q} 2>&1"
+        )

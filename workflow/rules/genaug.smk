@@ -1,6 +1,7 @@
 # genaug: visits (phantom or the user's folder) -> per fold, the pipelines of the group's models_5_7 layout
 # -> per arm and fold, the fusion classifier over all seeds -> per fold, the pipelines' FID -> the comparison.
 from gensynth.genaug import dag as genaug_dag
+from gensynth.genaug import settings as genaug_settings
 
 GENAUG = config["genaug"]
 
@@ -27,7 +28,7 @@ rule genaug_data:
         **rule_resources(GENAUG, "genaug_data"),
     params:
         source=genaug_dag.source_flags(GENAUG),
-        flags=config_flags(GENAUG, genaug_dag.SCRIPT_FLAGS["genaug_data"]),
+        flags=rule_flags(GENAUG, genaug_settings.GenaugDataSettings),
     shell:
         run_script(
             "scripts/genaug_data.py {params.source} {params.flags} --out {output.npz:q} --out-info {output.info:q} "
@@ -56,7 +57,7 @@ rule genaug_train_pipeline:
         **rule_resources(GENAUG, "genaug_train_pipeline"),
         gpu=1,
     params:
-        flags=config_flags(GENAUG, genaug_dag.SCRIPT_FLAGS["genaug_train_pipeline"]),
+        flags=rule_flags(GENAUG, genaug_settings.PipelineSettings),
         resume=lambda wildcards: genaug_dag.pipeline_resume(wildcards.fold, wildcards.folder),
         device=DEVICE,
     shell:
@@ -91,7 +92,7 @@ rule genaug_classify:
     params:
         arm=lambda wildcards: genaug_dag.arm_flags(GENAUG, wildcards.arm),
         models=lambda wildcards: genaug_dag.models_flag(GENAUG, wildcards.fold, wildcards.arm),
-        flags=config_flags(GENAUG, genaug_dag.SCRIPT_FLAGS["genaug_classify"]),
+        flags=rule_flags(GENAUG, genaug_settings.ClassifySettings),
         resume_dir=genaug_dag.RUN_RESUME_DIR,
         device=DEVICE,
     shell:
@@ -132,7 +133,7 @@ rule genaug_quality:
     params:
         models=lambda wildcards: genaug_dag.models_dir(GENAUG, wildcards.fold),
         quality=genaug_dag.quality_flags(GENAUG),
-        flags=config_flags(GENAUG, genaug_dag.SCRIPT_FLAGS["genaug_quality"]),
+        flags=rule_flags(GENAUG, genaug_settings.QualitySettings),
         device=DEVICE,
     shell:
         run_script(
@@ -145,8 +146,8 @@ rule genaug_quality:
 rule genaug_report:
     input:
         dataset=genaug_dag.DATA["npz"],
-        predictions=[path for paths in genaug_dag.run_files(GENAUG, "predictions").values() for path in paths],
-        histories=[path for paths in genaug_dag.run_files(GENAUG, "history").values() for path in paths],
+        predictions=genaug_dag.every_run_file(GENAUG, "predictions"),
+        histories=genaug_dag.every_run_file(GENAUG, "history"),
         quality=genaug_dag.quality_files(GENAUG),
     output:
         table=report(
@@ -182,7 +183,7 @@ rule genaug_report:
         **rule_resources(GENAUG, "genaug_report"),
     params:
         runs=genaug_dag.report_run_flags(GENAUG),
-        flags=config_flags(GENAUG, genaug_dag.SCRIPT_FLAGS["genaug_report"]),
+        flags=rule_flags(GENAUG, genaug_settings.ReportSettings),
     shell:
         run_script(
             "scripts/genaug_report.py --dataset {input.dataset:q} {params.runs} --quality {input.quality:q} {params.flags} "

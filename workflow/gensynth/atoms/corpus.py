@@ -20,8 +20,8 @@ from ..errors import GensynthError
 from ..progress import progress
 from ..seeding import numpy_generator, sha256_seed
 from .generators import DEFAULT_GENERATOR, ImageGenerator, load_generator
+from .naming import SPLIT_NAMES
 
-SPLIT_NAMES = ("train", "val", "test")
 DEFAULT_FRACTIONS = {"train": 0.8, "val": 0.1, "test": 0.1}
 BLOCK_PIXELS = 2**21  # 8192 images of 16 x 16: a few MB per array, well inside the memory bound
 MAX_SEED = 2**32 - 1  # np.random.seed's range, which per-image generators are seeded with

@@ -1,4 +1,4 @@
-"""What the DAG knows of atoms: one dataset per configured version, its files, its flags and its checks.
+"""What the DAG knows of atoms: one dataset per configured version, its files and its checks.
 
 Plain Python (the Snakefile reads it at parse time): no NumPy work, no torch.
 """
@@ -9,41 +9,28 @@ import importlib.util
 import os
 from typing import Any
 
-from ..dagtools import config_error, config_flags, one_of
+from ..dagtools import config_error, one_of
+from .naming import dataset_files
 
 ROOT = "results/atoms"
-FILES = {
-    "train": "train.npz",
-    "val": "val.npz",
-    "test": "test.npz",
-    "metadata": "metadata.json",
-    "report": "validation_report.png",
-}
-# The keys of a version that scripts/generate_dataset.py takes as flags (the group's names where it has them).
-SCRIPT_FLAGS = {
-    "generate_dataset": (
-        "versions.num_images",
-        "versions.seed",
-        "versions.grid_size",
-        ("versions.splits.train", "--train-fraction"),
-        ("versions.splits.val", "--val-fraction"),
-        ("versions.splits.test", "--test-fraction"),
-        "versions.generator",
-    ),
-}
+
+
+def version_dir(version: str = "{version}") -> str:
+    return f"{ROOT}/{version}"
 
 
 def path(name: str, version: str = "{version}") -> str:
-    return f"{ROOT}/{version}/{FILES[name]}"
+    """File ``name`` of a version (a role of naming.dataset_files: train, val, test, metadata, report)."""
+    return dataset_files(version_dir(version))[name]
 
 
 def versions(section: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {version["name"]: version for version in section["versions"]}
 
 
-def version_flags(section: dict[str, Any], name: str) -> str:
-    """The flags of version ``name`` (its keys are ``versions.<key>`` in SCRIPT_FLAGS, as in the schema)."""
-    return config_flags({"versions": versions(section)[name]}, SCRIPT_FLAGS["generate_dataset"])
+def version_section(section: dict[str, Any], name: str) -> dict[str, Any]:
+    """Version ``name``'s entry where the settings' keys (``versions.<key>``, as in the schema) find it."""
+    return {"versions": versions(section)[name]}
 
 
 def version_pattern(section: dict[str, Any]) -> str:
@@ -51,7 +38,7 @@ def version_pattern(section: dict[str, Any]) -> str:
 
 
 def final_outputs(section: dict[str, Any]) -> list[str]:
-    return [path(name, version) for version in versions(section) for name in FILES]
+    return [file for version in versions(section) for file in dataset_files(version_dir(version)).values()]
 
 
 def validate(section: dict[str, Any], config: dict[str, Any]) -> None:

@@ -11,7 +11,7 @@ import numpy as np
 from ..errors import GensynthError
 from ..io import save_figure
 from .lattice import Z_MAX
-from .storage import REPORT_FILE, iter_rows, read_rows
+from .storage import FILES, REPORT_FILE, iter_rows, read_rows
 
 GRID_COLUMNS = 10
 MAX_SHOWN = 100
@@ -38,7 +38,7 @@ def validate_dataset(
     if num_samples < 1:
         raise GensynthError(f"validate_dataset: num_samples {num_samples}, expected at least 1")
     dataset_dir = Path(dataset_dir)
-    train = dataset_dir / "train.npz"
+    train = dataset_dir / FILES["train"]
     labels = np.concatenate([np.empty(0, np.uint8), *iter_rows(train, "labels")])  # (N,)
     if len(labels) == 0:
         raise GensynthError(f"{train}: the train split is empty; nothing to validate")

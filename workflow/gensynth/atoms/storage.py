@@ -27,10 +27,12 @@ from ..errors import GensynthError
 from ..io import load_npz, npz_writer, save_json, sha256_file
 from .corpus import DEFAULT_FRACTIONS, SPLIT_NAMES, estimate_memory
 from .generators import DEFAULT_GENERATOR
+from .naming import dataset_files, split_file
 
 METADATA_VERSION = "1.0.0"
-DATA_FILES = tuple(f"{name}.npz" for name in SPLIT_NAMES) + ("metadata.json",)
-REPORT_FILE = "validation_report.png"
+FILES = dataset_files()  # role -> file name
+METADATA_FILE, REPORT_FILE = FILES["metadata"], FILES["report"]
+DATA_FILES = (*(FILES[name] for name in SPLIT_NAMES), METADATA_FILE)
 log = logging.getLogger(__name__)
 QUEUE_BLOCKS = 4  # blocks waiting per split writer: bounds memory while the writers compress
 
@@ -43,7 +45,7 @@ def save_corpus(splits: Mapping[str, tuple[np.ndarray, np.ndarray]], output_dir:
         for what, array in (("images", images), ("labels", labels)):
             if info is not None and np.size(array) and (np.min(array) < info.min or np.max(array) > info.max):
                 raise GensynthError(f"save_corpus: {split_name} {what} have values outside {np.dtype(dtype).name} range {info.min}..{info.max}")
-        filepath = Path(output_dir) / f"{split_name}.npz"
+        filepath = Path(output_dir) / split_file(split_name)
         with npz_writer(filepath) as writer:
             writer.add("images", np.asarray(images).astype(dtype))
             writer.add("labels", np.asarray(labels).astype(dtype))
@@ -63,7 +65,7 @@ def load_split(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
 
 def load_corpus(dataset_dir: str | os.PathLike, splits: Iterable[str] = SPLIT_NAMES) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """{"train": (images, labels), ...} of a dataset directory, in memory."""
-    return {name: load_split(Path(dataset_dir) / f"{name}.npz") for name in splits}
+    return {name: load_split(Path(dataset_dir) / split_file(name)) for name in splits}
 
 
 @contextlib.contextmanager
@@ -164,7 +166,7 @@ def write_splits(
     split compresses and writes; at most QUEUE_BLOCKS blocks wait per split.
     """
     counts = {name: int(np.count_nonzero(assignment == code)) for code, name in enumerate(SPLIT_NAMES)}
-    writers = {name: _SplitWriter(Path(output_dir) / f"{name}.npz", counts[name], grid_size) for name in SPLIT_NAMES}
+    writers = {name: _SplitWriter(Path(output_dir) / FILES[name], counts[name], grid_size) for name in SPLIT_NAMES}
     for writer in writers.values():
         writer.start()
     filled = dict.fromkeys(SPLIT_NAMES, 0)
@@ -212,7 +214,7 @@ def save_metadata(
     memory = estimate_memory(num_images, grid_size)
     files = {}
     for name in SPLIT_NAMES:
-        path = output_dir / f"{name}.npz"
+        path = output_dir / FILES[name]
         if path.is_file():
             files[path.name] = {"sha256": sha256_file(path), "size_bytes": path.stat().st_size}
     metadata = {
@@ -232,8 +234,8 @@ def save_metadata(
     }
     if provenance is not None:
         metadata["provenance"] = dict(provenance)
-    save_json(output_dir / "metadata.json", metadata)
-    log.debug("Saved metadata: %s", output_dir / "metadata.json")  # debug: the CLI writes into a staging directory
+    save_json(output_dir / METADATA_FILE, metadata)
+    log.debug("Saved metadata: %s", output_dir / METADATA_FILE)  # debug: the CLI writes into a staging directory
     return metadata
 
 
@@ -283,8 +285,8 @@ def staged_dataset(output_dir: str | os.PathLike, overwrite: bool = False) -> It
         found = existing_dataset_files(output_dir)
         if found and not overwrite:
             raise GensynthError(f"--output-dir {output_dir}: a dataset appeared there meanwhile ({', '.join(found)}); pass --overwrite")
-        new_files = sorted((path.name for path in stage.iterdir()), key=lambda name: name == "metadata.json")
-        (output_dir / "metadata.json").unlink(missing_ok=True)
+        new_files = sorted((path.name for path in stage.iterdir()), key=lambda name: name == METADATA_FILE)
+        (output_dir / METADATA_FILE).unlink(missing_ok=True)
         for name in (*DATA_FILES, REPORT_FILE):
             if name not in new_files:
                 (output_dir / name).unlink(missing_ok=True)  # a stale file would describe the old data

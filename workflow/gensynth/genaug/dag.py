@@ -47,26 +47,6 @@ BASELINE, AUGMENTED = "baseline", "augmented"
 SWEEP_LABELS = {"prob": "prob", "mix_ratio_range": "mix", "inference_steps": "steps"}
 FOLDER_PATTERN = one_of(MODEL_FOLDERS)
 
-# Config keys each script takes as flags (one flag per key, spelled from the key); the per-modality
-# settings and the switch are the arm's (arm_flags), spelled --<modality>-<key> (gensynth.genaug.flags).
-SCRIPT_FLAGS = {
-    "genaug_data": ("data.image_size", "data.folds", "data.val_fraction", "data.split_seed", "phantom.patients", "phantom.visits", "phantom.seed"),
-    "genaug_train_pipeline": (
-        "pipeline.block_out_channels",
-        "pipeline.layers_per_block",
-        "pipeline.epochs",
-        "pipeline.batch_size",
-        "pipeline.lr",
-        "pipeline.ema_decay",
-        "pipeline.num_train_timesteps",
-        "pipeline.prediction_type",
-        "pipeline.seed",
-    ),
-    "genaug_classify": ("classifier.width", "classifier.epochs", "classifier.batch_size", "classifier.lr", "classifier.ema_decay", "classifier.seeds"),
-    "genaug_quality": ("quality.n_samples", "quality.seed"),
-    "genaug_report": ("report.n_bootstrap", "report.confidence", "report.kappa_weights", "report.seed"),
-}
-
 
 def enabled_modalities(section: dict[str, Any]) -> list[str]:
     """The modalities the augmented arms augment (their own flag; the switch decides whether those arms exist)."""
@@ -211,6 +191,11 @@ def quality_flags(section: dict[str, Any]) -> str:
 def run_files(section: dict[str, Any], kind: str) -> dict[str, list[str]]:
     """Arm -> its per-fold files of one kind (predictions, history)."""
     return {arm: [RUN[kind].format(arm=arm, fold=f) for f in folds(section)] for arm in arms(section)}
+
+
+def every_run_file(section: dict[str, Any], kind: str) -> list[str]:
+    """Every arm's per-fold files of one kind, arm after arm: what the report reads."""
+    return [path for paths in run_files(section, kind).values() for path in paths]
 
 
 def report_run_flags(section: dict[str, Any]) -> str:

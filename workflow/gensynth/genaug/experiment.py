@@ -31,7 +31,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 from sklearn.metrics import accuracy_score, cohen_kappa_score, f1_score
@@ -39,10 +39,11 @@ from sklearn.metrics import accuracy_score, cohen_kappa_score, f1_score
 from ..errors import GensynthError
 from ..io import atomic_open
 from .augmentation import PHASES
+from .settings import KappaWeights
 
 METRICS = ("kappa", "macro_f1", "accuracy")
 METRIC_LABELS = {"kappa": "Cohen's kappa", "macro_f1": "macro F1", "accuracy": "accuracy"}
-KAPPA_WEIGHTS = ("none", "linear", "quadratic")
+KAPPA_WEIGHTS = get_args(KappaWeights)
 BASELINE = "baseline"
 K = len(PHASES)
 

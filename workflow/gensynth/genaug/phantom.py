@@ -30,8 +30,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-from ..errors import GensynthError
 from ..seeding import numpy_generator, sha256_seed
+from .settings import PhantomConfig
 
 SUPERSAMPLE = 2
 PHASE_CUTS = (0.36, 0.68)  # progress h at the I/P and P/R boundaries
@@ -44,22 +44,6 @@ EPITHELIUM = np.array([0.93, 0.64, 0.62])
 TEMPERATURE_RANGE = (28.0, 40.0)  # degrees C mapped to [0, 1] in the thermal map
 # White balance of each camera's RGB sensor.
 CAMERA_TINT = {"depth": np.array([1.03, 1.0, 0.95]), "thermal": np.array([0.95, 1.0, 1.06])}
-
-
-@dataclass(frozen=True)
-class PhantomConfig:
-    """Settings of the phantom (the config's ``genaug.phantom`` section and ``data.image_size``)."""
-
-    patients: int = 48
-    visits: int = 3  # visits per patient, each a few weeks of healing after the one before
-    image_size: int = 32  # H = W of every image
-    seed: int = 0
-
-    def __post_init__(self):
-        if self.patients < 1 or self.visits < 1:
-            raise GensynthError(f"phantom: {self.patients} patients x {self.visits} visits; expected at least one of each")
-        if self.image_size < 8:
-            raise GensynthError(f"phantom image_size {self.image_size}: expected at least 8 pixels")
 
 
 @dataclass(frozen=True)
