@@ -2,8 +2,7 @@
 
     python scripts/genaug_classify.py --dataset results/genaug/data/dataset.npz --fold 0 --arm baseline \
         --no-use-generative-augmentation --seeds 0 1 2 --out-predictions results/genaug/runs/baseline/fold0.npz \
-        --out-history results/genaug/runs/baseline/fold0.json --out-model results/genaug/runs/baseline/fold0.ckpt \
-        --resume-dir results/genaug/runs/resume
+        --out-history results/genaug/runs/baseline/fold0.json --out-model results/genaug/runs/baseline/fold0.ckpt
     python scripts/genaug_classify.py ... --arm augmented --use-generative-augmentation --models results/genaug/models/fold0 \
         --depth-rgb-prob 0.5 --depth-rgb-mix-ratio-range 0.01 0.05 --depth-rgb-inference-steps 10 ...
 
@@ -46,7 +45,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out-predictions", required=True, help="output: test predictions (NPZ)")
     parser.add_argument("--out-model", required=True, help="output: the EMA weights per seed (checkpoint)")
     parser.add_argument("--out-history", required=True, help="output: per seed and epoch, losses, synthetic counts, cache hit rate (JSON)")
-    parser.add_argument("--resume-dir", required=True, type=Path, help="each seed's resumable state (kept beside the outputs)")
     add_device_arguments(parser)
     return parser
 
@@ -65,7 +63,7 @@ def main(argv=None) -> int:
     from gensynth.genaug.classifier import Mixer, held_out_predictions, train_classifier
     from gensynth.genaug.data import load_dataset
     from gensynth.genaug.manager import GenerativeAugmentationManager
-    from gensynth.training import discard_resume_state, run_fingerprint
+    from gensynth.training import discard_resume_state, resume_path, run_fingerprint
 
     device = use_device(args)
     step = settings_from_args(ClassifySettings, args)
@@ -89,7 +87,7 @@ def main(argv=None) -> int:
     manager = GenerativeAugmentationManager(args.models, configs, device, prompts_from_arg(args.prompts)) if augmenting else None
 
     predictions, states, histories = [], {}, {}
-    resumes = {seed: args.resume_dir / f"{args.arm}_fold{args.fold}_seed{seed}.ckpt" for seed in step.seeds}
+    resumes = {seed: resume_path(args.out_model, f"seed{seed}") for seed in step.seeds}
     for seed in step.seeds:
         mixer = Mixer(manager, configs, seed, dataset.image_size) if manager is not None else None
         trainer, history = train_classifier(dataset, args.fold, seed, settings, device, mixer, resumes[seed], digest, args.arm)

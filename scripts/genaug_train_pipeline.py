@@ -2,11 +2,11 @@
 
     python scripts/genaug_train_pipeline.py --dataset results/genaug/data/dataset.npz --fold 0 --folder rgb_I \
         --out results/genaug/models/fold0/rgb_I --out-info results/genaug/models/fold0/rgb_I.json \
-        --resume results/genaug/models/resume/fold0_rgb_I.ckpt --device auto
+        --device auto
 
 The folder is a diffusers DDIMPipeline (save_pretrained, safetensors): model_index.json, unet/,
-scheduler/; GenerativeAugmentationManager loads it with from_pretrained. ``--resume`` keeps the run's
-state: a rerun after a kill continues from the last save.
+scheduler/; GenerativeAugmentationManager loads it with from_pretrained. The run's state
+lives beside the folder (``.rgb_I.resume``): a rerun after a kill continues from the last save.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--folder", required=True, choices=MODEL_FOLDERS, help="the model folder: {kind}_{phase}")
     parser.add_argument("--out", required=True, type=Path, help="output: the pipeline folder")
     parser.add_argument("--out-info", required=True, help="output: loss history and settings (JSON, with provenance)")
-    parser.add_argument("--resume", required=True, type=Path, help="the run's resumable state (kept beside the outputs)")
     add_settings_arguments(parser, PipelineSettings, "genaug")
     add_device_arguments(parser)
     return parser
@@ -41,14 +40,14 @@ def main(argv=None) -> int:
     from gensynth.device import use_device
     from gensynth.genaug.data import load_dataset
     from gensynth.genaug.pipelines import save_pipeline, train_pipeline, training_images
-    from gensynth.training import discard_resume_state
+    from gensynth.training import discard_resume_state, resume_path
 
     device = use_device(args)
     settings = settings_from_args(PipelineSettings, args)
     provenance = Provenance({"fold": args.fold, "folder": args.folder, "pipeline": dataclasses.asdict(settings)}, str(device))
     dataset = load_dataset(args.dataset)
     images = training_images(dataset, args.fold, args.folder)
-    pipeline, history = train_pipeline(images, settings, device, args.resume, args.fold, args.folder)
+    pipeline, history = train_pipeline(images, settings, device, resume_path(args.out), args.fold, args.folder)
     save_pipeline(pipeline, args.out)
     save_json(
         args.out_info,
@@ -64,7 +63,7 @@ def main(argv=None) -> int:
             ),
         },
     )
-    discard_resume_state(args.resume)
+    discard_resume_state(resume_path(args.out))
     print(f"{args.folder}, fold {args.fold}: {len(images)} images, final loss {history[-1]['loss']:.4f} -> {args.out}")
     return 0
 

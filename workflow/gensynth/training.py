@@ -196,10 +196,11 @@ class ResumeFile:
         return cls(resume_path(output), run_fingerprint(**fingerprint), every_s)
 
 
-def resume_path(output: str | Path) -> Path:
-    """Where the job that writes ``output`` keeps its resume state: ``.<name>.resume`` in the same folder."""
+def resume_path(output: str | Path, part: str = "") -> Path:
+    """Where the job that writes ``output`` keeps its resume state: ``.<name>.resume`` in the same folder
+    (``.<name>.<part>.resume`` for one of several runs that make it, such as one seed's)."""
     output = Path(output)
-    return output.parent / f".{output.name}.resume"
+    return output.parent / f".{output.name}{'.' + part if part else ''}.resume"
 
 
 class BestKeepingResumeFile(ResumeFile):

@@ -58,12 +58,11 @@ rule genaug_train_pipeline:
         gpu=1,
     params:
         flags=rule_flags(GENAUG, genaug_settings.PipelineSettings),
-        resume=lambda wildcards: genaug_dag.pipeline_resume(wildcards.fold, wildcards.folder),
         device=DEVICE,
     shell:
         run_script(
             "scripts/genaug_train_pipeline.py --dataset {input.dataset:q} --fold {wildcards.fold} --folder {wildcards.folder} "
-            "{params.flags} --out {output.folder:q} --out-info {output.info:q} --resume {params.resume:q} "
+            "{params.flags} --out {output.folder:q} --out-info {output.info:q} "
             "--threads {threads} --device {params.device:q} > {log:q} 2>&1"
         )
 
@@ -93,13 +92,12 @@ rule genaug_classify:
         arm=lambda wildcards: genaug_dag.arm_flags(GENAUG, wildcards.arm),
         models=lambda wildcards: genaug_dag.models_flag(GENAUG, wildcards.fold, wildcards.arm),
         flags=rule_flags(GENAUG, genaug_settings.ClassifySettings),
-        resume_dir=genaug_dag.RUN_RESUME_DIR,
         device=DEVICE,
     shell:
         run_script(
             "scripts/genaug_classify.py --dataset {input.dataset:q} --fold {wildcards.fold} --arm {wildcards.arm} "
             "{params.arm} {params.models} {params.flags} --out-predictions {output.predictions:q} --out-model {output.model:q} "
-            "--out-history {output.history:q} --resume-dir {params.resume_dir:q} --threads {threads} --device {params.device:q} "
+            "--out-history {output.history:q} --threads {threads} --device {params.device:q} "
             "> {log:q} 2>&1"
         )
 

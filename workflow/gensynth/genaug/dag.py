@@ -28,13 +28,11 @@ DATA = {
 }
 MODELS = f"{ROOT}/models/fold{{fold}}"  # the fold's models_5_7: one pipeline folder per {kind}_{phase}
 MODEL = {"folder": f"{MODELS}/{{folder}}", "info": f"{MODELS}/{{folder}}.json"}
-RESUME_DIR = f"{ROOT}/models/resume"
 RUN = {
     "predictions": f"{ROOT}/runs/{{arm}}/fold{{fold}}.npz",
     "history": f"{ROOT}/runs/{{arm}}/fold{{fold}}.json",
     "model": f"{ROOT}/runs/{{arm}}/fold{{fold}}.ckpt",
 }
-RUN_RESUME_DIR = f"{ROOT}/runs/resume"
 QUALITY = {"json": f"{ROOT}/quality/fold{{fold}}.json", "samples": f"{ROOT}/quality/fold{{fold}}_samples.png"}
 REPORT = {
     "table": f"{ROOT}/results.csv",
@@ -131,10 +129,6 @@ def source_flags(section: dict[str, Any]) -> str:
         return "--source phantom"
     data = section["data"]
     return f"--source folder {flag(('', '--folder'), data['folder'])} {flag(('', '--csv'), data['csv'])}"
-
-
-def pipeline_resume(fold: int | str, folder: str) -> str:
-    return f"{RESUME_DIR}/fold{fold}_{folder}.ckpt"
 
 
 def models_flag(section: dict[str, Any], fold: int | str, arm: str) -> str:
