@@ -1,57 +1,25 @@
-"""What every module's ``dag.py`` shares: flags from config keys, rule resources, wildcard patterns, config checks.
+"""What every module's ``dag.py`` shares: rule resources, wildcard patterns, config checks.
 
-Plain Python without heavy imports: the Snakefile reads it at parse time.
-
-A config key reaches its script as one flag spelled from the key's last part, the same in every
-module: ``block_out_channels`` is ``--block-out-channels``, ``N_next`` ``--n-next``; a
-``(key, flag)`` pair keeps a flag the group's users already type (atoms' ``--train-fraction``). Lists become
-space-separated values (``nargs="+"``), booleans ``--key`` / ``--no-key``
-(``argparse.BooleanOptionalAction``), strings are shell-quoted.
+Plain Python without heavy imports: the Snakefile reads it at parse time. A step's flags come from its
+settings dataclass (gensynth.steps).
 """
 
 from __future__ import annotations
 
 import os
 import re
-import shlex
 from collections.abc import Iterable
 from typing import Any
 
 from .config import format_value
 from .errors import GensynthError
-
-FlagKey = str | tuple[str, str]  # a dotted config key, or (key, the group's flag)
-
-
-def flag_name(key: FlagKey) -> str:
-    if isinstance(key, tuple):
-        return key[1]
-    return "--" + key.rsplit(".", 1)[-1].lower().replace("_", "-")
+from .steps import flag, key_flag, lookup
 
 
-def key_path(key: FlagKey) -> str:
-    return key[0] if isinstance(key, tuple) else key
-
-
-def lookup(section: dict[str, Any], key: str) -> Any:
-    value = section
-    for part in key.split("."):
-        value = value[part]
-    return value
-
-
-def flag(key: FlagKey, value: Any) -> str:
-    name = flag_name(key)
-    if isinstance(value, bool):
-        return name if value else f"--no-{name[2:]}"
-    if isinstance(value, (list, tuple)):
-        return f"{name} {' '.join(shlex.quote(str(v)) for v in value)}"
-    return f"{name} {shlex.quote(str(value))}"
-
-
-def config_flags(section: dict[str, Any], keys: Iterable[FlagKey]) -> str:
-    """``--key value`` for each dotted key of ``section``, in order."""
-    return " ".join(flag(key, lookup(section, key_path(key))) for key in keys)
+def config_flags(section: dict[str, Any], keys: Iterable[str]) -> str:
+    """``--key value`` for each dotted key of ``section``, in order (settings outside the step dataclasses:
+    madness's per-scenario sizes)."""
+    return " ".join(flag(key_flag(key), lookup(section, key)) for key in keys)
 
 
 def rule_resources(section: dict[str, Any], rule: str) -> dict[str, int]:

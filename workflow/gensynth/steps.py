@@ -57,11 +57,13 @@ def config_key(field: dataclasses.Field) -> str | None:
     return f"{meta['section']}.{field.name}" if meta["section"] else field.name
 
 
+def key_flag(key: str) -> str:
+    """A config key's flag: its last part, lower-cased and dashed (``model.n_T`` is ``--n-t``)."""
+    return "--" + key.rsplit(".", 1)[-1].lower().replace("_", "-")
+
+
 def flag_name(field: dataclasses.Field) -> str:
-    if field.metadata.get("flag"):
-        return field.metadata["flag"]
-    leaf = (config_key(field) or field.name).rsplit(".", 1)[-1]
-    return "--" + leaf.lower().replace("_", "-")
+    return field.metadata.get("flag") or key_flag(config_key(field) or field.name)
 
 
 def config_fields(cls: type) -> Iterator[tuple[dataclasses.Field, str]]:

@@ -10,7 +10,7 @@ WORKFLOW_DIR = Path(workflow.basedir) / "workflow"
 sys.path.insert(0, str(WORKFLOW_DIR))
 
 from gensynth.codedigest import stamp_command
-from gensynth.dagtools import config_flags, rule_resources, uses_phantom, visible_gpus
+from gensynth.dagtools import rule_resources, uses_phantom, visible_gpus
 from gensynth.errors import GensynthError
 from gensynth.modules import module_dag, validate_workflow_config
 from gensynth.steps import rule_flags

@@ -14,8 +14,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ..dagtools import config_error, flag, one_of, require_file, uses_phantom
+from ..dagtools import config_error, one_of, require_file, uses_phantom
 from ..diffusion.shape import check_unet_shape
+from ..steps import flag
 from .augmentation import MODALITIES, MODEL_FOLDERS, MODEL_KIND, PHASES, model_folder, validate_augmentation
 from .flags import flag_name, prompts_value
 
@@ -128,12 +129,12 @@ def source_flags(section: dict[str, Any]) -> str:
     if uses_phantom(section):
         return "--source phantom"
     data = section["data"]
-    return f"--source folder {flag(('', '--folder'), data['folder'])} {flag(('', '--csv'), data['csv'])}"
+    return f"--source folder {flag('--folder', data['folder'])} {flag('--csv', data['csv'])}"
 
 
 def models_flag(section: dict[str, Any], fold: int | str, arm: str) -> str:
     """``--models DIR`` for an augmented arm; nothing for the baseline."""
-    return "" if arm == BASELINE else flag(("", "--models"), models_dir(section, fold))
+    return "" if arm == BASELINE else flag("--models", models_dir(section, fold))
 
 
 def model_inputs(section: dict[str, Any], fold: int | str, arm: str | None = None) -> list[str]:
@@ -152,13 +153,13 @@ def arm_flags(section: dict[str, Any], arm: str) -> str:
     among them); a disabled modality gets only ``--no-<m>-enabled``, the baseline only the switch."""
     overrides = arm_overrides(section).get(arm)
     if overrides is None:
-        return flag(("", "--use-generative-augmentation"), False)
-    parts = [flag(("", "--use-generative-augmentation"), True), flag(("", "--prompts"), prompts_value(section["prompts"]))]
+        return flag("--use-generative-augmentation", False)
+    parts = [flag("--use-generative-augmentation", True), flag("--prompts", prompts_value(section["prompts"]))]
     for modality in MODALITIES:
         settings = {**section["modalities"][modality], **overrides}
         if not settings["enabled"]:
             settings = {"enabled": False}
-        parts += [flag(("", flag_name(modality, key)), value) for key, value in settings.items()]
+        parts += [flag(flag_name(modality, key), value) for key, value in settings.items()]
     return " ".join(parts)
 
 
@@ -173,12 +174,12 @@ def quality_steps(section: dict[str, Any]) -> list[int]:
 def quality_flags(section: dict[str, Any]) -> str:
     """The folders and step counts to assess, and the modalities' generation settings."""
     parts = [
-        flag(("", "--folders"), model_folders(section)),
-        flag(("", "--inference-steps"), quality_steps(section)),
-        flag(("", "--prompts"), prompts_value(section["prompts"])),
+        flag("--folders", model_folders(section)),
+        flag("--inference-steps", quality_steps(section)),
+        flag("--prompts", prompts_value(section["prompts"])),
     ]
     for modality in MODALITIES:
-        parts += [flag(("", flag_name(modality, key)), section["modalities"][modality][key]) for key in ("batch_limit", "guidance_scale")]
+        parts += [flag(flag_name(modality, key), section["modalities"][modality][key]) for key in ("batch_limit", "guidance_scale")]
     return " ".join(parts)
 
 
@@ -195,7 +196,7 @@ def every_run_file(section: dict[str, Any], kind: str) -> list[str]:
 def report_run_flags(section: dict[str, Any]) -> str:
     """``--arm NAME PREDICTIONS... --history NAME HISTORIES...`` for every arm."""
     predictions, histories = run_files(section, "predictions"), run_files(section, "history")
-    return " ".join(flag(("", "--arm"), [arm, *predictions[arm]]) + " " + flag(("", "--history"), [arm, *histories[arm]]) for arm in arms(section))
+    return " ".join(flag("--arm", [arm, *predictions[arm]]) + " " + flag("--history", [arm, *histories[arm]]) for arm in arms(section))
 
 
 def quality_files(section: dict[str, Any]) -> list[str]:
