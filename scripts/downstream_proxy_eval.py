@@ -20,13 +20,14 @@ import dataclasses
 from pathlib import Path
 
 from gensynth.cli import exit_main
-from gensynth.config import schema_default
 from gensynth.denoise.data import load_grid, load_manifest, load_tree_spectra
-from gensynth.denoise.downstream import DownstreamThresholds, downstream_metrics, spectrum_doses
+from gensynth.denoise.downstream import downstream_metrics, spectrum_doses
 from gensynth.denoise.layout import DOWNSTREAM_JSON, denoised_relative_path
 from gensynth.denoise.quality import load_roi_windows
+from gensynth.denoise.settings import DownstreamProxySettings, DownstreamThresholds
 from gensynth.io import save_json
 from gensynth.provenance import Provenance
+from gensynth.steps import add_settings_arguments, narrow, settings_from_args
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,18 +37,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--root-dir", required=True, type=Path, help="the raw spectra tree")
     parser.add_argument("--metadata", required=True, type=Path, help="dose_features.csv (the dose of each treatment)")
     parser.add_argument("--wavelength-grid", required=True, type=Path)
-    parser.add_argument("--roi-windows", default=schema_default("denoise", "qa.roi_windows"), type=Path)
-    parser.add_argument("--dose-column", default=schema_default("denoise", "qa.dose_column"), help="dose_features.csv's scalar dose")
-    for field in dataclasses.fields(DownstreamThresholds):
-        default = schema_default("denoise", f"qa.downstream.{field.name}")
-        parser.add_argument(f"--{field.name.replace('_', '-')}", type=float, default=default)
+    add_settings_arguments(parser, DownstreamProxySettings, "denoise")
     parser.add_argument("--output", type=Path, help=f"output JSON (default: <denoised-dir>/{DOWNSTREAM_JSON})")
     return parser
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    thresholds = DownstreamThresholds(**{f.name: getattr(args, f.name) for f in dataclasses.fields(DownstreamThresholds)})
+    thresholds = narrow(settings_from_args(DownstreamProxySettings, args), DownstreamThresholds)
     provenance = Provenance({"dose_column": args.dose_column, **dataclasses.asdict(thresholds)})
     grid = load_grid(args.wavelength_grid)
     roi = load_roi_windows(args.roi_windows)

@@ -36,16 +36,15 @@ manifest hash, the git commit, the ranked checkpoints, provenance). Exits 1 when
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from pathlib import Path
 
 from gensynth.cli import add_device_arguments, exit_main
-from gensynth.config import schema_default
-from gensynth.denoise.downstream import DownstreamThresholds
 from gensynth.denoise.layout import COMPARISON_NAME, QA_FILES
-from gensynth.denoise.qa import GateThresholds, QaOptions, gate_lines, run_panel_qa
+from gensynth.denoise.qa import QaOptions, gate_lines, run_panel_qa
+from gensynth.denoise.settings import DownstreamThresholds, GateThresholds, PanelQASettings
 from gensynth.io import save_json
 from gensynth.provenance import Provenance
+from gensynth.steps import add_settings_arguments, narrow, settings_from_args
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,24 +57,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--wavelength-grid", required=True, type=Path)
     parser.add_argument("--expected-hash", help="the panel manifest's SHA-256 (checked before any model loads)")
     parser.add_argument("--output-dir", required=True, type=Path)
-    parser.add_argument("--top-k", type=int, default=schema_default("denoise", "qa.top_k"))
     parser.add_argument(
         "--downstream-script",
         type=Path,
         help="a gate-4 script of your own, run on each denoised panel with scripts/downstream_proxy_eval.py's flags (it writes "
         "downstream_metrics.json there and exits 0 when its checks pass, 1 when one fails); default: gensynth's proxy, in this process",
     )
-    parser.add_argument("--batch-size", type=int, default=schema_default("denoise", "qa.batch_size"))
     parser.add_argument("--clean-dir", type=Path, help="clean spectra (same relative paths): the reference; default: replicate means")
     parser.add_argument("--savgol-params", type=Path, help="the tuned Savitzky-Golay baseline (scripts/tune_savgol_baseline.py)")
     parser.add_argument("--comparison-checkpoint", type=Path, help="a checkpoint scored beside the gated one (the clean-target arm)")
     parser.add_argument("--comparison-name", default=COMPARISON_NAME)
-    parser.add_argument("--roi-windows", type=Path, default=schema_default("denoise", "qa.roi_windows"))
-    parser.add_argument("--dose-column", default=schema_default("denoise", "qa.dose_column"))
-    for thresholds, section in ((GateThresholds, "gates"), (DownstreamThresholds, "downstream")):
-        for field in dataclasses.fields(thresholds):
-            default = schema_default("denoise", f"qa.{section}.{field.name}")
-            parser.add_argument(f"--{field.name.replace('_', '-')}", type=float, default=default)
+    add_settings_arguments(parser, PanelQASettings, "denoise")
     add_device_arguments(parser)
     return parser
 
@@ -86,8 +78,7 @@ def main(argv=None) -> int:
     from gensynth.device import use_device
 
     device = use_device(args)
-    gates = GateThresholds(**{f.name: getattr(args, f.name) for f in dataclasses.fields(GateThresholds)})
-    downstream = DownstreamThresholds(**{f.name: getattr(args, f.name) for f in dataclasses.fields(DownstreamThresholds)})
+    step = settings_from_args(PanelQASettings, args)
     options = QaOptions(
         checkpoint_dir=args.checkpoint_dir,
         manifest=args.manifest,
@@ -97,17 +88,17 @@ def main(argv=None) -> int:
         wavelength_grid=args.wavelength_grid,
         output_dir=args.output_dir,
         downstream_script=args.downstream_script,
-        roi_windows=args.roi_windows,
+        roi_windows=step.roi_windows,
         expected_hash=args.expected_hash,
         clean_dir=args.clean_dir,
         savgol_params=args.savgol_params,
         comparison_checkpoint=args.comparison_checkpoint,
         comparison_name=args.comparison_name,
-        top_k=args.top_k,
-        batch_size=args.batch_size,
-        dose_column=args.dose_column,
-        gates=gates,
-        downstream=downstream,
+        top_k=step.top_k,
+        batch_size=step.batch_size,
+        dose_column=step.dose_column,
+        gates=narrow(step, GateThresholds),
+        downstream=narrow(step, DownstreamThresholds),
     )
     provenance = Provenance({k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}, str(device))
     summary = run_panel_qa(options, device)

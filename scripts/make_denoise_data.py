@@ -16,22 +16,11 @@ import argparse
 from pathlib import Path
 
 from gensynth.cli import exit_main
-from gensynth.config import schema_default
-from gensynth.denoise.phantom import PhantomConfig, PhantomPaths, write_phantom, write_staging
+from gensynth.denoise.phantom import PhantomPaths, write_phantom, write_staging
+from gensynth.denoise.settings import PhantomConfig
 from gensynth.io import save_json
 from gensynth.provenance import Provenance
-
-PHANTOM_KEYS = (
-    "replicates",
-    "wavelength_min",
-    "wavelength_max",
-    "wavelength_step",
-    "read_noise",
-    "shot_noise",
-    "extra_pairing_groups",
-    "panel_groups",
-    "val_groups",
-)
+from gensynth.steps import add_settings_arguments, settings_from_args
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,34 +29,14 @@ def build_parser() -> argparse.ArgumentParser:
     for what, help_text in (("corpus", "the main corpus, its manifests and dose metadata"), ("staging", "the staging corpus")):
         command = commands.add_parser(what, help=help_text)
         command.add_argument("--out-dir", required=True, type=Path, help="output folder (the DAG's results/denoise/data)")
-        command.add_argument("--seed", type=int, default=schema_default("denoise", "seed"))
-        command.add_argument(
-            "--doses", type=float, nargs="+", default=schema_default("denoise", "phantom.doses"), help="the treatments' doses, treatment_1 first"
-        )
-        for key in ("samples", "last_treatment_samples", "staging_last_treatment_samples"):
-            command.add_argument(f"--{key.replace('_', '-')}", nargs="+", default=schema_default("denoise", f"phantom.{key}"))
-        command.add_argument("--angles", type=int, nargs="+", default=schema_default("denoise", "phantom.angles"), help="degrees")
-        for key in PHANTOM_KEYS:
-            default = schema_default("denoise", f"phantom.{key}")
-            command.add_argument(f"--{key.replace('_', '-')}", type=type(default), default=default)
+        # the whole design in both (the DAG passes each its own: PhantomCorpus, PhantomStaging)
+        add_settings_arguments(command, PhantomConfig, "denoise")
     return parser
-
-
-def phantom_config(args: argparse.Namespace) -> PhantomConfig:
-    return PhantomConfig.design(
-        args.doses,
-        args.samples,
-        args.last_treatment_samples,
-        args.staging_last_treatment_samples,
-        angles=args.angles,
-        seed=args.seed,
-        **{k: getattr(args, k) for k in PHANTOM_KEYS},
-    )
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    config = phantom_config(args)
+    config = settings_from_args(PhantomConfig, args)
     provenance = Provenance({k: v for k, v in vars(args).items() if k not in ("what", "out_dir")}, "cpu")
     paths = PhantomPaths.under(args.out_dir)
     if args.what == "corpus":

@@ -18,11 +18,12 @@ import argparse
 from pathlib import Path
 
 from gensynth.cli import exit_main
-from gensynth.config import schema_default
 from gensynth.denoise.data import load_grid, load_manifest, load_tree_spectra
 from gensynth.denoise.figures import GroupSpectra, roi_figure
 from gensynth.denoise.layout import denoised_relative_path
 from gensynth.denoise.quality import load_roi_windows
+from gensynth.denoise.settings import RoiWindows
+from gensynth.steps import add_settings_arguments
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--baseline-dir", type=Path, help="the baseline's spectra in the same layout (the Savitzky-Golay filter)")
     parser.add_argument("--clean-dir", type=Path, help="clean spectra, same relative paths (drawn dashed)")
     parser.add_argument("--wavelength-grid", required=True, type=Path)
-    parser.add_argument("--roi-windows", type=Path, default=schema_default("denoise", "qa.roi_windows"))
+    add_settings_arguments(parser, RoiWindows, "denoise")
     parser.add_argument("--max-groups", type=int, default=8, help="at most this many groups (rows), in manifest order")
     parser.add_argument("--output", required=True, type=Path, help="output figure (PNG)")
     return parser

@@ -23,9 +23,10 @@ import argparse
 from pathlib import Path
 
 from gensynth.cli import add_device_arguments, exit_main
-from gensynth.config import schema_default
+from gensynth.denoise.settings import InferSettings
 from gensynth.io import save_json
 from gensynth.provenance import Provenance
+from gensynth.steps import add_settings_arguments
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,14 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output-root", "--output_root", required=True, type=Path, help="where the mirrored _denoised.npy tree goes")
     parser.add_argument("--dose-features-csv", "--dose_features_csv", required=True, type=Path)
     parser.add_argument("--dose-stats-json", "--dose_stats_json", type=Path, help="must match the checkpoint's normalisation (default: the checkpoint's own)")
-    parser.add_argument("--batch-size", "--batch_size", type=int, default=schema_default("denoise", "infer.batch_size"))
-    parser.add_argument(
-        "--num-workers",
-        "--num_workers",
-        type=int,
-        default=schema_default("denoise", "infer.num_workers"),
-        help="threads reading and writing files while the model runs (0 = none)",
-    )
+    add_settings_arguments(parser, InferSettings, "denoise", underscores=True)
     parser.add_argument("--shard", type=int, default=0, help="this job's shard, 0 .. --num-shards - 1")
     parser.add_argument("--num-shards", type=int, default=1)
     parser.add_argument("--done-json", type=Path, help="output: what this shard wrote (counts, paths, timing, provenance)")

@@ -8,7 +8,7 @@ arm). AdamW with an EMA of the weights; after every epoch the EMA weights are sc
 Writes ``<checkpoint_dir>/mamba_tiny_uv_best.pt`` (the best epoch's EMA weights with the model's config, the
 dose features' normalisation and the wavelength grid; loads with ``torch.load(weights_only=True)``) and, in
 ``--log_dir``, ``metrics.csv`` (one row per epoch), ``audit.log`` (the command, start, resume and end) and
-``train_summary.json`` (with provenance). A killed run continues from ``<checkpoint_dir>/train_resume.ckpt``
+``train_summary.json`` (with provenance). A killed run continues from ``<checkpoint_dir>/.mamba_tiny_uv_best.pt.resume``
 (saved every ``--resume_every_s`` seconds) to the same weights; ``--init_checkpoint`` warm-starts from
 another run's checkpoint of the same shape.
 
@@ -23,6 +23,7 @@ another run's checkpoint of the same shape.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import shlex
 import socket
@@ -30,14 +31,11 @@ import sys
 from pathlib import Path
 
 from gensynth.cli import add_device_arguments, exit_main
-from gensynth.config import schema_default
-from gensynth.denoise.layout import BEST_CHECKPOINT, RESUME_FILE, TRAIN_LOGS
-from gensynth.denoise.settings import TARGETS, DenoiseTrainSettings
+from gensynth.denoise.layout import BEST_CHECKPOINT, TRAIN_LOGS
+from gensynth.denoise.settings import DenoiseModelSettings, DenoiseTrainSettings, TrainDenoiserSettings
 from gensynth.io import atomic_open, save_checkpoint, save_json, sha256_file
 from gensynth.provenance import Provenance, git_commit, utc_now
-
-MODEL_KEYS = ("d_model", "n_layers", "d_state", "expand", "d_conv")
-TRAIN_KEYS = ("epochs", "batch_size", "lr", "final_lr_fraction", "ema_decay", "patience")
+from gensynth.steps import add_settings_arguments, narrow, settings_from_args
 
 
 def flag(name: str) -> tuple[str, str]:
@@ -57,15 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(*flag("wavelength_grid"), required=True, type=Path)
     parser.add_argument(*flag("dose_features_csv"), required=True, type=Path)
     parser.add_argument(*flag("dose_stats_json"), required=True, type=Path)
-    parser.add_argument("--target", choices=TARGETS, default="noise2noise", help="the partner replicate, or the clean spectrum")
     parser.add_argument(*flag("clean_dir"), type=Path, help="clean spectra tree (same relative paths), for --target clean")
-    parser.add_argument("--seed", type=int, default=schema_default("denoise", "seed"), help="initial weights and shuffling")
-    for key in MODEL_KEYS:
-        parser.add_argument(*flag(key), type=int, default=schema_default("denoise", f"model.{key}"))
-    parser.add_argument("--bidirectional", action=argparse.BooleanOptionalAction, default=schema_default("denoise", "model.bidirectional"))
-    for key in TRAIN_KEYS:
-        default = schema_default("denoise", f"train.{key}")
-        parser.add_argument(*flag(key), type=type(default), default=default)
+    add_settings_arguments(parser, TrainDenoiserSettings, "denoise", underscores=True)
     parser.add_argument(*flag("resume_every_s"), type=float, default=600.0, help="seconds between saves of the resume file")
     add_device_arguments(parser)
     return parser
@@ -86,13 +77,14 @@ def main(argv=None) -> int:
     from gensynth.denoise.mamba import MambaUVConfig
     from gensynth.denoise.train import checkpoint_state, paired_spectra, train_denoiser
     from gensynth.device import use_device
-    from gensynth.training import discard_resume_state
+    from gensynth.training import discard_resume_state, resume_path
 
     audit = args.log_dir / TRAIN_LOGS["audit"]
     command = shlex.join([sys.executable, __file__, *(sys.argv[1:] if argv is None else argv)])
     append_audit(audit, f"start on {socket.gethostname()}, git {git_commit()}: {command}")
     device = use_device(args)
-    settings = DenoiseTrainSettings(target=args.target, seed=args.seed, **{k: getattr(args, k) for k in TRAIN_KEYS})
+    step = settings_from_args(TrainDenoiserSettings, args)
+    settings = narrow(step, DenoiseTrainSettings)  # the checkpoint's and the resume fingerprint's settings, as before
 
     grid = load_grid(args.wavelength_grid)
     dose = DoseTable.load(args.dose_features_csv, args.dose_stats_json)
@@ -101,7 +93,7 @@ def main(argv=None) -> int:
     val_manifest = load_manifest(args.val_manifest, args.val_dir or args.train_dir, partners=partners)
     train = paired_spectra(train_manifest, dose, len(grid), args.target, args.clean_dir)
     val = paired_spectra(val_manifest, dose, len(grid), args.target, args.clean_dir)
-    config = MambaUVConfig(dose_dim=len(dose.features), bidirectional=args.bidirectional, **{k: getattr(args, k) for k in MODEL_KEYS})
+    config = MambaUVConfig(dose_dim=len(dose.features), **dataclasses.asdict(narrow(step, DenoiseModelSettings)))
 
     # the arrays themselves, so that a resumed run must have read the same spectra
     digest = hashlib.sha256()
@@ -124,12 +116,12 @@ def main(argv=None) -> int:
     }
     provenance = Provenance({"model": config.to_dict(), "train": vars(settings)}, str(device))
 
-    resume_path = args.checkpoint_dir / RESUME_FILE
-    resumed = resume_path.is_file()
-    result = train_denoiser(
-        train, val, config, settings, device, resume_path, fingerprint=data, init_checkpoint=args.init_checkpoint, dose=dose, resume_every_s=args.resume_every_s
-    )
     checkpoint = args.checkpoint_dir / BEST_CHECKPOINT
+    resume = resume_path(checkpoint)  # a hidden *.resume, not a *.pt: the panel QA evaluates every *.pt there
+    resumed = resume.is_file()
+    result = train_denoiser(
+        train, val, config, settings, device, resume, fingerprint=data, init_checkpoint=args.init_checkpoint, dose=dose, resume_every_s=args.resume_every_s
+    )
     save_checkpoint(checkpoint, checkpoint_state(result, config, dose, grid, settings, data))
 
     with atomic_open(args.log_dir / TRAIN_LOGS["metrics"], "w", newline="") as handle:
@@ -156,7 +148,7 @@ def main(argv=None) -> int:
         f"done: {result.history[-1]['epoch']} epochs{' (early stop)' if stopped_early else ''}, best epoch "
         f"{result.best_epoch}, validation loss {result.best_val_loss:.6g}, {checkpoint} sha256 {sha256_file(checkpoint)}",
     )
-    discard_resume_state(resume_path)
+    discard_resume_state(resume)
     print(f"best epoch {result.best_epoch}: validation loss {result.best_val_loss:.6g} -> {checkpoint}", flush=True)
     return 0
 

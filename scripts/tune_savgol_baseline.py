@@ -16,11 +16,12 @@ import argparse
 from pathlib import Path
 
 from gensynth.cli import exit_main
-from gensynth.config import schema_default
 from gensynth.denoise.baseline import tune_savgol
 from gensynth.denoise.data import load_grid, load_manifest, partner_pairs
+from gensynth.denoise.settings import SavgolCandidates
 from gensynth.io import save_json
 from gensynth.provenance import Provenance
+from gensynth.steps import add_settings_arguments
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,8 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--train-manifest", "--train_manifest", required=True, type=Path, help="training rows with their n2n_partner")
     parser.add_argument("--root-dir", "--root_dir", required=True, type=Path, help="the training manifest's spectra tree")
     parser.add_argument("--wavelength-grid", "--wavelength_grid", required=True, type=Path)
-    parser.add_argument("--windows", type=int, nargs="+", default=schema_default("denoise", "baseline.windows"), help="candidate window lengths (odd)")
-    parser.add_argument("--polyorders", type=int, nargs="+", default=schema_default("denoise", "baseline.polyorders"))
+    add_settings_arguments(parser, SavgolCandidates, "denoise")
     parser.add_argument("--out", required=True, type=Path, help="output: the tuned window and order (JSON)")
     return parser
 

@@ -1,11 +1,15 @@
-"""denoise in the DAG: the rules and their GPU jobs, shards and staging from the config, one-line config errors.
-The DAG run's outputs are read in test_denoise_dag_run.py."""
+"""denoise in the DAG: the rules and their GPU jobs, shards and staging from the config, one-line config errors,
+each step's flags from the config to its script. The DAG run's outputs are read in test_denoise_dag_run.py."""
 
 from __future__ import annotations
 
+import argparse
 import copy
+import importlib.util
 import re
+import shlex
 from collections import Counter
+from pathlib import Path
 
 import pytest
 import yaml
@@ -13,7 +17,9 @@ import yaml
 from conftest import ROOT, snakemake
 from gensynth.config import validate_config
 from gensynth.denoise import dag as denoise_dag
+from gensynth.denoise import settings as denoise_settings
 from gensynth.errors import GensynthError
+from gensynth.steps import config_fields, lookup, rule_flags, settings_from_args
 
 DEFAULT = yaml.safe_load((ROOT / "config/config.yaml").read_text())
 
@@ -116,3 +122,37 @@ def test_a_files_config_without_clean_spectra_stops_before_any_job(project, tmp_
     assert result.returncode != 0
     assert "invalid config: config key 'denoise.train.compare_clean' = true: expected false when data.clean_dir is empty" in result.stdout + result.stderr
     assert not (project / "results").exists()
+
+
+def script_parser(step: str) -> argparse.ArgumentParser:
+    """The parser of a step's script (``"name sub"``: the subcommand's), its required flags made optional."""
+    stem, _, command = step.partition(" ")
+    spec = importlib.util.spec_from_file_location(f"script_{stem}", ROOT / "scripts" / f"{stem}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    parser = module.build_parser()
+    if command:
+        parser = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
+    for action in parser._actions:
+        action.required = False
+    return parser
+
+
+@pytest.mark.parametrize("config_file", ["config/config.yaml", "config/full/denoise.yaml"])
+def test_every_steps_rule_flags_parse_back_to_the_configs_values(config_file):
+    config = copy.deepcopy(DEFAULT)
+    config["denoise"] = yaml.safe_load((ROOT / config_file).read_text())["denoise"]
+    section = validate_config(config)["denoise"]
+    for step, settings in denoise_settings.STEPS.items():
+        parsed = settings_from_args(settings, script_parser(step).parse_args(shlex.split(rule_flags(section, settings))))
+        for field, key in config_fields(settings):
+            value = getattr(parsed, field.name)
+            value = list(value) if isinstance(value, tuple) else str(value) if isinstance(value, Path) else value
+            assert value == lookup(section, key), f"{step}: {field.name}"
+
+
+def test_the_training_and_inference_flags_keep_the_groups_underscores():
+    train = script_parser("train_denoiser").parse_args(["--d_model", "8", "--batch_size", "4", "--final_lr_fraction", "0.5", "--grad_clip", "2"])
+    assert (train.d_model, train.batch_size, train.final_lr_fraction, train.grad_clip) == (8, 4, 0.5, 2.0)
+    infer = script_parser("run_denoise_from_manifest").parse_args(["--batch_size", "7", "--num_workers", "3"])
+    assert (infer.batch_size, infer.num_workers) == (7, 3)

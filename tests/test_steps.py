@@ -83,3 +83,10 @@ def test_help_is_the_fields_or_else_the_schemas_description():
 
 def test_narrow_keeps_one_sections_fields():
     assert narrow(Step(lr=0.5), Train) == Train(lr=0.5)
+
+
+def test_the_underscore_spelling_is_the_same_flag():
+    p = argparse.ArgumentParser()
+    add_settings_arguments(p, Train, "madness", underscores=True)
+    assert p.parse_args(["--block_out_channels", "8", "--no-attention"]).block_out_channels == [8]
+    assert p.parse_args(["--block-out-channels", "4"]).block_out_channels == [4]

@@ -83,8 +83,9 @@ def help_text(field: dataclasses.Field, module: str) -> str | None:
     return text.replace("%", "%%") or None
 
 
-def add_settings_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: type, module: str) -> None:
-    """One flag per field of ``cls``, its default the field's, its destination the field's name."""
+def add_settings_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: type, module: str, underscores: bool = False) -> None:
+    """One flag per field of ``cls``, its default the field's, its destination the field's name; with
+    ``underscores``, each also in the underscore spelling (``--batch_size``) of scripts whose users type it."""
     hints = get_type_hints(cls)
     for field in dataclasses.fields(cls):
         kind = hints[field.name]
@@ -100,7 +101,9 @@ def add_settings_arguments(parser: argparse.ArgumentParser | argparse._ArgumentG
             options["type"] = kind
         if field.metadata.get("parse"):
             options["type"] = field.metadata["parse"]
-        parser.add_argument(flag_name(field), **options)
+        name = flag_name(field)
+        spellings = dict.fromkeys([name, "--" + name[2:].replace("-", "_")] if underscores else [name])
+        parser.add_argument(*spellings, **options)
 
 
 def settings_from_args(cls: type, args: argparse.Namespace | Any) -> Any:

@@ -1,7 +1,11 @@
 # denoise: UV/Vis spectra (phantom or the user's) -> a tuned Savitzky-Golay baseline and MambaUV trained with
 # Noise2Noise (and on clean targets, for comparison) -> the full manifest denoised in shards -> the validation
-# panel's QA with its four gates -> ROI figures (results/denoise/).
+# panel's QA with its four gates -> ROI figures (results/denoise/). Snakemake fills a job's wildcards into the
+# path patterns in params ({arm}, {manifest}); the functions of the wildcards get the section with partial.
+from functools import partial
+
 from gensynth.denoise import dag as denoise_dag
+from gensynth.denoise import settings as denoise_settings
 
 DENOISE = config["denoise"]
 DENOISE_DATA = denoise_dag.data_paths(DENOISE)
@@ -34,8 +38,8 @@ if uses_phantom(DENOISE):
         resources:
             **rule_resources(DENOISE, "denoise_phantom"),
         params:
-            flags=config_flags(DENOISE, denoise_dag.SCRIPT_FLAGS["make_denoise_data corpus"]),
-            out_dir=lambda wildcards, output: denoise_dag.data_folder(output.grid, "grid"),
+            flags=rule_flags(DENOISE, denoise_settings.PhantomCorpus),
+            out_dir=denoise_dag.DATA_DIR,
         shell:
             run_script("scripts/make_denoise_data.py corpus --out-dir {params.out_dir:q} {params.flags} > {log:q} 2>&1")
 
@@ -53,8 +57,8 @@ if uses_phantom(DENOISE):
         resources:
             **rule_resources(DENOISE, "denoise_phantom_staging"),
         params:
-            flags=config_flags(DENOISE, denoise_dag.SCRIPT_FLAGS["make_denoise_data staging"]),
-            out_dir=lambda wildcards, output: denoise_dag.data_folder(output.manifest, "manifest", staging=True),
+            flags=rule_flags(DENOISE, denoise_settings.PhantomStaging),
+            out_dir=denoise_dag.DATA_DIR,
         shell:
             run_script("scripts/make_denoise_data.py staging --out-dir {params.out_dir:q} {params.flags} > {log:q} 2>&1")
 
@@ -75,7 +79,7 @@ rule denoise_tune_savgol:
     resources:
         **rule_resources(DENOISE, "denoise_tune_savgol"),
     params:
-        flags=config_flags(DENOISE, denoise_dag.SCRIPT_FLAGS["tune_savgol_baseline"]),
+        flags=rule_flags(DENOISE, denoise_settings.SavgolCandidates),
     shell:
         run_script(
             "scripts/tune_savgol_baseline.py --train-manifest {input.manifest:q} --root-dir {input.root:q} "
@@ -85,7 +89,7 @@ rule denoise_tune_savgol:
 
 rule denoise_train:
     input:
-        unpack(lambda wildcards: denoise_dag.train_inputs(DENOISE, wildcards.arm)),
+        unpack(partial(denoise_dag.train_inputs, DENOISE)),
     output:
         checkpoint=denoise_dag.CHECKPOINT,
         metrics=denoise_dag.TRAIN["metrics"],
@@ -105,10 +109,10 @@ rule denoise_train:
         **rule_resources(DENOISE, "denoise_train"),
         gpu=1,
     params:
-        flags=config_flags(DENOISE, denoise_dag.SCRIPT_FLAGS["train_denoiser"]),
-        arm_flags=lambda wildcards: denoise_dag.train_flags(DENOISE, wildcards.arm),
-        log_dir=lambda wildcards: denoise_dag.TRAIN_LOG_DIR.format(arm=wildcards.arm),
-        checkpoint_dir=lambda wildcards: denoise_dag.CHECKPOINT_DIR.format(arm=wildcards.arm),
+        flags=rule_flags(DENOISE, denoise_settings.TrainDenoiserSettings),
+        arm_flags=partial(denoise_dag.train_flags, DENOISE),
+        log_dir=denoise_dag.TRAIN_LOG_DIR,
+        checkpoint_dir=denoise_dag.CHECKPOINT_DIR,
         device=DEVICE,
     shell:
         run_script(
@@ -122,8 +126,8 @@ rule denoise_train:
 
 rule denoise_shard:
     input:
-        unpack(lambda wildcards: denoise_dag.manifest_and_root(DENOISE, wildcards.manifest)),
-        checkpoint=denoise_dag.CHECKPOINT.format(arm=denoise_dag.GATED_ARM),
+        unpack(partial(denoise_dag.manifest_and_root, DENOISE)),
+        checkpoint=denoise_dag.GATED_CHECKPOINT,
         dose_features=DENOISE_DATA["dose_features"],
         dose_stats=DENOISE_DATA["dose_stats"],
     output:
@@ -142,8 +146,8 @@ rule denoise_shard:
         **rule_resources(DENOISE, "denoise_shard"),
         gpu=1,
     params:
-        flags=config_flags(DENOISE, denoise_dag.SCRIPT_FLAGS["run_denoise_from_manifest"]),
-        output_root=lambda wildcards: denoise_dag.DENOISED_DIR.format(manifest=wildcards.manifest),
+        flags=rule_flags(DENOISE, denoise_settings.InferSettings),
+        output_root=denoise_dag.DENOISED_DIR,
         num_shards=DENOISE["infer"]["shards"],
         device=DEVICE,
     shell:
@@ -157,8 +161,8 @@ rule denoise_shard:
 
 rule denoise_merge:
     input:
-        manifest=lambda wildcards: denoise_dag.manifest_and_root(DENOISE, wildcards.manifest)["manifest"],
-        shards=lambda wildcards: denoise_dag.shards(DENOISE, wildcards.manifest),
+        manifest=partial(denoise_dag.merged_manifest, DENOISE),
+        shards=partial(denoise_dag.shards, DENOISE),
     output:
         index=denoise_dag.MERGED["index"],
         summary=denoise_dag.MERGED["summary"],
@@ -173,7 +177,7 @@ rule denoise_merge:
     resources:
         **rule_resources(DENOISE, "denoise_merge"),
     params:
-        output_root=lambda wildcards: denoise_dag.DENOISED_DIR.format(manifest=wildcards.manifest),
+        output_root=denoise_dag.DENOISED_DIR,
     shell:
         run_script(
             "scripts/merge_denoise_shards.py --manifest {input.manifest:q} --output-root {params.output_root:q} "
@@ -206,10 +210,10 @@ rule denoise_panel_qa:
         **rule_resources(DENOISE, "denoise_panel_qa"),
         gpu=1,
     params:
-        flags=config_flags(DENOISE, denoise_dag.SCRIPT_FLAGS["evaluate_validation_panel"]),
+        flags=rule_flags(DENOISE, denoise_settings.PanelQASettings),
         qa_flags=denoise_dag.qa_flags(DENOISE),
-        checkpoint_dir=lambda wildcards, input: os.path.dirname(input.checkpoint),
-        output_dir=lambda wildcards, output: os.path.dirname(output.summary),
+        checkpoint_dir=denoise_dag.GATED_CHECKPOINT_DIR,
+        output_dir=denoise_dag.PANEL_EVAL,
         device=DEVICE,
     shell:
         run_script(
@@ -239,7 +243,7 @@ rule denoise_plot_roi:
     resources:
         **rule_resources(DENOISE, "denoise_plot_roi"),
     params:
-        flags=config_flags(DENOISE, denoise_dag.SCRIPT_FLAGS["plot_roi_windows"]),
+        flags=rule_flags(DENOISE, denoise_settings.RoiWindows),
         clean=denoise_dag.clean_flag(DENOISE),
     shell:
         run_script(

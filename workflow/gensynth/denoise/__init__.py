@@ -5,7 +5,8 @@ a residual output; its selective scans (``scan``) are a plain-torch reference, a
 kernel for the CPU (with its own backward, so training runs there too) and mamba-ssm's CUDA
 kernel when that optional package is installed. The rest of the module:
 
-- ``layout``: every file name of the module (plain Python, shared with the DAG);
+- ``layout``: every file name of the module (plain Python, shared with the DAG); ``settings``: each
+  script step's settings, their config keys and defaults (torch-free: the scripts' and rules' flags);
 - ``data``: the group's data layout read with every check (manifests keyed by relative_path with
   the Noise2Noise partner, the spectra tree, the wavelength grid, dose features);
 - ``phantom``: the default data, procedural UV/Vis spectra with dose-dependent bands;

@@ -2,7 +2,9 @@
 arms -> the full manifest denoised in shards -> the validation panel's QA -> ROI figures.
 
 Plain Python (the Snakefile reads it at parse time): the file names come from layout.py; the user's panel is
-read only to check its SHA-256 and the ROI file only to check its windows (PyYAML, numpy).
+read only to check its SHA-256 and the ROI file only to check its windows (PyYAML, numpy). A function of a
+job's wildcards takes the section first and the wildcards (Snakemake's, or any object with the attributes):
+the rules bind the section with functools.partial.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ ARMS = ("noise2noise", "clean")  # the gated model, and the clean-target compari
 GATED_ARM = "noise2noise"
 CHECKPOINT_DIR = f"{ROOT}/checkpoints/{{arm}}"
 CHECKPOINT = f"{CHECKPOINT_DIR}/{BEST_CHECKPOINT}"
+GATED_CHECKPOINT_DIR = CHECKPOINT_DIR.format(arm=GATED_ARM)  # the panel QA scores every checkpoint in it
+GATED_CHECKPOINT = CHECKPOINT.format(arm=GATED_ARM)
 TRAIN_LOG_DIR = f"{ROOT}/train/{{arm}}"
 TRAIN = {name: f"{TRAIN_LOG_DIR}/{file}" for name, file in TRAIN_LOGS.items()}
 MANIFESTS = ("full", "staging")  # what the shards denoise: the full manifest, and the staging one when asked
@@ -45,58 +49,6 @@ QA = {name: f"{PANEL_EVAL}/{file}" for name, file in QA_FILES.items()}
 GATED_NAME = BEST_CHECKPOINT.removesuffix(".pt")  # the QA names a checkpoint's outputs by its stem
 ROI_FIGURE = f"{ROOT}/figures/roi_windows.png"
 USER_FILES = ("manifest_full", "train_manifest", "validation_panel", "wavelength_grid", "dose_features_csv", "dose_stats_json")
-
-PHANTOM_FLAGS = (
-    "seed",
-    "phantom.doses",
-    "phantom.samples",
-    "phantom.angles",
-    "phantom.replicates",
-    "phantom.wavelength_min",
-    "phantom.wavelength_max",
-    "phantom.wavelength_step",
-    "phantom.read_noise",
-    "phantom.shot_noise",
-    "phantom.extra_pairing_groups",
-)
-# Config keys each script takes as flags (one flag per key, spelled from the key; the scripts also accept the group's spellings).
-SCRIPT_FLAGS = {
-    "make_denoise_data corpus": (*PHANTOM_FLAGS, "phantom.last_treatment_samples", "phantom.panel_groups", "phantom.val_groups"),
-    "make_denoise_data staging": (*PHANTOM_FLAGS, "phantom.staging_last_treatment_samples"),
-    "tune_savgol_baseline": ("baseline.windows", "baseline.polyorders"),
-    "train_denoiser": (
-        "seed",
-        "model.d_model",
-        "model.n_layers",
-        "model.d_state",
-        "model.expand",
-        "model.d_conv",
-        "model.bidirectional",
-        "train.epochs",
-        "train.batch_size",
-        "train.lr",
-        "train.final_lr_fraction",
-        "train.ema_decay",
-        "train.patience",
-    ),
-    "run_denoise_from_manifest": ("infer.batch_size", "infer.num_workers"),
-    "evaluate_validation_panel": (
-        "qa.top_k",
-        "qa.batch_size",
-        "qa.roi_windows",
-        "qa.dose_column",
-        "qa.gates.psnr_gain_min_db",
-        "qa.gates.sam_max_increase_deg",
-        "qa.gates.roi_peak_tolerance_nm",
-        "qa.gates.roi_area_tolerance",
-        "qa.gates.roi_min_fraction",
-        "qa.downstream.replicate_variance_max_ratio",
-        "qa.downstream.separability_min_ratio",
-        "qa.downstream.dose_monotonicity_min_spearman",
-        "qa.downstream.peak_stability_max_nm",
-    ),
-    "plot_roi_windows": ("qa.roi_windows",),
-}
 
 
 def data_paths(section: dict[str, Any]) -> dict[str, str]:
@@ -117,11 +69,6 @@ def data_paths(section: dict[str, Any]) -> dict[str, str]:
     }
 
 
-def data_folder(path: str, name: str, staging: bool = False) -> str:
-    """The data folder that holds ``path``, the phantom's file ``name`` (layout.py)."""
-    return path.removesuffix("/" + (STAGING_FILES if staging else DATA_FILES)[name])
-
-
 def has_clean(section: dict[str, Any]) -> bool:
     return uses_phantom(section) or bool(section["data"]["clean_dir"])
 
@@ -134,9 +81,9 @@ def denoised_manifests(section: dict[str, Any]) -> list[str]:
     return [name for name in MANIFESTS if name == "full" or section["infer"]["staging"]]
 
 
-def manifest_and_root(section: dict[str, Any], manifest: str) -> dict[str, str]:
-    """The manifest a shard job denoises, and its spectra tree."""
-    if manifest == "full":
+def manifest_and_root(section: dict[str, Any], wildcards: Any) -> dict[str, str]:
+    """The manifest a shard job denoises (``{manifest}``), and its spectra tree."""
+    if wildcards.manifest == "full":
         data = data_paths(section)
         return {"manifest": data["manifest_full"], "root": data["root"]}
     if uses_phantom(section):
@@ -148,8 +95,14 @@ def shard_ids(section: dict[str, Any]) -> list[str]:
     return [str(i) for i in range(section["infer"]["shards"])]
 
 
-def shards(section: dict[str, Any], manifest: str) -> list[str]:
-    return [SHARD.format(manifest=manifest, shard=i) for i in shard_ids(section)]
+def merged_manifest(section: dict[str, Any], wildcards: Any) -> str:
+    """The manifest whose shards a merge job joins (``{manifest}``)."""
+    return manifest_and_root(section, wildcards)["manifest"]
+
+
+def shards(section: dict[str, Any], wildcards: Any) -> list[str]:
+    """Every shard's record of the manifest (``{manifest}``)."""
+    return [SHARD.format(manifest=wildcards.manifest, shard=i) for i in shard_ids(section)]
 
 
 def shard_pattern(section: dict[str, Any]) -> str:
@@ -171,10 +124,10 @@ def comparison_qa_outputs(section: dict[str, Any]) -> dict[str, str]:
     return {"comparison_per_spectrum": COMPARISON_QA["per_spectrum"], "comparison_per_group": COMPARISON_QA["per_group"]}
 
 
-def train_flags(section: dict[str, Any], arm: str) -> str:
-    """The arm's target (and clean tree); the warm start when configured."""
-    flags = f"--target {arm}"
-    if arm == "clean":
+def train_flags(section: dict[str, Any], wildcards: Any) -> str:
+    """The arm's (``{arm}``) target (and clean tree); the warm start when configured."""
+    flags = f"--target {wildcards.arm}"
+    if wildcards.arm == "clean":
         flags += f" --clean_dir {shlex.quote(data_paths(section)['clean'])}"
     if section["train"]["init_checkpoint"]:
         flags += f" --init_checkpoint {shlex.quote(section['train']['init_checkpoint'])}"
@@ -204,10 +157,11 @@ def manifest_pattern(section: dict[str, Any]) -> str:
     return one_of(denoised_manifests(section))
 
 
-def train_inputs(section: dict[str, Any], arm: str) -> dict[str, str]:
+def train_inputs(section: dict[str, Any], wildcards: Any) -> dict[str, str]:
+    """What the arm (``{arm}``) trains on: the data (and the clean tree); the warm start's checkpoint."""
     data = data_paths(section)
     inputs = {name: data[name] for name in ("root", "manifest_train", "manifest_val", "grid", "dose_features", "dose_stats")}
-    if arm == "clean":
+    if wildcards.arm == "clean":
         inputs["clean"] = data["clean"]
     if section["train"]["init_checkpoint"]:
         inputs["init"] = section["train"]["init_checkpoint"]
@@ -217,7 +171,7 @@ def train_inputs(section: dict[str, Any], arm: str) -> dict[str, str]:
 def qa_inputs(section: dict[str, Any]) -> dict[str, str]:
     data = data_paths(section)
     inputs = {
-        "checkpoint": CHECKPOINT.format(arm=GATED_ARM),
+        "checkpoint": GATED_CHECKPOINT,
         "savgol": SAVGOL,
         "roi": section["qa"]["roi_windows"],
         **{name: data[name] for name in ("panel", "root", "grid", "dose_features")},

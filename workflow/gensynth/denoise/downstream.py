@@ -18,7 +18,7 @@ treatment t, ROI windows w; features as in :mod:`.quality`):
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -29,16 +29,7 @@ from scipy.stats import spearmanr
 from ..errors import GensynthError
 from .data import line_of, read_csv
 from .quality import RoiConfig, roi_features
-
-
-@dataclass(frozen=True)
-class DownstreamThresholds:
-    """The config's ``denoise.qa.downstream`` (its defaults are the schema's)."""
-
-    replicate_variance_max_ratio: float
-    separability_min_ratio: float
-    dose_monotonicity_min_spearman: float
-    peak_stability_max_nm: float
+from .settings import DownstreamThresholds  # (the config's settings; importable from here too)
 
 
 def treatment_doses(metadata: Path, column: str) -> dict[str, float]:

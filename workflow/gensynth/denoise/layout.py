@@ -7,7 +7,6 @@ from pathlib import PurePosixPath
 
 DENOISED_SUFFIX = "_denoised.npy"
 BEST_CHECKPOINT = "mamba_tiny_uv_best.pt"
-RESUME_FILE = "train_resume.ckpt"  # beside the checkpoint, not a *.pt (the panel QA evaluates every *.pt there)
 TRAIN_LOGS = {"metrics": "metrics.csv", "audit": "audit.log", "summary": "train_summary.json"}  # in the training's --log_dir
 DOWNSTREAM_JSON = "downstream_metrics.json"  # the downstream proxy's output, beside the denoised spectra it scores
 # The panel QA's --output-dir: one summary, a methods table and figure, and per scored method <name>:

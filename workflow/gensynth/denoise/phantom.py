@@ -32,7 +32,7 @@ files); whole groups held out for the panel and for the validation loss, spread 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,7 @@ from ..io import atomic_open, atomic_path, save_json
 from ..seeding import numpy_generator, sha256_seed
 from .data import DOSE_FEATURES, MANIFEST_COLUMNS, dose_feature_values, save_spectrum, write_manifest
 from .layout import DATA_FILES, STAGING_FILES
+from .settings import PhantomConfig, Treatment  # (the config's settings; importable from here too)
 
 # (centre nm, width nm, amplitude at u = 0, amplitude slope in u, centre shift in nm per unit u)
 BANDS = ((270.0, 12.0, 0.50, 0.60, 0.0), (430.0, 22.0, 0.60, 0.0, 12.0), (610.0, 30.0, 0.45, -0.27, 0.0))
@@ -52,57 +53,6 @@ OFFSET = 0.02  # c before the sample's factor
 SAMPLE_AMPLITUDE_SD = 0.04  # relative
 SAMPLE_CENTRE_SD_NM = 0.5
 SAMPLE_SCATTERING_SD = 0.3  # relative
-
-
-@dataclass(frozen=True)
-class Treatment:
-    name: str
-    dose: float
-    samples: tuple[str, ...]
-    staging_samples: tuple[str, ...]  # the staging corpus's samples (the group's 9,000: all five everywhere)
-
-
-@dataclass(frozen=True)
-class PhantomConfig:
-    treatments: tuple[Treatment, ...]
-    angles: tuple[int, ...] = (0, 45)  # degrees
-    replicates: int = 32  # per (treatment, sample, angle) group; even, for the Noise2Noise pairs
-    wavelength_min: float = 200.0  # nm
-    wavelength_max: float = 800.0
-    wavelength_step: float = 2.5
-    read_noise: float = 0.02  # absorbance units
-    shot_noise: float = 0.05  # noise standard deviation per sqrt(absorbance)
-    extra_pairing_groups: int = 4  # groups paired a second time (duplicate manifest rows)
-    panel_groups: int = 5  # groups held out for the validation panel
-    val_groups: int = 3  # groups held out for the training's validation loss
-    seed: int = 0
-    doses_max: float = field(init=False)
-
-    def __post_init__(self):
-        object.__setattr__(self, "doses_max", max(t.dose for t in self.treatments))
-        if self.replicates < 2 or self.replicates % 2:
-            raise GensynthError(f"phantom: {self.replicates} replicates; expected an even number (Noise2Noise pairs 0-1, 2-3, ...)")
-        if self.extra_pairing_groups and self.replicates < 4:
-            raise GensynthError(f"phantom: a second pairing (r with r + 2) needs at least 4 replicates, got {self.replicates}")
-
-    @classmethod
-    def design(cls, doses, samples, last_treatment_samples, staging_last_treatment_samples, **settings: Any) -> PhantomConfig:
-        """The config's design: treatment_1 .. treatment_n with ``doses``; every treatment but the last has ``samples``
-        (the group's A-E), the last ``last_treatment_samples`` (the group's treatment_6: G and I), and in the staging
-        corpus ``staging_last_treatment_samples``."""
-        last = len(doses)
-        treatments = tuple(
-            Treatment(
-                f"treatment_{i}",
-                float(dose),
-                tuple(last_treatment_samples if i == last else samples),
-                tuple(staging_last_treatment_samples if i == last else samples),
-            )
-            for i, dose in enumerate(doses, 1)
-        )
-        if "angles" in settings:
-            settings["angles"] = tuple(settings["angles"])
-        return cls(treatments=treatments, **settings)
 
 
 def wavelength_grid(config: PhantomConfig) -> np.ndarray:

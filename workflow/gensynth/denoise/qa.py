@@ -46,21 +46,11 @@ from .data import Manifest, load_grid, load_manifest, load_tree_spectra, save_sp
 from .downstream import DownstreamThresholds, downstream_metrics, spectrum_doses
 from .layout import COMPARISON_NAME, DOWNSTREAM_JSON, QA_FILES, QA_METHOD_FILES, SAVGOL_NAME, denoised_relative_path
 from .quality import RoiConfig, load_roi_windows, psnr, reference_spectra, roi_features, spectral_angle
+from .settings import GateThresholds  # (the config's settings; importable from here too)
 
 log = logging.getLogger(__name__)
 VERSION = "gensynth denoise panel QA v1 (four gates)"
 IDENTITY_COLUMNS = ("relative_path", "group_id", "treatment", "sample", "angle", "replicate")
-
-
-@dataclass(frozen=True)
-class GateThresholds:
-    """The config's ``denoise.qa.gates`` (its defaults are the schema's)."""
-
-    psnr_gain_min_db: float
-    sam_max_increase_deg: float
-    roi_peak_tolerance_nm: float
-    roi_area_tolerance: float  # relative
-    roi_min_fraction: float
 
 
 def check_hash(manifest: str | os.PathLike, expected: str | None) -> str:

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from ..errors import GensynthError
 from ..io import sha256_file
 from ..seeding import sha256_seed
-from ..training import ResumeFile, TrainConfig, Trainer, run_fingerprint, train_epochs
+from ..training import BestKeepingResumeFile, TrainConfig, Trainer, run_fingerprint, train_epochs
 from .checkpoint import CHECKPOINT_FORMAT, read_denoiser_checkpoint
 from .data import DoseTable, Manifest, load_tree_spectra, partner_pairs
 from .kernels import warm_up_kernels
@@ -99,20 +99,6 @@ def warm_start(model: MambaUV, path: str | Path, dose: DoseTable) -> str:
         raise GensynthError(f"{path}: trained on dose features {state['dose_features']}; this run's are {list(dose.features)}")
     model.load_state_dict(state["state_dict"])
     return sha256_file(path)
-
-
-class BestKeepingResumeFile(ResumeFile):
-    """The resume file plus the best EMA weights so far, so that a resumed run still knows them."""
-
-    best: dict[str, Any] | None = None
-
-    def load(self) -> dict[str, Any] | None:
-        state = super().load()
-        self.best = None if state is None else state.get("best")
-        return state
-
-    def save(self, state: dict[str, Any]) -> None:
-        super().save({**state, "best": self.best})
 
 
 @dataclass
