@@ -73,7 +73,7 @@ rule genaug_classify:
         models=lambda wildcards: genaug_dag.model_inputs(GENAUG, wildcards.fold, wildcards.arm),
     output:
         predictions=genaug_dag.RUN["predictions"],
-        model=genaug_dag.RUN["model"],
+        ckpt=genaug_dag.RUN["ckpt"],
         history=genaug_dag.RUN["history"],
     log:
         "logs/genaug/genaug_classify/{arm}_fold{fold}.log",
@@ -96,7 +96,7 @@ rule genaug_classify:
     shell:
         run_script(
             "scripts/genaug_classify.py --dataset {input.dataset:q} --fold {wildcards.fold} --arm {wildcards.arm} "
-            "{params.arm} {params.models} {params.flags} --out-predictions {output.predictions:q} --out-model {output.model:q} "
+            "{params.arm} {params.models} {params.flags} --out-predictions {output.predictions:q} --out-model {output.ckpt:q} "
             "--out-history {output.history:q} --threads {threads} --device {params.device:q} "
             "> {log:q} 2>&1"
         )
@@ -105,7 +105,7 @@ rule genaug_classify:
 rule genaug_quality:
     input:
         dataset=genaug_dag.DATA["npz"],
-        classifier=genaug_dag.RUN["model"].format(arm=genaug_dag.BASELINE, fold="{fold}"),
+        classifier=genaug_dag.RUN["ckpt"].format(arm=genaug_dag.BASELINE, fold="{fold}"),
         models=lambda wildcards: genaug_dag.model_inputs(GENAUG, wildcards.fold),
     output:
         json=genaug_dag.QUALITY["json"],

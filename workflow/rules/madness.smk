@@ -143,7 +143,7 @@ rule madness_generation:
         unpack(lambda wildcards: madness_dag.previous_generation(wildcards.scenario, wildcards.w, wildcards.rep, wildcards.g)),
         real=madness_dag.DATA["npz"],
     output:
-        model=madness_dag.GENERATION["model"],
+        ckpt=madness_dag.GENERATION["ckpt"],
         next=madness_dag.GENERATION["next"],
         eval=madness_dag.GENERATION["eval"],
         info=madness_dag.GENERATION["info"],
@@ -171,7 +171,7 @@ rule madness_generation:
             "scripts/madness_generation.py --scenario {wildcards.scenario} --generation {wildcards.g} --w {wildcards.w} "
             "--replicate {wildcards.rep} --real {input.real:q} --synthetic {input.synthetic:q} --prev-model {input.prev_model:q} "
             "{params.scenario_flags} {params.flags} --threads {threads} --device {params.device:q} "
-            "--out-model {output.model:q} --out-next {output.next:q} --out-eval {output.eval:q} "
+            "--out-model {output.ckpt:q} --out-next {output.next:q} --out-eval {output.eval:q} "
             "--out-info {output.info:q} > {log:q} 2>&1"
         )
 
@@ -215,7 +215,7 @@ rule madness_metrics:
 
 rule madness_jacobian:
     input:
-        models=madness_dag.chain_generations(MADNESS, madness_dag.GENERATION["model"]),
+        models=madness_dag.chain_generations(MADNESS, madness_dag.GENERATION["ckpt"]),
         probes=madness_dag.PROBES,
     output:
         npz=madness_dag.JACOBIAN,

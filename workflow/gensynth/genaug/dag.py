@@ -32,7 +32,7 @@ MODEL = {"folder": f"{MODELS}/{{folder}}", "info": f"{MODELS}/{{folder}}.json"}
 RUN = {
     "predictions": f"{ROOT}/runs/{{arm}}/fold{{fold}}.npz",
     "history": f"{ROOT}/runs/{{arm}}/fold{{fold}}.json",
-    "model": f"{ROOT}/runs/{{arm}}/fold{{fold}}.ckpt",
+    "ckpt": f"{ROOT}/runs/{{arm}}/fold{{fold}}.ckpt",
 }
 QUALITY = {"json": f"{ROOT}/quality/fold{{fold}}.json", "samples": f"{ROOT}/quality/fold{{fold}}_samples.png"}
 REPORT = {

@@ -26,7 +26,7 @@ PROBES = f"{ROOT}/probes/probes.npz"
 INITIAL = {"ckpt": f"{ROOT}/initial/model_initial.ckpt", "info": f"{ROOT}/initial/model_initial.json"}
 INITIAL_DATA = {"npz": f"{ROOT}/initial/gen_data_initial_w{{w}}.npz", "info": f"{ROOT}/initial/gen_data_initial_w{{w}}.json"}
 GENERATION = {
-    "model": f"{LOOP}/model_{{g}}_w{{w}}.ckpt",
+    "ckpt": f"{LOOP}/model_{{g}}_w{{w}}.ckpt",
     "next": f"{LOOP}/gen_data_{{g}}_w{{w}}.npz",
     "eval": f"{LOOP}/eval_{{g}}_w{{w}}.npz",
     "info": f"{LOOP}/generation_{{g}}_w{{w}}.json",
@@ -93,7 +93,7 @@ def previous_generation(scenario: str, w: str, rep: int | str, g: int | str) -> 
         return {"synthetic": INITIAL_DATA["npz"].format(w=w), "prev_model": INITIAL["ckpt"]}
     return {
         "synthetic": GENERATION["next"].format(scenario=scenario, w=w, rep=rep, g=g - 1),
-        "prev_model": GENERATION["model"].format(scenario=scenario, w=w, rep=rep, g=g - 1),
+        "prev_model": GENERATION["ckpt"].format(scenario=scenario, w=w, rep=rep, g=g - 1),
     }
 
 
