@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--metadata", required=True, type=Path, help="dose_features.csv (the dose of each treatment)")
     parser.add_argument("--wavelength-grid", required=True, type=Path)
     add_settings_arguments(parser, DownstreamProxySettings, "denoise")
-    parser.add_argument("--output", type=Path, help=f"output JSON (default: <denoised-dir>/{DOWNSTREAM_JSON})")
+    parser.add_argument("--out", type=Path, help=f"output JSON (default: <denoised-dir>/{DOWNSTREAM_JSON})")
     return parser
 
 
@@ -71,7 +71,7 @@ def main(argv=None) -> int:
             f"raw {check['raw']:.4g}) {'PASS' if check['passed'] else 'FAIL'}",
             flush=True,
         )
-    output = args.output or args.denoised_dir / DOWNSTREAM_JSON
+    output = args.out or args.denoised_dir / DOWNSTREAM_JSON
     inputs = {"manifest": args.manifest, "metadata": args.metadata, "wavelength_grid": args.wavelength_grid, "roi_windows": args.roi_windows}
     save_json(output, {**result, "provenance": provenance.record(inputs)})
     return 0 if result["passed"] else 1

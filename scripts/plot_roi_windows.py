@@ -9,7 +9,7 @@ data have them, the clean spectrum (``--clean-dir``).
         --root-dir results/denoise/data/spectra \
         --denoised-dir results/denoise/panel_eval/mamba_tiny_uv_best_panel_preds \
         --baseline-dir results/denoise/panel_eval/savgol_panel_preds --clean-dir results/denoise/data/clean \
-        --wavelength-grid results/denoise/data/wavelength_grid.npy --output results/denoise/figures/roi_windows.png
+        --wavelength-grid results/denoise/data/wavelength_grid.npy --out results/denoise/figures/roi_windows.png
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--wavelength-grid", required=True, type=Path)
     add_settings_arguments(parser, RoiWindows, "denoise")
     parser.add_argument("--max-groups", type=int, default=8, help="at most this many groups (rows), in manifest order")
-    parser.add_argument("--output", required=True, type=Path, help="output figure (PNG)")
+    parser.add_argument("--out", required=True, type=Path, help="output figure (PNG)")
     return parser
 
 
@@ -59,8 +59,8 @@ def main(argv=None) -> int:
         GroupSpectra(group, relative, raw[i], denoised[i], None if savgol is None else savgol[i], None if clean is None else clean[i])
         for i, (group, relative) in enumerate(zip(first["group_id"], relatives))
     ]
-    roi_figure(grid, roi, groups, args.output)
-    print(f"{len(groups)} groups x {len(roi.windows)} ROI windows -> {args.output}", flush=True)
+    roi_figure(grid, roi, groups, args.out)
+    print(f"{len(groups)} groups x {len(roi.windows)} ROI windows -> {args.out}", flush=True)
     return 0
 
 

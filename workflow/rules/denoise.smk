@@ -248,6 +248,6 @@ rule denoise_plot_roi:
     shell:
         run_script(
             "scripts/plot_roi_windows.py --manifest {input.panel:q} --root-dir {input.root:q} --denoised-dir {input.denoised:q} "
-            "--baseline-dir {input.baseline:q} {params.clean} --wavelength-grid {input.grid:q} {params.flags} --output {output.figure:q} "
+            "--baseline-dir {input.baseline:q} {params.clean} --wavelength-grid {input.grid:q} {params.flags} --out {output.figure:q} "
             "> {log:q} 2>&1"
         )
