@@ -4,12 +4,15 @@ independence, and the config and weights round-trips."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import ENV
 from gensynth.denoise import scan
 from gensynth.denoise.mamba import MambaStack, MambaUV, MambaUVConfig
 from gensynth.errors import GensynthError
@@ -222,3 +225,23 @@ def test_scan_backend_choice():
     if scan.mamba_ssm_scan is None:
         with pytest.raises(ValueError, match="mamba-ssm"):
             scan.resolve_backend("cuda", x)
+
+
+def test_every_process_runs_the_kernels_from_numbas_cache_never_its_own_compile(monkeypatch):
+    """Kernels a process compiled itself round differently from the same kernels loaded from the cache, so
+    a cold cache is filled by a child process first, and this process loads what the child wrote."""
+    from gensynth.denoise import kernels
+
+    calls = []
+    monkeypatch.setattr(kernels, "kernels_cached", lambda: False)
+    monkeypatch.setattr(kernels, "compile_into_cache", lambda: calls.append("child"))
+    monkeypatch.setattr(scan, "warm_up", lambda: calls.append("load"))
+    kernels.warm_up_kernels("cpu")
+    assert calls == ["child", "load"]
+    monkeypatch.setattr(kernels, "kernels_cached", lambda: True)
+    kernels.warm_up_kernels("cpu")
+    assert calls == ["child", "load", "load"], "a warm cache needs no child"
+    monkeypatch.undo()
+    check = "from gensynth.denoise import kernels, scan; kernels.warm_up_kernels('cpu'); print(sum(len(k.stats.cache_misses) for k in scan.KERNELS))"
+    fresh = subprocess.run([sys.executable, "-c", check], env=ENV, capture_output=True, text=True, check=True, timeout=600)
+    assert fresh.stdout.split()[-1] == "0", "a fresh process compiled kernels itself"

@@ -492,3 +492,7 @@ def _rms_norm_backward(x, weight, eps, inverse_width, grad_out, grad_x, grad_wei
             for j in range(width):
                 grad_weight[j] += grad_out[i, j] * x[i, j] * inverse_rms
         grad_weight_each[block] = grad_weight
+
+
+# every numba kernel above (gensynth.denoise.kernels checks numba's cache holds each)
+KERNELS = (_scan_forward, _scan_backward, _conv_silu_forward, _conv_silu_backward, _rms_norm_forward, _rms_norm_backward)
