@@ -136,8 +136,6 @@ def test_the_training_script_writes_the_folder_and_its_history(dataset, tmp_path
         tmp_path / "fold2" / "thermal_map_P",
         "--out-info",
         tmp_path / "fold2" / "thermal_map_P.json",
-        "--resume",
-        tmp_path / "resume.ckpt",
         "--device",
         "cpu",
         "--block-out-channels",
@@ -152,6 +150,7 @@ def test_the_training_script_writes_the_folder_and_its_history(dataset, tmp_path
     info = json.loads((tmp_path / "fold2" / "thermal_map_P.json").read_text())
     assert info["n_images"] == len(training_images(dataset, 2, "thermal_map_P")) and len(info["history"]) == 1
     assert info["provenance"]["arguments"]["pipeline"]["block_out_channels"] == [8, 16]
+    assert sorted(p.name for p in (tmp_path / "fold2").iterdir()) == ["thermal_map_P", "thermal_map_P.json"], "no resume state left"
     config = {m: AugmentationConfig(enabled=m == "thermal_map", inference_steps=2) for m in MODALITIES}
     for phase in ("I", "R"):  # the manager checks the three folders of an enabled modality
         shutil.copytree(tmp_path / "fold2" / "thermal_map_P", tmp_path / "fold2" / f"thermal_map_{phase}")

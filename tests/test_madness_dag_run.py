@@ -82,9 +82,13 @@ def test_dag_changed_scenario_reruns_only_its_own_jobs(dag_run, tmp_path):
     assert "madness_train_initial" not in output
 
 
+# what Snakemake sets for a job of one thread: the BLAS and OpenMP pools' sizes, which fix their summation order
+ONE_THREAD = {name: "1" for name in ("OMP_NUM_THREADS", "GOTO_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")}
+
+
 def rerun_elsewhere(argv: list[str], workdir: Path, out_dir: Path) -> dict[Path, Path]:
-    """Run a job's command again (its provenance's argv) with every output flag pointed into ``out_dir``;
-    returns the job's outputs -> the rerun's."""
+    """Run a job's command again (its provenance's argv, in a one-thread job's environment) with every output
+    flag pointed into ``out_dir``; returns the job's outputs -> the rerun's."""
     out_dir.mkdir(parents=True, exist_ok=True)
     argv, moved = list(argv), {}
     for i, arg in enumerate(argv[:-1]):
@@ -92,7 +96,7 @@ def rerun_elsewhere(argv: list[str], workdir: Path, out_dir: Path) -> dict[Path,
             original = workdir / argv[i + 1]
             moved[original] = out_dir / original.name
             argv[i + 1] = str(moved[original])
-    subprocess.run([sys.executable, *argv], cwd=workdir, env=ENV, check=True, capture_output=True, timeout=600)
+    subprocess.run([sys.executable, *argv], cwd=workdir, env={**ENV, **ONE_THREAD}, check=True, capture_output=True, timeout=600)
     return moved
 
 

@@ -39,7 +39,7 @@ if uses_phantom(DENOISE):
             **rule_resources(DENOISE, "denoise_phantom"),
         params:
             flags=rule_flags(DENOISE, denoise_settings.PhantomCorpus),
-            out_dir=denoise_dag.DATA_DIR,
+            out_dir=denoise_dag.phantom_folder,
         shell:
             run_script("scripts/make_denoise_data.py corpus --out-dir {params.out_dir:q} {params.flags} > {log:q} 2>&1")
 
@@ -58,7 +58,7 @@ if uses_phantom(DENOISE):
             **rule_resources(DENOISE, "denoise_phantom_staging"),
         params:
             flags=rule_flags(DENOISE, denoise_settings.PhantomStaging),
-            out_dir=denoise_dag.DATA_DIR,
+            out_dir=denoise_dag.staging_folder,
         shell:
             run_script("scripts/make_denoise_data.py staging --out-dir {params.out_dir:q} {params.flags} > {log:q} 2>&1")
 
@@ -212,8 +212,8 @@ rule denoise_panel_qa:
     params:
         flags=rule_flags(DENOISE, denoise_settings.PanelQASettings),
         qa_flags=denoise_dag.qa_flags(DENOISE),
-        checkpoint_dir=denoise_dag.GATED_CHECKPOINT_DIR,
-        output_dir=denoise_dag.PANEL_EVAL,
+        checkpoint_dir=denoise_dag.checkpoint_folder,
+        output_dir=denoise_dag.panel_eval_folder,
         device=DEVICE,
     shell:
         run_script(

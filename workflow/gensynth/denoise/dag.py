@@ -36,7 +36,6 @@ ARMS = ("noise2noise", "clean")  # the gated model, and the clean-target compari
 GATED_ARM = "noise2noise"
 CHECKPOINT_DIR = f"{ROOT}/checkpoints/{{arm}}"
 CHECKPOINT = f"{CHECKPOINT_DIR}/{BEST_CHECKPOINT}"
-GATED_CHECKPOINT_DIR = CHECKPOINT_DIR.format(arm=GATED_ARM)  # the panel QA scores every checkpoint in it
 GATED_CHECKPOINT = CHECKPOINT.format(arm=GATED_ARM)
 TRAIN_LOG_DIR = f"{ROOT}/train/{{arm}}"
 TRAIN = {name: f"{TRAIN_LOG_DIR}/{file}" for name, file in TRAIN_LOGS.items()}
@@ -49,6 +48,29 @@ QA = {name: f"{PANEL_EVAL}/{file}" for name, file in QA_FILES.items()}
 GATED_NAME = BEST_CHECKPOINT.removesuffix(".pt")  # the QA names a checkpoint's outputs by its stem
 ROI_FIGURE = f"{ROOT}/figures/roi_windows.png"
 USER_FILES = ("manifest_full", "train_manifest", "validation_panel", "wavelength_grid", "dose_features_csv", "dose_stats_json")
+
+
+# params functions: Snakemake's lint wants a folder that prefixes a job's files derived from those files
+
+
+def phantom_folder(wildcards: Any, output: Any) -> str:
+    """The folder the phantom's corpus is written to, from its summary's path."""
+    return output.summary[: -len(DATA_FILES["summary"]) - 1]
+
+
+def staging_folder(wildcards: Any, output: Any) -> str:
+    """The folder the staging corpus is written to, from its summary's path."""
+    return output.summary[: -len(STAGING_FILES["summary"]) - 1]
+
+
+def checkpoint_folder(wildcards: Any, input: Any) -> str:
+    """The folder of the checkpoints the panel QA scores, from the gated checkpoint's path."""
+    return os.path.dirname(input.checkpoint)
+
+
+def panel_eval_folder(wildcards: Any, output: Any) -> str:
+    """The panel QA's folder, from its summary's path."""
+    return os.path.dirname(output.summary)
 
 
 def data_paths(section: dict[str, Any]) -> dict[str, str]:
