@@ -83,7 +83,9 @@ def test_dag_changed_scenario_reruns_only_its_own_jobs(dag_run, tmp_path):
 
 
 # what Snakemake sets for a job of one thread: the BLAS and OpenMP pools' sizes, which fix their summation order
-ONE_THREAD = {name: "1" for name in ("OMP_NUM_THREADS", "GOTO_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")}
+ONE_THREAD = {
+    name: "1" for name in ("OMP_NUM_THREADS", "GOTO_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+}
 
 
 def rerun_elsewhere(argv: list[str], workdir: Path, out_dir: Path) -> dict[Path, Path]:
