@@ -260,6 +260,7 @@ DIFFUSERS_SCRIPTS = {
     "madness_generation",
     "madness_jacobian",
     "madness_make_probes",  # the DDPM noise schedule of the probes
+    "madness_original_jacobian",  # the group's checkpoints load into the ContextUnet (a diffusers ModelMixin)
     "madness_sample",
     "madness_train_initial",
     "train_denoiser",  # EMA weights

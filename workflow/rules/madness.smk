@@ -9,6 +9,7 @@ MADNESS = config["madness"]
 
 
 # {w}, the guidance weight, once for every rule: no other module has a {w} wildcard, and every scenario runs the same weights.
+# The madness_original_* rules set their own: the w labels of the group's files, as those spell them.
 wildcard_constraints:
     w=madness_dag.w_pattern(MADNESS),
 
@@ -17,6 +18,7 @@ localrules:
     madness_detect,
     madness_figures,
     madness_compare,
+    madness_original_detect,
 
 
 rule madness_prepare_data:
@@ -353,4 +355,90 @@ rule madness_compare:
         run_script(
             "scripts/madness_compare.py {params.scenarios} --label {params.label:q} "
             "--out-table {output.table:q} --out-figure {output.figure:q} > {log:q} 2>&1"
+        )
+
+
+# The group's own DDPM-MNIST checkpoints and sample sets (madness.original; off while models_dir is empty):
+# one chain per w, measured with the same probes' images, LeNet and real test split as the loops.
+rule madness_original_jacobian:
+    input:
+        models=madness_dag.original_checkpoints(MADNESS),
+        real=madness_dag.DATA["npz"],
+    output:
+        npz=madness_dag.ORIGINAL["jacobian"],
+    log:
+        "logs/madness/madness_original_jacobian/w{w}.log",
+    benchmark:
+        "benchmarks/madness/madness_original_jacobian/w{w}.tsv"
+    wildcard_constraints:
+        w=madness_dag.original_w_pattern(MADNESS),
+    conda:
+        GPU_ENV
+    threads: 1
+    resources:
+        **rule_resources(MADNESS, "madness_original_jacobian"),
+        gpu=1,
+    params:
+        generations=madness_dag.original_generations(MADNESS, "models"),
+        flags=rule_flags(MADNESS, madness_settings.OriginalJacobianSettings),
+        device=DEVICE,
+    shell:
+        run_script(
+            "scripts/madness_original_jacobian.py --models {input.models:q} {params.generations} --real {input.real:q} "
+            "{params.flags} --threads {threads} --device {params.device:q} --out {output.npz:q} > {log:q} 2>&1"
+        )
+
+
+rule madness_original_metrics:
+    input:
+        real=madness_dag.DATA["npz"],
+        lenet=madness_dag.LENET["ckpt"],
+        samples=madness_dag.original_samples(MADNESS, 0),
+        labels=madness_dag.original_samples(MADNESS, 1),
+    output:
+        json=madness_dag.ORIGINAL["metrics"],
+    log:
+        "logs/madness/madness_original_metrics/w{w}.log",
+    benchmark:
+        "benchmarks/madness/madness_original_metrics/w{w}.tsv"
+    wildcard_constraints:
+        w=madness_dag.original_w_pattern(MADNESS),
+    conda:
+        CPU_ENV
+    threads: 1
+    resources:
+        **rule_resources(MADNESS, "madness_original_metrics"),
+    params:
+        generations=madness_dag.original_generations(MADNESS, "samples"),
+        flags=rule_flags(MADNESS, madness_settings.OriginalMetricsSettings),
+    shell:
+        run_script(
+            "scripts/madness_original_metrics.py --real {input.real:q} --lenet {input.lenet:q} --samples {input.samples:q} "
+            "--labels {input.labels:q} {params.generations} {params.flags} --threads {threads} --out {output.json:q} > {log:q} 2>&1"
+        )
+
+
+rule madness_original_detect:
+    input:
+        unpack(madness_dag.original_detection_inputs(MADNESS)),
+    output:
+        json=madness_dag.ORIGINAL["detection"],
+    log:
+        "logs/madness/madness_original_detect/w{w}.log",
+    benchmark:
+        "benchmarks/madness/madness_original_detect/w{w}.tsv"
+    wildcard_constraints:
+        w=madness_dag.original_w_pattern(MADNESS),
+    conda:
+        CPU_ENV
+    resources:
+        **rule_resources(MADNESS, "madness_original_detect"),
+    params:
+        metrics=madness_dag.original_metrics_flag(MADNESS),
+        flags=rule_flags(MADNESS, madness_settings.OriginalDetectSettings),
+        label="the group's checkpoints, w={w}",
+    shell:
+        run_script(
+            "scripts/madness_original_detect.py --jacobian {input.jacobian:q} {params.metrics} {params.flags} "
+            "--label {params.label:q} --out {output.json:q} > {log:q} 2>&1"
         )

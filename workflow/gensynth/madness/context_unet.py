@@ -32,11 +32,12 @@ from ..errors import GensynthError
 
 class ResidualConvBlock(nn.Module):
     """Two 3x3 conv + batch norm + GELU layers; with ``residual``, the input (or the first layer's
-    output when the channel count changes) is added back and the sum scaled by 1/sqrt(2)."""
+    output when the channel count changes) is added back and the sum divided by ``divisor``."""
 
-    def __init__(self, in_channels: int, out_channels: int, residual: bool):
+    def __init__(self, in_channels: int, out_channels: int, residual: bool, divisor: float = math.sqrt(2)):
         super().__init__()
         self.residual = residual
+        self.divisor = divisor
         self.same_channels = in_channels == out_channels
         self.conv1 = nn.Sequential(nn.Conv2d(in_channels, out_channels, 3, 1, 1), nn.BatchNorm2d(out_channels), nn.GELU())
         self.conv2 = nn.Sequential(nn.Conv2d(out_channels, out_channels, 3, 1, 1), nn.BatchNorm2d(out_channels), nn.GELU())
@@ -46,7 +47,7 @@ class ResidualConvBlock(nn.Module):
         second = self.conv2(first)
         if not self.residual:
             return second
-        return ((x if self.same_channels else first) + second) / math.sqrt(2)
+        return ((x if self.same_channels else first) + second) / self.divisor
 
 
 class Down(nn.Module):
@@ -90,11 +91,12 @@ class ContextUnet(ModelMixin, ConfigMixin):
         num_class_embeds: int,  # K real classes + the null token
         num_train_timesteps: int,  # T: time enters as t / T
         norm_num_groups: int = 8,
+        residual_divisor: float = math.sqrt(2),  # the group's saved checkpoints were trained with 1.414
     ):
         super().__init__()
         wide = 2 * n_feat
         bottom = sample_size // 4  # side of the feature map after two poolings
-        self.init_conv = ResidualConvBlock(in_channels, n_feat, residual=True)
+        self.init_conv = ResidualConvBlock(in_channels, n_feat, residual=True, divisor=residual_divisor)
         self.down1 = Down(n_feat, n_feat)
         self.down2 = Down(n_feat, wide)
         self.to_vector = nn.Sequential(nn.AvgPool2d(bottom), nn.GELU())

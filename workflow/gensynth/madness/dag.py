@@ -15,6 +15,8 @@ from ..dagtools import config_error, config_flags, one_of
 from ..diffusion.shape import check_unet_shape
 from ..errors import GensynthError
 from .naming import DIGITS_COUNT, MNIST_FILES, SCENARIOS, w_label
+from .original_layout import IMAGE_SIZE as ORIGINAL_IMAGE_SIZE
+from .original_layout import NUM_CLASSES, check_checkpoint, check_sample_set, discover_models, discover_sample_sets
 
 ROOT = "results/madness"
 SCENARIO_DIR = f"{ROOT}/{{scenario}}/w{{w}}"  # one scenario at one w
@@ -40,6 +42,14 @@ CURVES = {"curves": f"{FIGURES}/{{scenario}}_w{{w}}_metrics.png", "spectra": f"{
 COMPARISON = {"table": f"{ROOT}/summary_w{{w}}.csv", "figure": f"{FIGURES}/fid_scenarios_w{{w}}.png"}
 SCENARIO_PATTERN = one_of(SCENARIOS)
 GENERATION_PATTERN = r"\d+"
+# The group's own checkpoints and sample sets (madness.original), one chain per w as their files spell it.
+ORIGINAL_DIR = f"{ROOT}/original/w{{w}}"
+ORIGINAL = {
+    "jacobian": f"{ORIGINAL_DIR}/jacobian_w{{w}}.npz",
+    "metrics": f"{ORIGINAL_DIR}/metrics_w{{w}}.json",
+    "detection": f"{ORIGINAL_DIR}/detection_w{{w}}.json",
+}
+NO_MATCH = "(?!)"  # a wildcard constraint that admits nothing
 
 
 def w_labels(section: dict[str, Any]) -> list[str]:
@@ -134,14 +144,62 @@ def scenario_flags(section: dict[str, Any], w: str, jacobians: bool) -> str:
     return " ".join(groups)
 
 
+def original_models(section: dict[str, Any]) -> dict[str, dict[int, str]]:
+    """w label -> generation -> checkpoint of the group's own loop ({} while madness.original is off)."""
+    models_dir = section["original"]["models_dir"]
+    return discover_models(models_dir) if models_dir else {}
+
+
+def original_sample_sets(section: dict[str, Any]) -> dict[str, dict[int, tuple[str, str]]]:
+    """w label -> generation -> (images, labels) of the group's sample sets ({} without original.data_dir)."""
+    data_dir = section["original"]["data_dir"]
+    return discover_sample_sets(data_dir, list(original_models(section))) if data_dir else {}
+
+
+def original_w_pattern(section: dict[str, Any]) -> str:
+    """The {w} of the original rules: the labels of the group's files (their own spelling, 0.0, 0.5)."""
+    return one_of(original_models(section)) or NO_MATCH
+
+
+def original_checkpoints(section: dict[str, Any]):
+    """Input function: the job's w's checkpoints, generations in order."""
+    return lambda wildcards: list(original_models(section)[wildcards.w].values())
+
+
+def original_samples(section: dict[str, Any], part: int):
+    """Input function: the job's w's sample sets, generations in order; part 0 the images, 1 the labels."""
+    return lambda wildcards: [pair[part] for pair in original_sample_sets(section)[wildcards.w].values()]
+
+
+def original_generations(section: dict[str, Any], of: str):
+    """Params function: ``--generations g ...`` of the job's w's checkpoints (of="models") or sample sets (of="samples")."""
+    found = original_models if of == "models" else original_sample_sets
+    return lambda wildcards: "--generations " + " ".join(str(g) for g in found(section)[wildcards.w])
+
+
+def original_detection_inputs(section: dict[str, Any]):
+    """Input function: the Jacobian spectra of the job's w, and its sample metrics when original.data_dir is set."""
+    with_metrics = bool(section["original"]["data_dir"])
+    return lambda wildcards: (
+        {"jacobian": ORIGINAL["jacobian"].format(w=wildcards.w)} | ({"metrics": ORIGINAL["metrics"].format(w=wildcards.w)} if with_metrics else {})
+    )
+
+
+def original_metrics_flag(section: dict[str, Any]):
+    """Params function: ``--metrics FILE`` when the sample sets are measured, else nothing."""
+    with_metrics = bool(section["original"]["data_dir"])
+    return lambda wildcards: f"--metrics {shlex.quote(ORIGINAL['metrics'].format(w=wildcards.w))}" if with_metrics else ""
+
+
 def final_outputs(section: dict[str, Any]) -> list[str]:
-    """What `rule all` builds: per w, the comparison; per scenario and w, detection and figures."""
+    """What `rule all` builds: per w, the comparison; per scenario and w, detection and figures; per w of the
+    group's own checkpoints (when madness.original is on), their detection JSON."""
     paths = []
     for w in w_labels(section):
         paths += [p.format(w=w) for p in (*COMPARISON.values(), ERROR_RATES)]
         for s in section["scenarios"]["run"]:
             paths += [p.format(scenario=s, w=w) for p in (*DETECTION.values(), *CURVES.values())]
-    return paths
+    return paths + [ORIGINAL["detection"].format(w=w) for w in original_models(section)]
 
 
 def validate(section: dict[str, Any], config: dict[str, Any]) -> None:
@@ -173,6 +231,55 @@ def validate(section: dict[str, Any], config: dict[str, Any]) -> None:
         raise config_error(
             "madness.metrics.nearest_k", nearest_k, f"fewer than N_eval = {section['N_eval']} and the {num_test} real test images (PRDC's k-th neighbour)"
         )
+    validate_original(section)
+
+
+def validate_original(section: dict[str, Any]) -> None:
+    """The group's own files (madness.original), before any job: the settings they need, then every checkpoint's
+    tensors and schedule and every sample set's shapes, read without torch (one line naming the file)."""
+    original = section["original"]
+    if not original["models_dir"]:
+        if original["data_dir"]:
+            raise config_error("madness.original.models_dir", "", "the folder of the group's model_{g}_w{w}.pth files when original.data_dir is set")
+        return
+    for key in ("models_dir", "data_dir"):
+        if original[key] and not os.path.isdir(original[key]):
+            raise config_error(f"madness.original.{key}", original[key], "an existing folder (not found)")
+    image_size = section["data"]["image_size"]
+    if image_size != ORIGINAL_IMAGE_SIZE:
+        raise config_error(
+            "madness.data.image_size",
+            image_size,
+            f"{ORIGINAL_IMAGE_SIZE} while madness.original.models_dir is set: the group's checkpoints take {ORIGINAL_IMAGE_SIZE}x{ORIGINAL_IMAGE_SIZE} "
+            "images, and their probes and FID reference are the real test split",
+        )
+    if original["n_classes"] != NUM_CLASSES:
+        raise config_error(
+            "madness.original.n_classes", original["n_classes"], f"{NUM_CLASSES}: the real data's digit classes, which the probes are conditioned on"
+        )
+    if original["n_feat"] % 8:
+        raise config_error("madness.original.n_feat", original["n_feat"], "a multiple of 8 (the ContextUnet's GroupNorm(8))")
+    betas, n_T = original["betas"], original["n_T"]
+    if not betas[0] < betas[1]:
+        raise config_error("madness.original.betas", betas, "an increasing pair [first, last]")
+    timesteps = section["jacobian"]["timesteps"]
+    if any(not 1 <= t <= n_T for t in timesteps):
+        raise config_error(
+            "madness.jacobian.timesteps", timesteps, f"timesteps in 1..original.n_T = {n_T} while original.models_dir is set (the group's steps)"
+        )
+    models = original_models(section)
+    if not models:
+        raise config_error("madness.original.models_dir", original["models_dir"], "a folder holding model_{g}_w{w}.pth files: none found there")
+    for paths in models.values():
+        for path in paths.values():
+            check_checkpoint(path, original["n_feat"], original["n_classes"], n_T, betas)
+    for w, sets in original_sample_sets(section).items():
+        if not sets:
+            raise config_error(
+                "madness.original.data_dir", original["data_dir"], f"a folder holding gen_data_with_w{{g}}_w{w} and gen_index_with_w{{g}}_w{w}: none for w {w}"
+            )
+        for images, labels in sets.values():
+            check_sample_set(images, labels)
 
 
 def check_model(model: dict[str, Any], image_size: int) -> None:

@@ -22,6 +22,7 @@ initial = in_section("initial")
 metrics = in_section("metrics")
 jacobian = in_section("jacobian")
 detection = in_section("detection")
+original = in_section("original")
 
 
 @dataclass
@@ -169,6 +170,35 @@ class DetectSettings(Seed):
     n_bootstrap: int = detection(200)
 
 
+@dataclass
+class OriginalModelSettings:
+    """The group's own checkpoints: their ContextUnet and schedule (``madness.original``)."""
+
+    n_feat: int = original(128)
+    n_classes: int = original(10)
+    n_t: int = original(500, key="original.n_T")
+    betas: tuple[float, float] = original((0.0001, 0.02))
+
+
+@dataclass
+class OriginalJacobianSettings(Seed, OriginalModelSettings, ProbeSettings, JacobianSettings):
+    """``madness_original_jacobian.py``: the module's probe images and spectrum method, on the group's checkpoints."""
+
+
+@dataclass
+class OriginalMetricsSettings(Seed):
+    """``madness_original_metrics.py``: FID and PRDC (``madness.metrics``) of the group's sample sets."""
+
+    min_accuracy: float = feature_extractor(0.95)
+    nearest_k: int = metrics(5)
+    n_bootstrap: int = metrics(50)
+
+
+@dataclass
+class OriginalDetectSettings:
+    """``madness_original_detect.py``: one chain per w has no replicates, so no setting of the departure rule applies."""
+
+
 # Each script step and its settings (tests/test_contract.py checks them against the schema and the scripts).
 STEPS = {
     "madness_prepare_data": PrepareDataSettings,
@@ -180,4 +210,7 @@ STEPS = {
     "madness_metrics": MetricsSettings,
     "madness_jacobian": JacobianSettings,
     "madness_detect": DetectSettings,
+    "madness_original_jacobian": OriginalJacobianSettings,
+    "madness_original_metrics": OriginalMetricsSettings,
+    "madness_original_detect": OriginalDetectSettings,
 }
