@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-from pathlib import Path
 
 from gensynth.cli import add_device_arguments, exit_main
 from gensynth.errors import GensynthError
 from gensynth.io import save_npz
-from gensynth.madness.original_layout import MODEL_FILE
+from gensynth.madness.original_layout import MODEL_FILE, generations_of
 from gensynth.madness.settings import OriginalJacobianSettings
 from gensynth.steps import add_settings_arguments, settings_from_args
 
@@ -41,22 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def generations_of(paths: list[str], given: list[int] | None) -> list[int]:
-    if given is not None:
-        if len(given) != len(paths):
-            raise GensynthError(f"--generations: {len(given)} values for {len(paths)} --models")
-        return given
-    found = [MODEL_FILE.fullmatch(Path(p).name) for p in paths]
-    unnamed = [p for p, m in zip(paths, found) if m is None]
-    if unnamed:
-        raise GensynthError(f"{unnamed[0]}: not named model_{{g}}_w{{w}}.pth; give --generations")
-    return [int(m.group(1)) for m in found]
-
-
 def main(argv=None):
     args = build_parser().parse_args(argv)
     settings = settings_from_args(OriginalJacobianSettings, args)
-    generations = generations_of(args.models, args.generations)
+    generations = generations_of(args.models, args.generations, MODEL_FILE, "--models")
     if settings.k < 1 or settings.num_images < 1 or not settings.betas[0] < settings.betas[1]:
         raise GensynthError(f"--k {settings.k} (>= 1), --num-images {settings.num_images} (>= 1), --betas {list(settings.betas)} (increasing): out of range")
     import numpy as np

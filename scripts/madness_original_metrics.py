@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-from pathlib import Path
 
 from gensynth.cli import exit_main
 from gensynth.errors import GensynthError
 from gensynth.io import save_json
-from gensynth.madness.original_layout import CHANNELS, IMAGE_SIZE, SAMPLE_DATA_FILE
+from gensynth.madness.original_layout import CHANNELS, IMAGE_SIZE, SAMPLE_DATA_FILE, generations_of
 from gensynth.madness.settings import OriginalMetricsSettings
 from gensynth.provenance import Provenance
 from gensynth.seeding import numpy_generator, sha256_seed
@@ -41,23 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def generations_of(paths: list[str], given: list[int] | None) -> list[int]:
-    if given is not None:
-        if len(given) != len(paths):
-            raise GensynthError(f"--generations: {len(given)} values for {len(paths)} --samples")
-        return given
-    found = [SAMPLE_DATA_FILE.fullmatch(Path(p).name) for p in paths]
-    unnamed = [p for p, m in zip(paths, found) if m is None]
-    if unnamed:
-        raise GensynthError(f"{unnamed[0]}: not named gen_data_with_w{{g}}_w{{w}}; give --generations")
-    return [int(m.group(1)) for m in found]
-
-
 def main(argv=None):
     args = build_parser().parse_args(argv)
     if len(args.labels) != len(args.samples):
         raise GensynthError(f"--labels: {len(args.labels)} files for {len(args.samples)} --samples (one each)")
-    generations = generations_of(args.samples, args.generations)
+    generations = generations_of(args.samples, args.generations, SAMPLE_DATA_FILE, "--samples")
     if args.nearest_k < 1 or args.n_bootstrap < 0 or not 0.0 <= args.min_accuracy <= 1.0:
         raise GensynthError(
             f"--nearest-k {args.nearest_k} (>= 1), --n-bootstrap {args.n_bootstrap} (>= 0), --min-accuracy {args.min_accuracy} (in [0, 1]): out of range"

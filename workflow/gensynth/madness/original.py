@@ -22,7 +22,6 @@ import numpy as np
 import torch
 
 from ..errors import GensynthError
-from ..seeding import sha256_seed, torch_generator
 from .context_unet import ContextUnet
 from .data import RealData
 from .original_layout import (
@@ -36,7 +35,7 @@ from .original_layout import (
     schedule_problem,
 )
 from .original_samples import torch_load
-from .probes import probe_image_indices
+from .probes import noised_probes
 
 RESIDUAL_DIVISOR = 1.414  # the group's ResidualConvBlock: (x + conv(x)) / 1.414
 
@@ -87,17 +86,9 @@ def original_probes(real: RealData, num_images: int, timesteps: list[int], n_T: 
     if real.x_test.shape[1:] != (CHANNELS, IMAGE_SIZE, IMAGE_SIZE):
         raise GensynthError(f"real test images of shape {real.x_test.shape[1:]}: the group's models take ({CHANNELS}, {IMAGE_SIZE}, {IMAGE_SIZE})")
     buffers = original_schedule(n_T, betas)
-    images = probe_image_indices(real.y_test, num_images, seed)
-    image_index = np.repeat(images, len(timesteps))  # (P,)
-    t = torch.tensor(list(timesteps) * num_images, dtype=torch.long)  # (P,)
-    x0 = (torch.from_numpy(real.x_test[image_index]) + 1) / 2  # (P, 1, 28, 28): the real data's [-1, 1] back to [0, 1]
-    noise = torch.randn(x0.shape, generator=torch_generator(sha256_seed("madness", seed, "original-probe-noise")))
-    x_t = buffers["sqrtab"][t, None, None, None] * x0 + buffers["sqrtmab"][t, None, None, None] * noise
-    return {
-        "x_t": x_t.numpy().astype(np.float32),
-        "timesteps": t.numpy(),
-        "labels": real.y_test[image_index].astype(np.int64),
-        "image_index": image_index,
-        "x0": x0.numpy(),
-        "noise": noise.numpy(),
-    }
+
+    def in_the_groups_range(x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x0 = (x0 + 1) / 2  # the real data's [-1, 1] back to the group's [0, 1]
+        return x0, buffers["sqrtab"][t, None, None, None] * x0 + buffers["sqrtmab"][t, None, None, None] * noise
+
+    return noised_probes(real, num_images, timesteps, seed, "original-probe-noise", in_the_groups_range)

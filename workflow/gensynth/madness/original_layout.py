@@ -222,3 +222,16 @@ def discover_sample_sets(data_dir: str | Path, w_labels: list[str]) -> dict[str,
             raise GensynthError(f"{data} and {found[owner][g][0]} are both generation {g} at w {owner}")
         found[owner][g] = (data, index)
     return {w: dict(sorted(sets.items())) for w, sets in found.items()}
+
+
+def generations_of(paths: list[str], given: list[int] | None, pattern: re.Pattern, flag: str) -> list[int]:
+    """Each file's generation: ``given`` (``--generations``), else read from the group's file name."""
+    if given is not None:
+        if len(given) != len(paths):
+            raise GensynthError(f"--generations: {len(given)} values for {len(paths)} {flag}")
+        return given
+    found = [pattern.fullmatch(Path(p).name) for p in paths]
+    unnamed = [p for p, m in zip(paths, found) if m is None]
+    if unnamed:
+        raise GensynthError(f"{unnamed[0]}: not named as {pattern.pattern}; give --generations")
+    return [int(m.group(1)) for m in found]

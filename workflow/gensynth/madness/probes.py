@@ -37,12 +37,18 @@ def make_probes(real: RealData, num_images: int, timesteps: list[int], n_T: int,
     if any(not 0 <= t < n_T for t in timesteps):
         raise GensynthError(f"madness.jacobian.timesteps {timesteps}: each must lie in [0, n_T = {n_T})")
     scheduler = make_train_scheduler(n_T, beta_start=beta_start, beta_end=beta_end)
+    return noised_probes(real, num_images, timesteps, seed, "probe-noise", lambda x0, noise, t: (x0, scheduler.add_noise(x0, noise, t)))
+
+
+def noised_probes(real: RealData, num_images: int, timesteps: list[int], seed: int, noise_name: str, noise_images) -> dict[str, np.ndarray]:
+    """The probe set: image-major, one noise draw per probe; ``noise_images(x0, noise, t)`` gives the model's
+    (x0, x_t) from the real images in [-1, 1]."""
     images = probe_image_indices(real.y_test, num_images, seed)
     image_index = np.repeat(images, len(timesteps))  # (P,)
-    t = torch.tensor(timesteps * num_images, dtype=torch.long)  # (P,)
+    t = torch.tensor(list(timesteps) * num_images, dtype=torch.long)  # (P,)
     x0 = torch.from_numpy(real.x_test[image_index])  # (P, C, S, S)
-    noise = torch.randn(x0.shape, generator=torch_generator(sha256_seed("madness", seed, "probe-noise")))  # (P, C, S, S)
-    x_t = scheduler.add_noise(x0, noise, t)  # (P, C, S, S)
+    noise = torch.randn(x0.shape, generator=torch_generator(sha256_seed("madness", seed, noise_name)))  # (P, C, S, S)
+    x0, x_t = noise_images(x0, noise, t)
     return {
         "x_t": x_t.numpy().astype(np.float32),
         "timesteps": t.numpy(),
