@@ -19,7 +19,6 @@ from gensynth.errors import GensynthError
 from gensynth.io import save_figure, save_json
 from gensynth.madness.settings import MetricsSettings
 from gensynth.provenance import Provenance
-from gensynth.seeding import numpy_generator, sha256_seed
 from gensynth.steps import add_settings_arguments
 
 log = logging.getLogger("madness.metrics")
@@ -49,9 +48,9 @@ def main(argv=None):
 
     from gensynth.device import limit_threads
     from gensynth.madness.data import load_images, load_real
-    from gensynth.madness.evaluation import METRICS, metrics_with_bootstrap, tsne_embedding
+    from gensynth.madness.evaluation import METRICS, tsne_embedding
     from gensynth.madness.figures import tsne_panels
-    from gensynth.madness.lenet import checked_extractor, predict
+    from gensynth.madness.lenet import checked_extractor, generated_set_metrics, predict
 
     limit_threads(args.threads)
     provenance = Provenance(vars(args), "cpu")
@@ -63,22 +62,14 @@ def main(argv=None):
         x_fake, y_fake = load_images(path)
         if x_fake.shape[1:] != real.x_test.shape[1:]:
             raise GensynthError(f"{path}: images of shape {x_fake.shape[1:]}, the real data's are {real.x_test.shape[1:]}")
-        fake_features, fake_predicted = predict(extractor, torch.from_numpy(x_fake))  # (M, 84)
-        rng = numpy_generator(sha256_seed("madness", args.seed, "bootstrap"))  # the same resamples in every generation
-        metrics = metrics_with_bootstrap(real_features, fake_features, args.nearest_k, args.n_bootstrap, rng)
+        metrics, fake_features = generated_set_metrics(extractor, real_features, x_fake, y_fake, args.nearest_k, args.n_bootstrap, args.seed)
         panels.append(
             (
                 *tsne_embedding(real_features, fake_features, args.tsne_points, args.tsne_perplexity, args.seed),
                 f"generation {g}: FID {metrics['fid']['value']:.1f}",
             )
         )
-        generations.append(
-            {
-                **metrics,
-                "label_accuracy": float((fake_predicted == y_fake).mean()),  # does the extractor read the conditioned class?
-                "num_generated": len(fake_features),
-            }
-        )
+        generations.append(metrics)
         log.info("%s: %s", path, ", ".join(f"{name} {metrics[name]['value']:.3f}" for name in METRICS))
     save_figure(tsne_panels(panels, args.label), args.out_tsne, dpi=110)
     save_json(

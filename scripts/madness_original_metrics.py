@@ -21,7 +21,6 @@ from gensynth.io import save_json
 from gensynth.madness.original_layout import CHANNELS, IMAGE_SIZE, SAMPLE_DATA_FILE, generations_of
 from gensynth.madness.settings import OriginalMetricsSettings
 from gensynth.provenance import Provenance
-from gensynth.seeding import numpy_generator, sha256_seed
 from gensynth.steps import add_settings_arguments
 
 log = logging.getLogger("madness.original_metrics")
@@ -53,8 +52,8 @@ def main(argv=None):
 
     from gensynth.device import limit_threads
     from gensynth.madness.data import load_real
-    from gensynth.madness.evaluation import METRICS, metrics_with_bootstrap
-    from gensynth.madness.lenet import checked_extractor, predict
+    from gensynth.madness.evaluation import METRICS
+    from gensynth.madness.lenet import checked_extractor, generated_set_metrics, predict
     from gensynth.madness.original_samples import load_sample_set
 
     limit_threads(args.threads)
@@ -72,18 +71,8 @@ def main(argv=None):
         x_fake, y_fake, clipped = load_sample_set(images_path, labels_path)
         if len(x_fake) <= args.nearest_k:
             raise GensynthError(f"{images_path}: {len(x_fake)} images; PRDC needs more than --nearest-k {args.nearest_k}")
-        fake_features, fake_predicted = predict(extractor, torch.from_numpy(x_fake))  # (M, 84)
-        rng = numpy_generator(sha256_seed("madness", args.seed, "bootstrap"))  # the same resamples in every generation
-        metrics = metrics_with_bootstrap(real_features, fake_features, args.nearest_k, args.n_bootstrap, rng)
-        records.append(
-            {
-                "generation": g,
-                **metrics,
-                "label_accuracy": float((fake_predicted == y_fake).mean()),  # does the extractor read the conditioned class?
-                "num_generated": len(fake_features),
-                "clipped_fraction": clipped,  # pixels outside [0, 1] before clipping
-            }
-        )
+        metrics, _ = generated_set_metrics(extractor, real_features, x_fake, y_fake, args.nearest_k, args.n_bootstrap, args.seed)
+        records.append({"generation": g, **metrics, "clipped_fraction": clipped})  # clipped: pixels outside [0, 1] before clipping
         log.info("generation %d (%s): %s", g, images_path, ", ".join(f"{name} {metrics[name]['value']:.3f}" for name in METRICS))
     save_json(
         args.out,

@@ -21,7 +21,8 @@ import torch.nn.functional as F
 from ..errors import GensynthError
 from ..io import load_checkpoint, save_checkpoint
 from ..progress import progress
-from ..seeding import torch_generator
+from ..seeding import numpy_generator, sha256_seed, torch_generator
+from .evaluation import metrics_with_bootstrap
 from .settings import LeNetTrainConfig
 
 CHECKPOINT_FORMAT = "gensynth.madness.lenet/1"
@@ -94,6 +95,21 @@ def predict(model: LeNet, x: torch.Tensor, batch_size: int = 1024) -> tuple[np.n
         features.append(f.double().numpy())
         labels.append(model.fc3(F.relu(f)).argmax(1).numpy())
     return np.concatenate(features), np.concatenate(labels)
+
+
+def generated_set_metrics(
+    model: LeNet, real_features: np.ndarray, x_fake: np.ndarray, y_fake: np.ndarray, nearest_k: int, n_bootstrap: int, seed: int
+) -> tuple[dict[str, Any], np.ndarray]:
+    """One generated set's FID/PRDC with bootstrap spreads against the real features, its label accuracy and
+    size; and its features. Every set draws the same bootstrap resamples."""
+    fake_features, fake_predicted = predict(model, torch.from_numpy(x_fake))  # (M, feature_dim)
+    rng = numpy_generator(sha256_seed("madness", seed, "bootstrap"))
+    record = {
+        **metrics_with_bootstrap(real_features, fake_features, nearest_k, n_bootstrap, rng),
+        "label_accuracy": float((fake_predicted == y_fake).mean()),  # does the extractor read the conditioned class?
+        "num_generated": len(fake_features),
+    }
+    return record, fake_features
 
 
 def accuracy(model: LeNet, x: torch.Tensor, y: torch.Tensor) -> float:
