@@ -1,8 +1,8 @@
-"""Figures of one scenario and w: FID/PRDC curves over its replicates, and the Jacobian spectra across generations.
+"""Figures of one scenario and w: FID/PRDC curves over its chains, and the Jacobian spectra across generations.
 
-Example (one metrics JSON and one Jacobian NPZ per replicate chain):
-    python scripts/madness_figures.py --scenario fresh --metrics results/madness/fresh/w0/rep{0,1,2}/metrics_w0.json \
-        --jacobians results/madness/fresh/w0/rep{0,1,2}/jacobian_w0.npz --label "fresh, w=0" \
+Example (one metrics JSON and one Jacobian NPZ per chain, unit-major):
+    python scripts/madness_figures.py --scenario fresh --metrics results/madness/fresh/w0/unit{0,1,2}/rep{0,1}/metrics_w0.json \
+        --jacobians results/madness/fresh/w0/unit{0,1,2}/rep{0,1}/jacobian_w0.npz --label "fresh, w=0" \
         --out-curves results/madness/figures/fresh_w0_metrics.png --out-spectra results/madness/figures/fresh_w0_spectra.png
 """
 
@@ -36,8 +36,8 @@ def main(argv=None):
         raise GensynthError(f"--scenario given {len(groups)} times: the figures are of one scenario")
     metrics, jacobians = next(iter(groups.values()))
     save_figure(metric_curves(load_metrics(metrics), args.label), args.out_curves, dpi=120)
-    _, chains, timesteps = load_chains(jacobians, ())  # eigenvalues [replicate][generation] (P, K)
-    eigenvalues = [np.concatenate([chain[g] for chain in chains]) for g in range(len(chains[0]))]  # the probes of every replicate
+    _, chains, timesteps = load_chains(jacobians, ())  # eigenvalues [chain][generation] (P, K)
+    eigenvalues = [np.concatenate([chain[g] for chain in chains]) for g in range(len(chains[0]))]  # the probes of every chain
     timesteps = np.tile(timesteps, len(chains))
     save_figure(jacobian_spectra(eigenvalues, timesteps, args.label), args.out_spectra, dpi=120)
 

@@ -1,10 +1,10 @@
-"""One replicate chain's Jacobian spectra: eigenvalues of J^T J, J = d eps_theta(x_t, t, y) / d x_t, at every probe,
+"""One chain's Jacobian spectra: eigenvalues of J^T J, J = d eps_theta(x_t, t, y) / d x_t, at every probe,
 for the model of every generation (one job per chain: the models load in one process).
 
 Saves all eigenvalues (exact) or the top k (lanczos) per generation and probe, and each probe's summary
 statistics (trace, top, participation ratio, effective rank, spectral entropy). Example:
-    python scripts/madness_jacobian.py --models results/madness/fresh/w0/rep0/model_{0,1,2,3,4}_w0.ckpt \
-        --probes results/madness/probes/probes.npz --out results/madness/fresh/w0/rep0/jacobian_w0.npz
+    python scripts/madness_jacobian.py --models results/madness/fresh/w0/unit0/rep0/model_{0,1,2,3,4}_w0.ckpt \
+        --probes results/madness/probes/unit0.npz --out results/madness/fresh/w0/unit0/rep0/jacobian_w0.npz
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ log = logging.getLogger("madness.jacobian")
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", required=True, help="the chain's checkpoints, generations 0, 1, ... (their EMA weights sampled)")
-    parser.add_argument("--probes", required=True, help="probe NPZ (madness_make_probes.py)")
+    parser.add_argument("--probes", required=True, help="the chain's unit's probe NPZ (madness_make_probes.py)")
     add_settings_arguments(parser, JacobianSettings, "madness")
     add_device_arguments(parser)
     parser.add_argument("--out", required=True, help="NPZ: eigenvalues (G, P, K) and one (G, P) array per statistic; timesteps, labels, image_index (P,)")

@@ -1,7 +1,8 @@
-"""The Jacobian probe set: real test images noised at fixed timesteps with fixed noise, made once per run.
+"""One unit's Jacobian probe set: real test images noised at fixed timesteps with fixed noise, made once per unit
+(the unit in the seeds of the images' choice and of the noise).
 
-Example: python scripts/madness_make_probes.py --data results/madness/data/real.npz --num-images 6 \
-    --timesteps 50 250 --out results/madness/probes/probes.npz
+Example: python scripts/madness_make_probes.py --data results/madness/data/real.npz --unit 0 --num-images 6 \
+    --timesteps 50 250 --out results/madness/probes/unit0.npz
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ log = logging.getLogger("madness.make_probes")
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="real-data NPZ")
+    parser.add_argument("--unit", type=int, default=0, help="which independent initial model the probes are of (their seeds)")
     add_settings_arguments(parser, MakeProbesSettings, "madness")
     parser.add_argument("--out", required=True, help="NPZ: x_t, timesteps, labels, image_index, x0, noise")
     return parser
@@ -28,14 +30,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    if args.num_images < 1:
-        raise GensynthError(f"--num-images {args.num_images}: expected >= 1")
+    if args.num_images < 1 or args.unit < 0:
+        raise GensynthError(f"--num-images {args.num_images} (>= 1) and --unit {args.unit} (>= 0): out of range")
     from gensynth.madness.data import load_real
     from gensynth.madness.probes import make_probes
 
-    probes = make_probes(load_real(args.data), args.num_images, args.timesteps, args.n_t, args.beta_start, args.beta_end, args.seed)
+    probes = make_probes(load_real(args.data), args.num_images, args.timesteps, args.n_t, args.beta_start, args.beta_end, args.seed, args.unit)
     save_npz(args.out, probes)
-    log.info("%d probes (%d images x timesteps %s)", len(probes["timesteps"]), args.num_images, args.timesteps)
+    log.info("unit %d: %d probes (%d images x timesteps %s)", args.unit, len(probes["timesteps"]), args.num_images, args.timesteps)
 
 
 if __name__ == "__main__":

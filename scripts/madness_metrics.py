@@ -1,12 +1,12 @@
-"""One replicate chain's sample metrics: per generation, FID and PRDC (with bootstrap spreads) on LeNet
+"""One chain's sample metrics: per generation, FID and PRDC (with bootstrap spreads) on LeNet
 features, and one t-SNE figure with a panel per generation (one job per chain: the libraries load once).
 
 The real test split is the reference. The feature extractor is refused when its accuracy on
 that split is below --min-accuracy. Example:
     python scripts/madness_metrics.py --real results/madness/data/real.npz \
         --lenet results/madness/feature_extractor/lenet.ckpt \
-        --samples results/madness/fresh/w0/rep0/eval_{0,1,2,3,4}_w0.npz --label "fresh, replicate 0, w=0" \
-        --out results/madness/fresh/w0/rep0/metrics_w0.json --out-tsne results/madness/fresh/w0/rep0/tsne_w0.png
+        --samples results/madness/fresh/w0/unit0/rep0/eval_{0,1,2,3,4}_w0.npz --label "fresh, unit 0, replicate 0, w=0" \
+        --out results/madness/fresh/w0/unit0/rep0/metrics_w0.json --out-tsne results/madness/fresh/w0/unit0/rep0/tsne_w0.png
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--real", required=True, help="real-data NPZ (its test split is the reference)")
     parser.add_argument("--lenet", required=True, help="feature-extractor checkpoint")
     parser.add_argument("--samples", nargs="+", required=True, help="the chain's generated images NPZ (x, y), generations 0, 1, ...")
-    parser.add_argument("--label", default="", help="figure title, e.g. 'fresh, replicate 0, w=0'")
+    parser.add_argument("--label", default="", help="figure title, e.g. 'fresh, unit 0, replicate 0, w=0'")
     add_settings_arguments(parser, MetricsSettings, "madness")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", required=True, help="JSON: per generation each metric's value and bootstrap std")

@@ -33,8 +33,8 @@ CANNOT_SUPPORT = (
     "a departure test: one chain per w has no training-seed replicates, so the noise of retraining (the spread of a "
     "generation's value over seeds) is not measured, and no change from the first generation can be told from it; no "
     "generation is declared a departure and no p-value is given. The bootstrap spread covers the sample set only, not "
-    "retraining, so a change beyond it is no evidence of a departure either. The module's loops (madness.detection.replicates) "
-    "measure that noise and test"
+    "retraining, so a change beyond it is no evidence of a departure either. The module's loops measure that noise over "
+    "independent initial models (madness.detection.initial_models) and test against a matched real-data control"
 )
 
 

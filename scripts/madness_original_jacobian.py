@@ -3,7 +3,7 @@ for every generation of one w, on probes made as the group's models take them.
 
 Each checkpoint (``model_{g}_w{w}.pth``, ``torch.save(ddpm.state_dict())``) loads with ``weights_only=True``
 into gensynth's ContextUnet with the group's conventions (gensynth.madness.original). The probes are the
-module's probe images (the same seeded choice from the real test split), back in [0, 1] and noised with
+module's probe images of unit 0 (the same seeded choice from the real test split), back in [0, 1] and noised with
 the group's schedule, ``x_t = sqrtab[t] x0 + sqrtmab[t] eps``; they are saved as fed to the models.
 Example:
     python scripts/madness_original_jacobian.py --models originals/model_{0,1,2}_w0.0.pth --generations 0 1 2 \\

@@ -155,10 +155,13 @@ def test_a_full_scale_run_never_takes_the_default_runs_results_as_sources(projec
         # madness: image size 10 and a probe timestep beyond n_T (the first error is reported)
         ("madness:\n  data: {image_size: 10}\n  jacobian: {timesteps: [50, 900]}\n", "config key 'madness.data.image_size' = 10: expected a multiple of 4"),
         ("madness:\n  jacobian: {timesteps: [50, 900]}\n", "config key 'madness.jacobian.timesteps' = [50, 900]: expected timesteps below model.n_T = 500"),
-        ("madness:\n  scenarios:\n    fresh: {n_real: 400}\n", "config key 'madness.scenarios.fresh.n_real' = 400: expected at most 314"),
         (
-            "madness:\n  scenarios:\n    full_synthetic: {N_initial: 101}\n",
-            "config key 'madness.scenarios.full_synthetic.N_initial' = 101: expected at most initial.N_with_w = 100",
+            "madness:\n  scenarios:\n    run: [fresh]\n    fresh: {n_real: 400}\n",
+            "config key 'madness.scenarios.fresh.n_real' = 400: expected at most 314",
+        ),
+        (
+            "madness:\n  scenarios:\n    full_synthetic: {N_next: 101}\n",
+            "config key 'madness.scenarios.full_synthetic.N_next' = 101: expected at most initial.N_with_w = 100",
         ),
     ],
 )

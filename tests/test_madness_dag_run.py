@@ -1,4 +1,4 @@
-"""madness in the DAG run (tests/configs/dag.yaml): every generation's files, the detection's report, reruns.
+"""madness in the DAG run (tests/configs/dag.yaml): every chain's files, the collapse test's report, reruns.
 The models are far too small for their numbers to mean anything: these tests pin the files and the rules."""
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ from gensynth.madness.evaluation import METRICS
 CONFIG = dag_config()["madness"]
 SCENARIOS = CONFIG["scenarios"]["run"]
 W = "0"
+UNITS = range(CONFIG["detection"]["initial_models"])
 REPLICATES = range(CONFIG["detection"]["replicates"])
+CHAINS = [(u, r) for u in UNITS for r in REPLICATES]  # unit-major, as the multi-chain scripts take them
 
 
 @pytest.fixture(scope="module")
@@ -31,13 +33,14 @@ def results(dag_run) -> Path:
 def test_dag_every_generation_has_its_metrics_spectrum_and_tsne(results):
     lenet = load_json(results / "feature_extractor" / "lenet.json")
     assert lenet["test_accuracy"] >= CONFIG["feature_extractor"]["min_accuracy"]
-    probes = load_npz(results / "probes" / "probes.npz")
+    probes = {u: load_npz(results / "probes" / f"unit{u}.npz") for u in UNITS}
+    assert not np.array_equal(probes[0]["image_index"], probes[1]["image_index"])  # each unit its own probe draw
     count = CONFIG["jacobian"]["num_images"] * len(CONFIG["jacobian"]["timesteps"])
     dim = CONFIG["data"]["image_size"] ** 2
+    generations = CONFIG["scenarios"]["full_synthetic"]["generations"]  # matched_real runs full_synthetic's loop
     for scenario in SCENARIOS:
-        generations = CONFIG["scenarios"][scenario]["generations"]
-        for r in REPLICATES:
-            loop = results / scenario / f"w{W}" / f"rep{r}"
+        for u, r in CHAINS:
+            loop = results / scenario / f"w{W}" / f"unit{u}" / f"rep{r}"
             chain = load_json(loop / f"metrics_w{W}.json")
             assert chain["nearest_k"] == CONFIG["metrics"]["nearest_k"] and len(chain["generations"]) == generations
             assert chain["extractor_test_accuracy"] == pytest.approx(lenet["test_accuracy"])
@@ -45,41 +48,45 @@ def test_dag_every_generation_has_its_metrics_spectrum_and_tsne(results):
                 assert metrics["num_generated"] == CONFIG["N_eval"] and all(metrics[name]["bootstrap_std"] > 0 for name in METRICS)
             spectrum = load_npz(loop / f"jacobian_w{W}.npz")
             assert spectrum["eigenvalues"].shape == (generations, count, dim)  # exact at this size: every eigenvalue
-            assert np.array_equal(spectrum["timesteps"], probes["timesteps"])
+            assert np.array_equal(spectrum["image_index"], probes[u]["image_index"])  # its own unit's probes
             assert (loop / f"tsne_w{W}.png").read_bytes()[:4] == b"\x89PNG"
-        detection = load_json(results / scenario / f"w{W}" / f"detection_w{W}.json")
-        timesteps = CONFIG["jacobian"]["timesteps"]
-        assert set(METRICS) | {f"effective_rank@t={timesteps[0]}", f"trace@t={timesteps[-1]}"} <= set(detection["signals"])
-        assert not any(name.startswith("spectral_entropy") for name in detection["signals"])  # exp of effective rank: dropped
-        assert "Holm" in detection["rule"] and detection["alpha"] == CONFIG["detection"]["alpha"]
-        assert detection["replicates"] == len(REPLICATES) and set(detection["error_rates"]["controls"]) == {"fresh", "augmented_synthetic"} & set(SCENARIOS)
-        for figure in ("signals", "metrics", "spectra"):
+            assert load_json(loop / f"generation_0_w{W}.json")["unit"] == u
+        for figure in ("metrics", "spectra"):
             assert (results / "figures" / f"{scenario}_w{W}_{figure}.png").stat().st_size > 10_000
-    assert (results / "figures" / f"error_rates_w{W}.png").stat().st_size > 10_000
+    detection = load_json(results / "full_synthetic" / f"w{W}" / f"detection_w{W}.json")
+    timesteps = CONFIG["jacobian"]["timesteps"]
+    assert set(METRICS) | {f"effective_rank@t={timesteps[0]}", f"trace@t={timesteps[-1]}"} <= set(detection["signals"])
+    assert not any(name.startswith("spectral_entropy") for name in detection["signals"])  # exp of effective rank: dropped
+    assert len(detection["provenance"]["inputs"]) == 2 * 2 * len(CHAINS)  # metrics and spectra of both scenarios' chains
+    for figure in (f"full_synthetic_w{W}_signals.png", f"error_rates_w{W}.png"):
+        assert (results / "figures" / figure).stat().st_size > 10_000
     table = pd.read_csv(results / f"summary_w{W}.csv")
     assert sorted(table["scenario"].unique()) == sorted(SCENARIOS)
-    assert len(table) == len(REPLICATES) * sum(CONFIG["scenarios"][s]["generations"] for s in SCENARIOS)
+    assert len(table) == len(SCENARIOS) * len(CHAINS) * generations
+    assert sorted(set(zip(table["unit"], table["replicate"]))) == CHAINS
 
 
 @pytest.mark.dag
-def test_dag_fresh_never_reuses_a_real_image(results):
-    used = [
-        load_json(results / "fresh" / f"w{W}" / "rep0" / f"generation_{g}_w{W}.json")["real_indices"]
-        for g in range(CONFIG["scenarios"]["fresh"]["generations"])
-    ]
-    assert all(len(block) == CONFIG["scenarios"]["fresh"]["n_real"] for block in used)
-    assert len(set().union(*map(set, used))) == sum(map(len, used))
+def test_dag_matched_real_trains_on_new_real_images_of_its_unit(results):
+    full = CONFIG["scenarios"]["full_synthetic"]
+    used = {}
+    for u, r in CHAINS:
+        infos = [load_json(results / "matched_real" / f"w{W}" / f"unit{u}" / f"rep{r}" / f"generation_{g}_w{W}.json") for g in range(full["generations"])]
+        assert all(info["n_synthetic"] == 0 and len(info["real_indices"]) == full["N_next"] for info in infos)
+        used[u] = [set(info["real_indices"]) for info in infos]
+        assert len(set().union(*used[u])) == full["N_next"] * full["generations"]  # never reused along the chain
+    assert used[0] != used[1]  # each unit its own draws
 
 
 @pytest.mark.dag
-def test_dag_changed_scenario_reruns_only_its_own_jobs(dag_run, tmp_path):
+def test_dag_a_changed_full_synthetic_reruns_its_loop_and_its_matched_control_only(dag_run, tmp_path):
     same = ("--configfile", DAG_CONFIG)  # unchanged, nothing to do (test_dag_a_second_run_has_nothing_to_do)
-    fresh = CONFIG["scenarios"]["fresh"]
-    (tmp_path / "fresh.yaml").write_text(yaml.safe_dump({"madness": {"scenarios": {"fresh": {**fresh, "n_epoch": fresh["n_epoch"] + 1}}}}))
-    output = snakemake(dag_run, "-n", *same, str(tmp_path / "fresh.yaml"), "--config", "modules=[madness]").stdout
-    assert "scenario=fresh" in output
-    assert "scenario=full_synthetic" not in output and "scenario=augmented_synthetic" not in output
-    assert "madness_train_initial" not in output
+    full = CONFIG["scenarios"]["full_synthetic"]
+    (tmp_path / "full.yaml").write_text(yaml.safe_dump({"madness": {"scenarios": {"full_synthetic": {**full, "n_epoch": full["n_epoch"] + 1}}}}))
+    output = snakemake(dag_run, "-n", *same, str(tmp_path / "full.yaml"), "--config", "modules=[madness]").stdout
+    assert "scenario=full_synthetic" in output and "scenario=matched_real" in output  # matched_real runs full_synthetic's loop
+    for upstream in ("madness_train_initial", "madness_sample_initial", "madness_make_probes", "madness_train_lenet"):
+        assert upstream not in output, upstream
 
 
 # what Snakemake sets for a job of one thread: the BLAS and OpenMP pools' sizes, which fix their summation order
@@ -106,7 +113,7 @@ def rerun_elsewhere(argv: list[str], workdir: Path, out_dir: Path) -> dict[Path,
 def test_dag_a_generation_and_its_chains_metrics_rerun_to_the_same_numbers(dag_run, results, tmp_path):
     """The same config gives the same numbers: one generation trained again, and its chain's metrics computed
     again, from the commands the DAG ran, give the DAG's files byte for byte (the metrics JSON but its provenance)."""
-    loop = results / "full_synthetic" / f"w{W}" / "rep0"
+    loop = results / "full_synthetic" / f"w{W}" / "unit1" / "rep0"
     generation = rerun_elsewhere(load_json(loop / f"generation_1_w{W}.json")["provenance"]["argv"], dag_run, tmp_path / "generation")
     for original, again in generation.items():
         if original.suffix in (".ckpt", ".npz"):

@@ -28,6 +28,7 @@ from gensynth.madness.lenet import LeNetConfig, build_lenet, save_lenet
 from gensynth.madness.original import build_original_unet, load_original
 from gensynth.madness.original_layout import NETWORK_PREFIX, check_checkpoint, check_sample_set, checkpoint_shapes, gensynth_name
 from gensynth.madness.original_samples import load_sample_set
+from gensynth.madness.probes import probe_image_indices
 
 N_FEAT, N_CLASSES, N_T, BETAS = 8, 10, 300, (1e-4, 0.02)
 W = "0.0"  # the group's file names spell w as Python prints a float
@@ -235,6 +236,7 @@ def test_the_spectra_are_those_of_an_independent_jacobian_of_the_groups_model_at
     found, real = measured["jacobian"], measured["real"]
     assert found["eigenvalues"].shape == (2, 2, 784) and found["generations"].tolist() == [0, 1]
     assert found["timesteps"].tolist() == [50, 200] and found["labels"].tolist() == real.y_test[found["image_index"]].tolist()
+    assert found["image_index"].tolist() == np.repeat(probe_image_indices(real.y_test, 1, seed=4, unit=0), 2).tolist()  # unit 0's probe images
     x0 = (torch.from_numpy(real.x_test[found["image_index"]]) + 1) / 2  # [0, 1], as the group's ToTensor gives
     np.testing.assert_allclose(found["x0"], x0.numpy(), rtol=0, atol=1e-7)
     buffers = originals["models"][0]

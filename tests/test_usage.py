@@ -74,7 +74,7 @@ def commands(output: str) -> list[str]:
 
 
 def test_nested_config_overrides_give_the_same_dag_as_a_config_file(project):
-    target = ["-n", "-p", "--forceall", "results/replicas/replica_000.npz", "results/madness/probes/probes.npz"]
+    target = ["-n", "-p", "--forceall", "results/replicas/replica_000.npz", "results/madness/probes/unit0.npz"]
     (project / "override.yaml").write_text("replicas:\n  sample: {num_inference_steps: 10, use_ema: false}\nmadness:\n  jacobian: {timesteps: [20, 300]}\n")
     from_file = snakemake(project, *target, "--configfile", "config/config.yaml", "override.yaml").stdout
     from_flag = snakemake(
@@ -150,9 +150,9 @@ def test_dag_provenance_names_the_rule_the_config_section_and_the_artifacts_own_
     assert re.fullmatch(r"[0-9a-f]{64}", provenance["config"]["sha256"])
     assert provenance["outputs"]["npz"]["sha256"] == sha256_file(dag_run / "results/replicas/replica_000.npz")
     assert provenance["arguments"]["replica_id"] == 0 and provenance["device"]["name"] == "cpu"
-    generation = json.loads((dag_run / "results/madness/fresh/w0/rep0/generation_1_w0.json").read_text())["provenance"]
-    assert generation["job"]["wildcards"] == {"scenario": "fresh", "w": "0", "rep": "0", "g": "1"}
-    assert generation["outputs"]["model"]["sha256"] == sha256_file(dag_run / "results/madness/fresh/w0/rep0/model_1_w0.ckpt")
+    generation = json.loads((dag_run / "results/madness/matched_real/w0/unit1/rep0/generation_1_w0.json").read_text())["provenance"]
+    assert generation["job"]["wildcards"] == {"scenario": "matched_real", "w": "0", "unit": "1", "rep": "0", "g": "1"}
+    assert generation["outputs"]["model"]["sha256"] == sha256_file(dag_run / "results/madness/matched_real/w0/unit1/rep0/model_1_w0.ckpt")
 
 
 @pytest.mark.dag

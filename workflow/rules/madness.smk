@@ -1,5 +1,6 @@
-# madness: real data -> LeNet features, model_initial -> generations g = 0, 1, ... per scenario and w,
-# each a file that the next one reads -> per-generation metrics and Jacobian spectra -> detection, figures.
+# madness: real data -> LeNet features; per unit (an independent initial model): model_initial, its initial sets
+# and probes -> generations g = 0, 1, ... per scenario, w and replicate, each a file that the next one reads ->
+# per-chain metrics and Jacobian spectra -> the collapse test (full_synthetic against matched_real), figures.
 # The loops are the DAG's longest chains: their training and sampling rules have priority 1, so they start
 # first and other jobs fill the cores around them.
 from gensynth.madness import dag as madness_dag
@@ -72,9 +73,11 @@ rule madness_make_probes:
     output:
         probes=madness_dag.PROBES,
     log:
-        "logs/madness/madness_make_probes.log",
+        "logs/madness/madness_make_probes/unit{unit}.log",
     benchmark:
-        "benchmarks/madness/madness_make_probes.tsv"
+        "benchmarks/madness/madness_make_probes/unit{unit}.tsv"
+    wildcard_constraints:
+        unit=madness_dag.unit_pattern(MADNESS),
     conda:
         CPU_ENV
     resources:
@@ -82,7 +85,7 @@ rule madness_make_probes:
     params:
         flags=rule_flags(MADNESS, madness_settings.MakeProbesSettings),
     shell:
-        run_script("scripts/madness_make_probes.py --data {input.data:q} {params.flags} --out {output.probes:q} > {log:q} 2>&1")
+        run_script("scripts/madness_make_probes.py --data {input.data:q} --unit {wildcards.unit} {params.flags} --out {output.probes:q} > {log:q} 2>&1")
 
 
 rule madness_train_initial:
@@ -92,9 +95,11 @@ rule madness_train_initial:
         ckpt=madness_dag.INITIAL["ckpt"],
         info=madness_dag.INITIAL["info"],
     log:
-        "logs/madness/madness_train_initial.log",
+        "logs/madness/madness_train_initial/unit{unit}.log",
     benchmark:
-        "benchmarks/madness/madness_train_initial.tsv"
+        "benchmarks/madness/madness_train_initial/unit{unit}.tsv"
+    wildcard_constraints:
+        unit=madness_dag.unit_pattern(MADNESS),
     priority: 1
     conda:
         GPU_ENV
@@ -108,7 +113,7 @@ rule madness_train_initial:
         device=DEVICE,
     shell:
         run_script(
-            "scripts/madness_train_initial.py --data {input.data:q} {params.flags} "
+            "scripts/madness_train_initial.py --data {input.data:q} --unit {wildcards.unit} {params.flags} "
             "--threads {threads} --device {params.device:q} --out {output.ckpt:q} --out-info {output.info:q} > {log:q} 2>&1"
         )
 
@@ -120,9 +125,11 @@ rule madness_sample_initial:
         data=madness_dag.INITIAL_DATA["npz"],
         info=madness_dag.INITIAL_DATA["info"],
     log:
-        "logs/madness/madness_sample_initial/w{w}.log",
+        "logs/madness/madness_sample_initial/unit{unit}_w{w}.log",
     benchmark:
-        "benchmarks/madness/madness_sample_initial/w{w}.tsv"
+        "benchmarks/madness/madness_sample_initial/unit{unit}_w{w}.tsv"
+    wildcard_constraints:
+        unit=madness_dag.unit_pattern(MADNESS),
     priority: 1
     conda:
         GPU_ENV
@@ -135,14 +142,14 @@ rule madness_sample_initial:
         device=DEVICE,
     shell:
         run_script(
-            "scripts/madness_sample.py --model {input.model:q} --w {wildcards.w} --tag initial {params.flags} "
+            "scripts/madness_sample.py --model {input.model:q} --unit {wildcards.unit} --w {wildcards.w} --tag initial {params.flags} "
             "--threads {threads} --device {params.device:q} --out {output.data:q} --out-info {output.info:q} > {log:q} 2>&1"
         )
 
 
 rule madness_generation:
     input:
-        unpack(lambda wildcards: madness_dag.previous_generation(wildcards.scenario, wildcards.w, wildcards.rep, wildcards.g)),
+        unpack(madness_dag.previous_generation),
         real=madness_dag.DATA["npz"],
     output:
         ckpt=madness_dag.GENERATION["ckpt"],
@@ -150,11 +157,12 @@ rule madness_generation:
         eval=madness_dag.GENERATION["eval"],
         info=madness_dag.GENERATION["info"],
     log:
-        "logs/madness/madness_generation/{scenario}_w{w}_rep{rep}_g{g}.log",
+        "logs/madness/madness_generation/{scenario}_w{w}_unit{unit}_rep{rep}_g{g}.log",
     benchmark:
-        "benchmarks/madness/madness_generation/{scenario}_w{w}_rep{rep}_g{g}.tsv"
+        "benchmarks/madness/madness_generation/{scenario}_w{w}_unit{unit}_rep{rep}_g{g}.tsv"
     wildcard_constraints:
         scenario=madness_dag.SCENARIO_PATTERN,
+        unit=madness_dag.unit_pattern(MADNESS),
         rep=madness_dag.replicate_pattern(MADNESS),
         g=madness_dag.GENERATION_PATTERN,
     priority: 1
@@ -165,13 +173,14 @@ rule madness_generation:
         **rule_resources(MADNESS, "madness_generation"),
         gpu=1,
     params:
-        scenario_flags=lambda wildcards: madness_dag.generation_flags(MADNESS, wildcards.scenario, wildcards.g),
+        previous=madness_dag.previous_flags,
+        scenario_flags=madness_dag.generation_flags(MADNESS),
         flags=rule_flags(MADNESS, madness_settings.GenerationSettings),
         device=DEVICE,
     shell:
         run_script(
             "scripts/madness_generation.py --scenario {wildcards.scenario} --generation {wildcards.g} --w {wildcards.w} "
-            "--replicate {wildcards.rep} --real {input.real:q} --synthetic {input.synthetic:q} --prev-model {input.prev_model:q} "
+            "--unit {wildcards.unit} --replicate {wildcards.rep} --real {input.real:q} {params.previous} "
             "{params.scenario_flags} {params.flags} --threads {threads} --device {params.device:q} "
             "--out-model {output.ckpt:q} --out-next {output.next:q} --out-eval {output.eval:q} "
             "--out-info {output.info:q} > {log:q} 2>&1"
@@ -190,14 +199,15 @@ rule madness_metrics:
             caption="../report/madness_tsne.rst",
             category="madness",
             subcategory="t-SNE per generation",
-            labels={"scenario": "{scenario}", "w": "{w}", "replicate": "{rep}"},
+            labels={"scenario": "{scenario}", "w": "{w}", "unit": "{unit}", "replicate": "{rep}"},
         ),
     log:
-        "logs/madness/madness_metrics/{scenario}_w{w}_rep{rep}.log",
+        "logs/madness/madness_metrics/{scenario}_w{w}_unit{unit}_rep{rep}.log",
     benchmark:
-        "benchmarks/madness/madness_metrics/{scenario}_w{w}_rep{rep}.tsv"
+        "benchmarks/madness/madness_metrics/{scenario}_w{w}_unit{unit}_rep{rep}.tsv"
     wildcard_constraints:
         scenario=madness_dag.SCENARIO_PATTERN,
+        unit=madness_dag.unit_pattern(MADNESS),
         rep=madness_dag.replicate_pattern(MADNESS),
     conda:
         CPU_ENV
@@ -205,7 +215,7 @@ rule madness_metrics:
     resources:
         **rule_resources(MADNESS, "madness_metrics"),
     params:
-        label="{scenario}, replicate {rep}, w={w}",
+        label="{scenario}, unit {unit}, replicate {rep}, w={w}",
         flags=rule_flags(MADNESS, madness_settings.MetricsSettings),
     shell:
         run_script(
@@ -222,11 +232,12 @@ rule madness_jacobian:
     output:
         npz=madness_dag.JACOBIAN,
     log:
-        "logs/madness/madness_jacobian/{scenario}_w{w}_rep{rep}.log",
+        "logs/madness/madness_jacobian/{scenario}_w{w}_unit{unit}_rep{rep}.log",
     benchmark:
-        "benchmarks/madness/madness_jacobian/{scenario}_w{w}_rep{rep}.tsv"
+        "benchmarks/madness/madness_jacobian/{scenario}_w{w}_unit{unit}_rep{rep}.tsv"
     wildcard_constraints:
         scenario=madness_dag.SCENARIO_PATTERN,
+        unit=madness_dag.unit_pattern(MADNESS),
         rep=madness_dag.replicate_pattern(MADNESS),
     conda:
         GPU_ENV
@@ -246,16 +257,16 @@ rule madness_jacobian:
 
 rule madness_detect:
     input:
-        metrics=madness_dag.every_scenario(MADNESS, madness_dag.METRICS["json"]),
-        jacobians=madness_dag.every_scenario(MADNESS, madness_dag.JACOBIAN),
+        metrics=madness_dag.every_chain(MADNESS, madness_dag.METRICS["json"], madness_dag.DETECTION_SCENARIOS),
+        jacobians=madness_dag.every_chain(MADNESS, madness_dag.JACOBIAN, madness_dag.DETECTION_SCENARIOS),
     output:
-        json=madness_dag.run_outputs(MADNESS, madness_dag.DETECTION["json"]),
-        figures=report(
-            madness_dag.run_outputs(MADNESS, madness_dag.DETECTION["figure"]),
+        json=madness_dag.DETECTION["json"],
+        figure=report(
+            madness_dag.DETECTION["figure"],
             caption="../report/madness_signals.rst",
             category="madness",
             subcategory="detection",
-            labels={"figure": "signals per scenario", "w": "{w}"},
+            labels={"figure": "signals, full_synthetic against matched_real", "w": "{w}"},
         ),
         error_rates=report(
             madness_dag.ERROR_RATES,
@@ -273,20 +284,20 @@ rule madness_detect:
     resources:
         **rule_resources(MADNESS, "madness_detect"),
     params:
-        scenarios=lambda wildcards: madness_dag.scenario_flags(MADNESS, wildcards.w, jacobians=True),
+        scenarios=madness_dag.scenario_flags(MADNESS, madness_dag.DETECTION_SCENARIOS, jacobians=True),
         flags=rule_flags(MADNESS, madness_settings.DetectSettings),
         label="w={w}",
     shell:
         run_script(
             "scripts/madness_detect.py {params.scenarios} {params.flags} --label {params.label:q} "
-            "--out-json {output.json:q} --out-figure {output.figures:q} --out-error-rates {output.error_rates:q} > {log:q} 2>&1"
+            "--out-json {output.json:q} --out-figure {output.figure:q} --out-error-rates {output.error_rates:q} > {log:q} 2>&1"
         )
 
 
 rule madness_figures:
     input:
-        metrics=madness_dag.each_replicate(MADNESS, madness_dag.METRICS["json"]),
-        jacobians=madness_dag.each_replicate(MADNESS, madness_dag.JACOBIAN),
+        metrics=madness_dag.each_chain(MADNESS, madness_dag.METRICS["json"]),
+        jacobians=madness_dag.each_chain(MADNESS, madness_dag.JACOBIAN),
     output:
         curves=report(
             madness_dag.CURVES["curves"],
@@ -324,7 +335,7 @@ rule madness_figures:
 
 rule madness_compare:
     input:
-        madness_dag.every_scenario(MADNESS, madness_dag.METRICS["json"]),
+        madness_dag.every_chain(MADNESS, madness_dag.METRICS["json"], MADNESS["scenarios"]["run"]),
     output:
         table=report(
             madness_dag.COMPARISON["table"],
@@ -349,17 +360,18 @@ rule madness_compare:
     resources:
         **rule_resources(MADNESS, "madness_compare"),
     params:
-        scenarios=lambda wildcards: madness_dag.scenario_flags(MADNESS, wildcards.w, jacobians=False),
+        scenarios=madness_dag.scenario_flags(MADNESS, MADNESS["scenarios"]["run"], jacobians=False),
+        flags=rule_flags(MADNESS, madness_settings.CompareSettings),
         label="w={w}",
     shell:
         run_script(
-            "scripts/madness_compare.py {params.scenarios} --label {params.label:q} "
+            "scripts/madness_compare.py {params.scenarios} {params.flags} --label {params.label:q} "
             "--out-table {output.table:q} --out-figure {output.figure:q} > {log:q} 2>&1"
         )
 
 
 # The group's own DDPM-MNIST checkpoints and sample sets (madness.original; off while models_dir is empty):
-# one chain per w, measured with the same probes' images, LeNet and real test split as the loops.
+# one chain per w, measured with unit 0's probe images, and the same LeNet and real test split as the loops.
 rule madness_original_jacobian:
     input:
         models=madness_dag.original_checkpoints(MADNESS),

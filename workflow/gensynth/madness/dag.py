@@ -1,4 +1,5 @@
-"""What the DAG knows of madness: the file layout of the loops, the input functions, the scenario flags, the checks.
+"""What the DAG knows of madness: the file layout of the units and their loops, the input functions, the scenario
+flags, the checks.
 
 Plain Python (the Snakefile reads it at parse time); MNIST's IDX files are opened only to read their headers.
 """
@@ -14,29 +15,32 @@ from typing import Any
 from ..dagtools import config_error, config_flags, one_of
 from ..diffusion.shape import check_unet_shape
 from ..errors import GensynthError
-from .naming import DIGITS_COUNT, MNIST_FILES, SCENARIOS, w_label
+from ..steps import lookup
+from .naming import DETECTION_SCENARIOS, DIGITS_COUNT, MATCHED_LOOP, MNIST_FILES, NEW_REAL_IMAGES, SCENARIOS, w_label
 from .original_layout import IMAGE_SIZE as ORIGINAL_IMAGE_SIZE
 from .original_layout import NUM_CLASSES, check_checkpoint, check_sample_set, discover_models, discover_sample_sets
 
 ROOT = "results/madness"
 SCENARIO_DIR = f"{ROOT}/{{scenario}}/w{{w}}"  # one scenario at one w
-LOOP = f"{SCENARIO_DIR}/rep{{rep}}"  # one replicate of its loop (its own training seed)
+# One chain: a unit (an independent initial model) and a training-seed replicate within it.
+LOOP = f"{SCENARIO_DIR}/unit{{unit}}/rep{{rep}}"
 FIGURES = f"{ROOT}/figures"
 DATA = {"npz": f"{ROOT}/data/real.npz", "info": f"{ROOT}/data/real.json"}
 LENET = {"ckpt": f"{ROOT}/feature_extractor/lenet.ckpt", "info": f"{ROOT}/feature_extractor/lenet.json"}
-PROBES = f"{ROOT}/probes/probes.npz"
-INITIAL = {"ckpt": f"{ROOT}/initial/model_initial.ckpt", "info": f"{ROOT}/initial/model_initial.json"}
-INITIAL_DATA = {"npz": f"{ROOT}/initial/gen_data_initial_w{{w}}.npz", "info": f"{ROOT}/initial/gen_data_initial_w{{w}}.json"}
+PROBES = f"{ROOT}/probes/unit{{unit}}.npz"
+INITIAL = {"ckpt": f"{ROOT}/initial/unit{{unit}}/model_initial.ckpt", "info": f"{ROOT}/initial/unit{{unit}}/model_initial.json"}
+INITIAL_DATA = {"npz": f"{ROOT}/initial/unit{{unit}}/gen_data_initial_w{{w}}.npz", "info": f"{ROOT}/initial/unit{{unit}}/gen_data_initial_w{{w}}.json"}
 GENERATION = {
     "ckpt": f"{LOOP}/model_{{g}}_w{{w}}.ckpt",
     "next": f"{LOOP}/gen_data_{{g}}_w{{w}}.npz",
     "eval": f"{LOOP}/eval_{{g}}_w{{w}}.npz",
     "info": f"{LOOP}/generation_{{g}}_w{{w}}.json",
 }
-# Measured per replicate chain (one job each: the libraries load once for all its generations).
+# Measured per chain (one job each: the libraries load once for all its generations).
 METRICS = {"json": f"{LOOP}/metrics_w{{w}}.json", "tsne": f"{LOOP}/tsne_w{{w}}.png"}
 JACOBIAN = f"{LOOP}/jacobian_w{{w}}.npz"
-DETECTION = {"json": f"{SCENARIO_DIR}/detection_w{{w}}.json", "figure": f"{FIGURES}/{{scenario}}_w{{w}}_signals.png"}
+# The collapse test at one w: full_synthetic against matched_real (naming.DETECTION_SCENARIOS).
+DETECTION = {"json": f"{ROOT}/full_synthetic/w{{w}}/detection_w{{w}}.json", "figure": f"{FIGURES}/full_synthetic_w{{w}}_signals.png"}
 ERROR_RATES = f"{FIGURES}/error_rates_w{{w}}.png"
 CURVES = {"curves": f"{FIGURES}/{{scenario}}_w{{w}}_metrics.png", "spectra": f"{FIGURES}/{{scenario}}_w{{w}}_spectra.png"}
 COMPARISON = {"table": f"{ROOT}/summary_w{{w}}.csv", "figure": f"{FIGURES}/fid_scenarios_w{{w}}.png"}
@@ -60,6 +64,14 @@ def w_pattern(section: dict[str, Any]) -> str:
     return one_of(w_labels(section))
 
 
+def units(section: dict[str, Any]) -> list[int]:
+    return list(range(section["detection"]["initial_models"]))
+
+
+def unit_pattern(section: dict[str, Any]) -> str:
+    return one_of(units(section))
+
+
 def replicates(section: dict[str, Any]) -> list[int]:
     return list(range(section["detection"]["replicates"]))
 
@@ -68,50 +80,64 @@ def replicate_pattern(section: dict[str, Any]) -> str:
     return one_of(replicates(section))
 
 
-def per_replicate(section: dict[str, Any], pattern: str, scenario: str, w: str) -> list[str]:
-    """``pattern`` (with {scenario}, {w}, {rep}) for every replicate chain of one scenario at one w."""
-    return [pattern.format(scenario=scenario, w=w, rep=r) for r in replicates(section)]
+def scenario_section(section: dict[str, Any], scenario: str) -> dict[str, Any]:
+    """A scenario's sizes: its own section, full_synthetic's for matched_real (the same loop on real images)."""
+    return section["scenarios"][MATCHED_LOOP if scenario == "matched_real" else scenario]
+
+
+def per_chain(section: dict[str, Any], pattern: str, scenario: str, w: str) -> list[str]:
+    """``pattern`` (with {scenario}, {w}, {unit}, {rep}) for every chain of one scenario at one w, unit-major:
+    unit0/rep0, unit0/rep1, ..., unit1/rep0, ..."""
+    return [pattern.format(scenario=scenario, w=w, unit=u, rep=r) for u in units(section) for r in replicates(section)]
 
 
 def chain_generations(section: dict[str, Any], pattern: str):
-    """Input function: ``pattern`` (with {g}) for every generation of the job's replicate chain, in order."""
+    """Input function: ``pattern`` (with {g}) for every generation of the job's chain, in order."""
     return lambda wildcards: [
-        pattern.format(scenario=wildcards.scenario, w=wildcards.w, rep=wildcards.rep, g=g)
-        for g in range(section["scenarios"][wildcards.scenario]["generations"])
+        pattern.format(scenario=wildcards.scenario, w=wildcards.w, unit=wildcards.unit, rep=wildcards.rep, g=g)
+        for g in range(scenario_section(section, wildcards.scenario)["generations"])
     ]
 
 
-def each_replicate(section: dict[str, Any], pattern: str):
-    """Input function: ``pattern`` for every replicate chain of the job's scenario and w."""
-    return lambda wildcards: per_replicate(section, pattern, wildcards.scenario, wildcards.w)
+def each_chain(section: dict[str, Any], pattern: str):
+    """Input function: ``pattern`` for every chain of the job's scenario and w."""
+    return lambda wildcards: per_chain(section, pattern, wildcards.scenario, wildcards.w)
 
 
-def every_scenario(section: dict[str, Any], pattern: str):
-    """Input function: ``pattern`` for every replicate chain of every scenario that runs, at the job's w."""
-    return lambda wildcards: [p for s in section["scenarios"]["run"] for p in per_replicate(section, pattern, s, wildcards.w)]
+def every_chain(section: dict[str, Any], pattern: str, scenarios):
+    """Input function: ``pattern`` for every chain of each of ``scenarios`` at the job's w, scenario by scenario."""
+    return lambda wildcards: [p for s in scenarios for p in per_chain(section, pattern, s, wildcards.w)]
 
 
-def run_outputs(section: dict[str, Any], pattern: str) -> list[str]:
-    """``pattern`` for every scenario that runs, its {w} left as a wildcard."""
-    return [pattern.replace("{scenario}", s) for s in section["scenarios"]["run"]]
+def detection_runs(section: dict[str, Any]) -> bool:
+    """The collapse test needs both of its scenarios in the run."""
+    return set(DETECTION_SCENARIOS) <= set(section["scenarios"]["run"])
 
 
-def previous_generation(scenario: str, w: str, rep: int | str, g: int | str) -> dict[str, str]:
-    """Generation g reads generation g-1's samples and checkpoint of its own replicate (the initial ones for g = 0)."""
-    g = int(g)
-    if g == 0:
-        return {"synthetic": INITIAL_DATA["npz"].format(w=w), "prev_model": INITIAL["ckpt"]}
-    return {
-        "synthetic": GENERATION["next"].format(scenario=scenario, w=w, rep=rep, g=g - 1),
-        "prev_model": GENERATION["ckpt"].format(scenario=scenario, w=w, rep=rep, g=g - 1),
-    }
+def previous_generation(wildcards) -> dict[str, str]:
+    """Input function: generation g's inputs, generation g-1's samples and checkpoint of its own chain (the unit's
+    initial ones for g = 0); matched_real trains on real images, so it reads only the checkpoint."""
+    first = int(wildcards.g) == 0
+    chain = {"scenario": wildcards.scenario, "w": wildcards.w, "unit": wildcards.unit, "rep": wildcards.rep, "g": int(wildcards.g) - 1}
+    synthetic = {} if wildcards.scenario == "matched_real" else {"synthetic": (INITIAL_DATA["npz"] if first else GENERATION["next"]).format(**chain)}
+    return {**synthetic, "prev_model": (INITIAL["ckpt"] if first else GENERATION["ckpt"]).format(**chain)}
 
 
-def generation_flags(section: dict[str, Any], scenario: str, g: int | str) -> str:
-    """The scenario's own settings for generation g: n_epoch, N_next, n_real (fresh), N_initial (at g = 0 only)."""
-    own = section["scenarios"][scenario]
-    keys = ["n_epoch", "N_next", *(["n_real"] if "n_real" in own else []), *(["N_initial"] if int(g) == 0 else [])]
-    return config_flags(own, keys)
+def previous_flags(wildcards) -> str:
+    """Params function: ``[--synthetic FILE] --prev-model FILE``, the job's inputs from the generation before."""
+    return " ".join(f"--{name.replace('_', '-')} {shlex.quote(path)}" for name, path in previous_generation(wildcards).items())
+
+
+def generation_flags(section: dict[str, Any]):
+    """Params function: the job's scenario's sizes, n_epoch and N_next, and its new real images per generation
+    (fresh's n_real; matched_real's N_next, as many real images as full_synthetic's synthetic ones)."""
+
+    def flags(wildcards) -> str:
+        scenario = wildcards.scenario
+        own = config_flags(scenario_section(section, scenario), ["n_epoch", "N_next"])
+        return own + (f" --n-real {lookup(section, NEW_REAL_IMAGES[scenario])}" if scenario in NEW_REAL_IMAGES else "")
+
+    return flags
 
 
 def mnist_paths(section: dict[str, Any]) -> list[str]:
@@ -133,15 +159,20 @@ def source_flags(section: dict[str, Any]) -> str:
     return flags + (f" --mnist-dir {shlex.quote(data['mnist_dir'])}" if data["source"] == "mnist_idx" else "")
 
 
-def scenario_flags(section: dict[str, Any], w: str, jacobians: bool) -> str:
-    """``--scenario NAME --metrics ... [--jacobians ...]`` for every scenario that runs, at one w (a file per replicate chain)."""
-    groups = []
-    for s in section["scenarios"]["run"]:
-        group = f"--scenario {s} --metrics " + " ".join(shlex.quote(p) for p in per_replicate(section, METRICS["json"], s, w))
-        if jacobians:
-            group += " --jacobians " + " ".join(shlex.quote(p) for p in per_replicate(section, JACOBIAN, s, w))
-        groups.append(group)
-    return " ".join(groups)
+def scenario_flags(section: dict[str, Any], scenarios, jacobians: bool):
+    """Params function: ``--scenario NAME --metrics ... [--jacobians ...]`` for each of ``scenarios`` at the job's w
+    (a file per chain, unit-major)."""
+
+    def flags(wildcards) -> str:
+        groups = []
+        for s in scenarios:
+            group = f"--scenario {s} --metrics " + " ".join(shlex.quote(p) for p in per_chain(section, METRICS["json"], s, wildcards.w))
+            if jacobians:
+                group += " --jacobians " + " ".join(shlex.quote(p) for p in per_chain(section, JACOBIAN, s, wildcards.w))
+            groups.append(group)
+        return " ".join(groups)
+
+    return flags
 
 
 def original_models(section: dict[str, Any]) -> dict[str, dict[int, str]]:
@@ -192,40 +223,45 @@ def original_metrics_flag(section: dict[str, Any]):
 
 
 def final_outputs(section: dict[str, Any]) -> list[str]:
-    """What `rule all` builds: per w, the comparison; per scenario and w, detection and figures; per w of the
-    group's own checkpoints (when madness.original is on), their detection JSON."""
+    """What `rule all` builds: per w, the comparison, and the collapse test when full_synthetic and matched_real
+    both run; per scenario and w, the figures; per w of the group's own checkpoints (when madness.original is
+    on), their detection JSON."""
     paths = []
     for w in w_labels(section):
-        paths += [p.format(w=w) for p in (*COMPARISON.values(), ERROR_RATES)]
+        paths += [p.format(w=w) for p in COMPARISON.values()]
+        if detection_runs(section):
+            paths += [p.format(w=w) for p in (*DETECTION.values(), ERROR_RATES)]
         for s in section["scenarios"]["run"]:
-            paths += [p.format(scenario=s, w=w) for p in (*DETECTION.values(), *CURVES.values())]
+            paths += [p.format(scenario=s, w=w) for p in CURVES.values()]
     return paths + [ORIGINAL["detection"].format(w=w) for w in original_models(section)]
 
 
 def validate(section: dict[str, Any], config: dict[str, Any]) -> None:
     """What a job would refuse later: the MNIST files, image size against the model and LeNet, probe timesteps
-    against n_T, set sizes against what each generation needs."""
+    against n_T, set sizes against what each running scenario's generations need."""
     num_train, num_test = real_split_sizes(section["data"])
     check_model(section["model"], section["data"]["image_size"])
     n_T = section["model"]["n_T"]
     late = [t for t in section["jacobian"]["timesteps"] if t >= n_T]
     if late:
         raise config_error("madness.jacobian.timesteps", section["jacobian"]["timesteps"], f"timesteps below model.n_T = {n_T}")
-    for scenario in SCENARIOS:
-        own = section["scenarios"][scenario]
-        if own["N_initial"] > section["initial"]["N_with_w"]:
+    run = section["scenarios"]["run"]
+    for scenario in (s for s in run if s != "matched_real"):  # matched_real reads no initial set
+        n_next = section["scenarios"][scenario]["N_next"]
+        if n_next > section["initial"]["N_with_w"]:
             raise config_error(
-                f"madness.scenarios.{scenario}.N_initial",
-                own["N_initial"],
-                f"at most initial.N_with_w = {section['initial']['N_with_w']} (the initial set's size)",
+                f"madness.scenarios.{scenario}.N_next",
+                n_next,
+                f"at most initial.N_with_w = {section['initial']['N_with_w']} (generation 0 trains on the initial set's first N_next)",
             )
-    fresh = section["scenarios"]["fresh"]
-    if "fresh" in section["scenarios"]["run"] and fresh["n_real"] * fresh["generations"] > num_train:
-        raise config_error(
-            "madness.scenarios.fresh.n_real",
-            fresh["n_real"],
-            f"at most {num_train // fresh['generations']}: {fresh['generations']} generations of new real images from {num_train} real training images",
-        )
+    for scenario, key in NEW_REAL_IMAGES.items():
+        generations, per_generation = scenario_section(section, scenario)["generations"], lookup(section, key)
+        if scenario in run and per_generation * generations > num_train:
+            raise config_error(
+                f"madness.{key}",
+                per_generation,
+                f"at most {num_train // generations}: {generations} generations of {scenario}'s new real images from {num_train} real training images",
+            )
     nearest_k = section["metrics"]["nearest_k"]
     if section["N_eval"] <= nearest_k or num_test <= nearest_k:
         raise config_error(

@@ -51,19 +51,20 @@ def tsne_embedding(real: np.ndarray, fake: np.ndarray, max_points: int, perplexi
 
 
 def add_scenario_arguments(parser, jacobians: bool) -> None:
-    """``--scenario NAME --metrics FILES... [--jacobians FILES...]``, repeated per scenario: one file per replicate chain."""
+    """``--scenario NAME --metrics FILES... [--jacobians FILES...]``, repeated per scenario: one file per chain, unit-major
+    (unit0/rep0, unit0/rep1, ..., unit1/rep0, ...)."""
     parser.add_argument("--scenario", action="append", required=True, help="a scenario's name; its files follow")
     parser.add_argument(
-        "--metrics", nargs="+", action="append", required=True, help="the scenario's metrics JSON, one per replicate chain (madness_metrics.py)"
+        "--metrics", nargs="+", action="append", required=True, help="the scenario's metrics JSON, one per chain, unit-major (madness_metrics.py)"
     )
     if jacobians:
         parser.add_argument(
-            "--jacobians", nargs="+", action="append", required=True, help="its Jacobian NPZ, one per replicate chain, in the same order (madness_jacobian.py)"
+            "--jacobians", nargs="+", action="append", required=True, help="its Jacobian NPZ, one per chain, in the same order (madness_jacobian.py)"
         )
 
 
 def scenario_files(args) -> dict[str, tuple[list[str], list[str] | None]]:
-    """The ``--scenario`` groups as {name: (metrics per replicate, Jacobians per replicate or None)}."""
+    """The ``--scenario`` groups as {name: (metrics per chain, Jacobians per chain or None)}."""
     jacobians = getattr(args, "jacobians", None)
     if len(args.metrics) != len(args.scenario) or (jacobians is not None and len(jacobians) != len(args.scenario)):
         raise GensynthError(f"--scenario given {len(args.scenario)} times: expected as many --metrics (and --jacobians) lists")
@@ -71,13 +72,13 @@ def scenario_files(args) -> dict[str, tuple[list[str], list[str] | None]]:
     for i, name in enumerate(args.scenario):
         found = None if jacobians is None else jacobians[i]
         if found is not None and len(found) != len(args.metrics[i]):
-            raise GensynthError(f"--scenario {name}: {len(args.metrics[i])} metrics files but {len(found)} Jacobian files (one each per replicate)")
+            raise GensynthError(f"--scenario {name}: {len(args.metrics[i])} metrics files but {len(found)} Jacobian files (one each per chain)")
         groups[name] = (args.metrics[i], found)
     return groups
 
 
 def load_metrics(paths: list[str]) -> list[list[dict]]:
-    """Each replicate chain's metrics per generation (``[replicate][generation]``), checked for every metric."""
+    """Each chain's metrics per generation (``[chain][generation]``), checked for every metric."""
     chains = []
     for path in paths:
         record = load_json(path)
@@ -90,5 +91,5 @@ def load_metrics(paths: list[str]) -> list[list[dict]]:
                 raise GensynthError(f"{path}: generation {g} misses metric(s) {', '.join(missing)}")
         chains.append(generations)
     if len({len(chain) for chain in chains}) > 1:
-        raise GensynthError(f"{', '.join(paths)}: the replicate chains hold different numbers of generations")
+        raise GensynthError(f"{', '.join(paths)}: the chains hold different numbers of generations")
     return chains

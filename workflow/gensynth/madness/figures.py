@@ -56,57 +56,53 @@ def jacobian_spectra(eigenvalues_per_generation: list[np.ndarray], timesteps: np
 
 
 def signal_departures(detection: dict, title: str):
-    """Every signal's t statistic against generation 0 (its change over the replicate spread), with the
-    Bonferroni bound of the family (Holm's first, strictest threshold) and the generations Holm rejects ringed."""
-    from scipy import stats
-
-    alpha, tests = detection["alpha"], detection["tests"]
-    df = detection["num_generations"] * (detection["replicates"] - 1)
-    bound = stats.t.ppf(1 - alpha / (2 * tests), df)
+    """Every signal's mean unit difference (full_synthetic minus matched_real) per generation, relative to the
+    matched control's mean, with its t interval; the generations Holm rejects over the whole family ringed."""
     families = (("sample", "sample metrics (LeNet features)"), ("jacobian", "Jacobian spectrum statistics"))
     generations = np.arange(detection["num_generations"])
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     for ax, (family, family_title) in zip(axes, families):
-        for name, record in detection["signals"].items():
-            if record["family"] != family:
-                continue
-            t = np.array([np.nan if v is None else v for v in record["t"]], dtype=float)
-            departure = record["departure"]
-            label = f"{name} (departs at {departure})" if departure is not None else f"{name} (stays)"
-            (line,) = ax.plot(generations, t, marker="o", ms=3, lw=1, label=label)
+        for offset, (name, record) in enumerate((n, r) for n, r in detection["signals"].items() if r["family"] == family):
+            scale = 100 / abs(np.mean(record["control_mean"])) if np.mean(record["control_mean"]) else 1.0
+            mean = np.array(record["difference"]["mean"]) * scale
+            low, high = (np.array(bound) * scale for bound in record["difference"]["interval"])
+            x = generations + 0.04 * offset  # side by side: the intervals overlap otherwise
+            delay = record["delay"]
+            label = f"{name} (delay {delay})" if delay is not None else f"{name} (no delay)"
+            container = ax.errorbar(x, mean, yerr=[mean - low, high - mean], marker="o", ms=3, lw=1, capsize=2, label=label)
             rejected = np.array(record["rejected"])
-            ax.scatter(generations[rejected], t[rejected], s=60, facecolors="none", edgecolors=line.get_color())
-        ax.axhspan(-bound, bound, color="0.85", zorder=0, label=f"|t| <= {bound:.2f} (Bonferroni, {tests} tests)")
+            ax.scatter(x[rejected], mean[rejected], s=70, facecolors="none", edgecolors=container.lines[0].get_color())
+        ax.axhline(0, color="k", lw=0.8)
         ax.set(title=family_title, xlabel="generation", xticks=generations)
-        ax.set_yscale("symlog", linthresh=max(bound, 1.0))
         ax.legend(fontsize=6, loc="best")
-    axes[0].set_ylabel("t = mean change / (s sqrt(2/R))")
-    fig.suptitle(f"{title}: family-wise alpha {alpha:g}, Holm; ringed = rejected")
+    axes[0].set_ylabel("difference, % of the matched control's mean")
+    level = 100 * (1 - detection["alpha"])
+    fig.suptitle(
+        f"{title}: full_synthetic - matched_real over {detection['initial_models']} initial models, {level:g}% t intervals; "
+        f"ringed = rejected (Holm, {detection['tests']} tests)",
+        fontsize=9,
+    )
     fig.tight_layout()
     return fig
 
 
-def error_rates(records: dict[str, dict], alpha: float, title: str):
-    """The rule's measured error rates: share of tests that fire on each control scenario (where nothing
-    collapses) and between replicates of one generation, against alpha (a family-wise bound)."""
-    names, rates, colours = [], [], []
-    any_record = next(iter(records.values()))
-    for control, rate in any_record["error_rates"]["controls"].items():
-        names.append(f"{control}\n(control)")
-        rates.append(rate["test_rate"])
-        colours.append("tab:orange")
-    for scenario, record in records.items():
-        between = record["error_rates"]["between_replicates"]
-        if between is not None:
-            names.append(f"{scenario}\n(between replicates)")
-            rates.append(between["test_rate"])
-            colours.append("tab:blue")
-    fig, ax = plt.subplots(figsize=(max(5.0, 1.4 * len(names)), 3.6))
-    ax.bar(np.arange(len(names)), rates, color=colours)
-    ax.axhline(alpha, color="k", ls="--", lw=1, label=f"alpha = {alpha:g} (family-wise bound)")
-    ax.set_xticks(np.arange(len(names)), names, fontsize=7)
-    ax.set(ylabel="share of tests that fire", title=f"where nothing collapses, {title}".strip(", "))
-    ax.legend(fontsize=8)
+def error_rates(detection: dict, title: str):
+    """The rule's false-alarm rates measured on placebo comparisons where nothing differs, each signal's own
+    family and the whole family, against alpha."""
+    alarms = detection["false_alarms"]
+    kinds = [(kind, alarms[kind]) for kind in ("within_units", "between_units") if alarms[kind] is not None]
+    names = [*detection["signals"], "any signal"]
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.55 * len(names)), 3.8))
+    width = 0.8 / max(len(kinds), 1)
+    for k, (kind, record) in enumerate(kinds):
+        rates = [detection["signals"][n]["false_alarm_rate"][kind] for n in detection["signals"]] + [record["family_rate"]]
+        ax.bar(np.arange(len(names)) + k * width, rates, width=width, label=f"{kind.replace('_', ' ')} ({record['placebos']} placebos)")
+    if not kinds:
+        ax.text(0.5, 0.5, "no placebo: needs replicates >= 2 or initial_models >= 4", ha="center", transform=ax.transAxes)
+    ax.axhline(detection["alpha"], color="k", ls="--", lw=1, label=f"alpha = {detection['alpha']:g}")
+    ax.set_xticks(np.arange(len(names)) + width * (len(kinds) - 1) / 2, names, fontsize=6, rotation=60, ha="right")
+    ax.set(ylabel="share of placebos that fire", title=f"false alarms where nothing differs, {title}".strip(", "))
+    ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
 

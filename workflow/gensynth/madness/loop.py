@@ -1,15 +1,20 @@
 """The self-consuming loop: what each generation trains on, how it trains, how it samples.
 
-Generation g (0..G-1) of a scenario starts from generation g-1's model (``model_initial``
-for g = 0; warm start, or a fresh initialisation of the same UNet) and trains on
+Every chain belongs to a unit (an independent initial model: its own ``model_initial``, initial sets,
+probes and real-data draws) and is one training-seed replicate within it. Generation g (0..G-1) of a
+scenario starts from generation g-1's model (the unit's ``model_initial`` for g = 0; warm start, or a
+fresh initialisation of the same UNet) and trains on
 
-- ``full_synthetic``: only the synthetic images of the generation before;
-- ``fresh``: those plus ``n_real`` real training images that no earlier generation used;
-- ``augmented_synthetic``: those plus every real training image;
+- ``full_synthetic``: only the ``N_next`` synthetic images of the generation before;
+- ``matched_real``: ``N_next`` real training images that no earlier generation used instead (the same
+  loop on real data: full_synthetic's control, matched in size, epochs and warm start);
+- ``fresh``: the synthetic images plus ``n_real`` real training images that no earlier generation used;
+- ``augmented_synthetic``: the synthetic images plus every real training image;
 
-where "the generation before" of g = 0 is the initial model's synthetic set. It then samples
-``N_next`` images (the next generation's synthetic data) and ``N_eval`` images (for the
-metrics). The group's guidance weight ``w`` is the guidance scale ``1 + w``, since
+where "the generation before" of g = 0 is the first ``N_next`` images of the unit's initial synthetic
+set, so generation 0 trains like every later one. It then samples ``N_next`` images (the next
+generation's synthetic data) and ``N_eval`` images (for the metrics). The group's guidance weight
+``w`` is the guidance scale ``1 + w``, since
 ``eps = (1 + w) eps_cond - w eps_null = eps_null + (1 + w)(eps_cond - eps_null)``.
 """
 
@@ -40,7 +45,7 @@ from ..seeding import numpy_generator, sha256_seed
 from ..training import ResumeFile, Trainer, train_epochs
 from . import context_unet  # noqa: F401  (registers the group's architecture, for its checkpoints)
 from .data import NUM_CLASSES, RealData
-from .naming import SCENARIOS, w_label
+from .naming import NEW_REAL_IMAGES, SCENARIOS, unit_parts, w_label
 from .settings import ModelSettings, NoiseSchedule, SamplingSettings, TrainSettings
 
 
@@ -48,16 +53,26 @@ def guidance_scale(w: float) -> float:
     return 1.0 + float(w)
 
 
-def fresh_real_indices(num_train: int, n_real: int, generation: int, seed: int) -> np.ndarray:
-    """Generation g's real images in ``fresh``: block g of one seeded permutation, so never reused."""
+def fresh_real_indices(num_train: int, n_real: int, generation: int, seed: int, unit: int, scenario: str) -> np.ndarray:
+    """Generation g's new real images in ``scenario`` (fresh, matched_real): block g of the unit's seeded
+    permutation of the real training split for that scenario, so never reused along a chain."""
     stop = (generation + 1) * n_real
     if stop > num_train:
         raise GensynthError(
-            f"madness.scenarios.fresh.n_real = {n_real}: generation {generation} needs {stop} distinct real training images "
+            f"madness.{NEW_REAL_IMAGES[scenario]} = {n_real}: generation {generation} needs {stop} distinct real training images "
             f"({generation + 1} x {n_real}), the real training split has {num_train}"
         )
-    order = numpy_generator(sha256_seed("madness", seed, "fresh-real-order")).permutation(num_train)
+    order = numpy_generator(sha256_seed(*unit_parts(seed, unit), f"{scenario}-real-order")).permutation(num_train)
     return np.sort(order[generation * n_real : stop])
+
+
+def first_images(images: tuple[np.ndarray, np.ndarray], n: int, path: str) -> tuple[np.ndarray, np.ndarray]:
+    """A set's first n images, the synthetic images a generation trains on. Image i of a set depends only on its
+    seed, so the first n of the initial set (N_with_w images) are a set of n like every later generation's."""
+    x, y = images
+    if len(y) < n:
+        raise GensynthError(f"{path}: holds {len(y)} images, a generation trains on --n-next {n} of them")
+    return x[:n], y[:n]
 
 
 @dataclass
@@ -68,16 +83,20 @@ class TrainingSet:
     real_indices: np.ndarray  # indices into the real training split
 
 
-def training_set(scenario: str, generation: int, synthetic: tuple[np.ndarray, np.ndarray], real: RealData, n_real: int, seed: int) -> TrainingSet:
-    x_syn, y_syn = synthetic
-    if scenario == "full_synthetic":
+def training_set(
+    scenario: str, generation: int, synthetic: tuple[np.ndarray, np.ndarray] | None, real: RealData, n_real: int, seed: int, unit: int
+) -> TrainingSet:
+    """Generation g's training data: ``synthetic`` (the generation before's images; None for matched_real)
+    plus the scenario's real images."""
+    if scenario in NEW_REAL_IMAGES:
+        real_indices = fresh_real_indices(len(real.y_train), n_real, generation, seed, unit, scenario)
+    elif scenario == "full_synthetic":
         real_indices = np.arange(0)
-    elif scenario == "fresh":
-        real_indices = fresh_real_indices(len(real.y_train), n_real, generation, seed)
     elif scenario == "augmented_synthetic":
         real_indices = np.arange(len(real.y_train))
     else:
         raise GensynthError(f"scenario {scenario!r}: expected one of {', '.join(SCENARIOS)}")
+    x_syn, y_syn = (real.x_train[:0], real.y_train[:0]) if synthetic is None else synthetic
     if x_syn.shape[1:] != real.x_train.shape[1:]:
         raise GensynthError(f"synthetic images {x_syn.shape[1:]} and real images {real.x_train.shape[1:]} differ in shape")
     x = np.concatenate([x_syn, real.x_train[real_indices]])
@@ -163,21 +182,30 @@ def starting_trainer(prev_model: str, warm_start: bool, config: DiffusionTrainCo
     return trainer, previous.cfg
 
 
-def loop_parts(seed: int, scenario: str, w: float, replicate: int = 0) -> tuple:
-    """What names one replicate of a scenario's loop in its seeds. Replicate 0 keeps the parts a loop had
-    before replicates existed, so its results stay as they were; replicate r > 0 adds ("replicate", r)."""
-    return ("madness", seed, scenario, w_label(w), *(("replicate", replicate) if replicate else ()))
+def loop_parts(seed: int, scenario: str, w: float, unit: int, replicate: int) -> tuple:
+    """What names one chain of a scenario's loop in its seeds: its unit and its replicate within the unit."""
+    return (*unit_parts(seed, unit), scenario, w_label(w), "replicate", replicate)
 
 
-def sample_seed_parts(seed: int, scenario: str, w: float, generation: int, purpose: str, replicate: int = 0) -> tuple:
-    """Seed parts of one sampled set; image i of the set uses ``sha256_seed(*parts, i)``."""
-    return (*loop_parts(seed, scenario, w, replicate), generation, purpose)
+def sample_seed_parts(seed: int, scenario: str, w: float, unit: int, replicate: int, generation: int, purpose: str) -> tuple:
+    """Seed parts of one sampled set of a chain; image i of the set uses ``sha256_seed(*parts, i)``."""
+    return (*loop_parts(seed, scenario, w, unit, replicate), generation, purpose)
 
 
-def trainer_seed(seed: int, scenario: str, w: float, generation: int, replicate: int = 0) -> int:
-    return sha256_seed(*loop_parts(seed, scenario, w, replicate), generation, "train")
+def trainer_seed(seed: int, scenario: str, w: float, unit: int, replicate: int, generation: int) -> int:
+    return sha256_seed(*loop_parts(seed, scenario, w, unit, replicate), generation, "train")
 
 
-def init_seed(seed: int, scenario: str, w: float, generation: int, replicate: int = 0) -> int:
+def init_seed(seed: int, scenario: str, w: float, unit: int, replicate: int, generation: int) -> int:
     """A cold-started generation's initial weights."""
-    return sha256_seed(*loop_parts(seed, scenario, w, replicate), generation, "init")
+    return sha256_seed(*loop_parts(seed, scenario, w, unit, replicate), generation, "init")
+
+
+def initial_seed(seed: int, unit: int, purpose: str) -> int:
+    """A seed of the unit's model_initial: "init" its initial weights, "train" its batches and noise."""
+    return sha256_seed(*unit_parts(seed, unit), "initial", purpose)
+
+
+def initial_set_parts(seed: int, unit: int, tag: str, w: float) -> tuple:
+    """Seed parts of one of the unit's sets sampled from its model_initial (``tag`` names the set)."""
+    return (*unit_parts(seed, unit), tag, w_label(w))

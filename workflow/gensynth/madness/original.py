@@ -38,6 +38,7 @@ from .original_samples import torch_load
 from .probes import noised_probes
 
 RESIDUAL_DIVISOR = 1.414  # the group's ResidualConvBlock: (x + conv(x)) / 1.414
+PROBE_UNIT = 0  # the group's one chain per w is measured at unit 0's probe images
 
 
 def original_schedule(n_T: int, betas: tuple[float, float]) -> dict[str, torch.Tensor]:
@@ -79,8 +80,8 @@ def load_original(path: str | Path, n_feat: int, n_classes: int, n_T: int, betas
 
 
 def original_probes(real: RealData, num_images: int, timesteps: list[int], n_T: int, betas: tuple[float, float], seed: int) -> dict[str, np.ndarray]:
-    """P = num_images x len(timesteps) probes, image-major, as the group's models take them: real test images in
-    [0, 1] noised with the group's schedule, ``x_t = sqrtab[t] x0 + sqrtmab[t] eps``; one noise draw per probe."""
+    """P = num_images x len(timesteps) probes, image-major, as the group's models take them: unit 0's probe images
+    in [0, 1] noised with the group's schedule, ``x_t = sqrtab[t] x0 + sqrtmab[t] eps``; one noise draw per probe."""
     if any(not 1 <= t <= n_T for t in timesteps):
         raise GensynthError(f"timesteps {list(timesteps)}: each must lie in 1..n_T = {n_T} (the group's steps)")
     if real.x_test.shape[1:] != (CHANNELS, IMAGE_SIZE, IMAGE_SIZE):
@@ -91,4 +92,4 @@ def original_probes(real: RealData, num_images: int, timesteps: list[int], n_T: 
         x0 = (x0 + 1) / 2  # the real data's [-1, 1] back to the group's [0, 1]
         return x0, buffers["sqrtab"][t, None, None, None] * x0 + buffers["sqrtmab"][t, None, None, None] * noise
 
-    return noised_probes(real, num_images, timesteps, seed, "original-probe-noise", in_the_groups_range)
+    return noised_probes(real, num_images, timesteps, seed, PROBE_UNIT, "original-probe-noise", in_the_groups_range)

@@ -163,11 +163,25 @@ class JacobianSettings:
 
 
 @dataclass
-class DetectSettings(Seed):
-    """``madness_detect.py``: the departure rule (``madness.detection``, but the number of replicates)."""
+class Replicates:
+    """Training-seed replicates per unit (``madness.detection``): a scenario's chain files come unit-major, R per unit."""
 
+    replicates: int = detection(2)
+
+
+@dataclass
+class CompareSettings(Replicates):
+    """``madness_compare.py``: R splits the chain index into unit and replicate."""
+
+
+@dataclass
+class DetectSettings(Seed, Replicates):
+    """``madness_detect.py``: the collapse test, full_synthetic against matched_real per unit (``madness.detection``)."""
+
+    initial_models: int = detection(3)
     alpha: float = detection(0.05)
     n_bootstrap: int = detection(200)
+    scale: Literal["demo", "study", "full"] = detection("demo")
 
 
 @dataclass
@@ -210,6 +224,7 @@ STEPS = {
     "madness_metrics": MetricsSettings,
     "madness_jacobian": JacobianSettings,
     "madness_detect": DetectSettings,
+    "madness_compare": CompareSettings,
     "madness_original_jacobian": OriginalJacobianSettings,
     "madness_original_metrics": OriginalMetricsSettings,
     "madness_original_detect": OriginalDetectSettings,
