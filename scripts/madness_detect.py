@@ -61,7 +61,7 @@ def main(argv=None):
         )
     record = detect(arms[TREATED], arms[CONTROL], args.alpha, args.n_bootstrap, sha256_seed("madness", args.seed, "detection"), args.scale)
     inputs = {f"{name}_{kind}_{c}": p for name, files in groups.items() for kind, paths in zip(("metrics", "jacobian"), files) for c, p in enumerate(paths)}
-    save_figure(signal_departures(record, f"{TREATED}, {args.label}".strip(", ")), args.out_figure, dpi=120)
+    save_figure(signal_departures(record, args.label), args.out_figure, dpi=120)
     save_figure(error_rates(record, args.label), args.out_error_rates, dpi=120)
     save_json(args.out_json, {**record, "provenance": provenance.record(inputs)})
     alarms = record["false_alarms"]

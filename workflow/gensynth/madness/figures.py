@@ -60,7 +60,7 @@ def signal_departures(detection: dict, title: str):
     matched control's mean, with its t interval; the generations Holm rejects over the whole family ringed."""
     families = (("sample", "sample metrics (LeNet features)"), ("jacobian", "Jacobian spectrum statistics"))
     generations = np.arange(detection["num_generations"])
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, (family, family_title) in zip(axes, families):
         for offset, (name, record) in enumerate((n, r) for n, r in detection["signals"].items() if r["family"] == family):
             scale = 100 / abs(np.mean(record["control_mean"])) if np.mean(record["control_mean"]) else 1.0
@@ -75,7 +75,8 @@ def signal_departures(detection: dict, title: str):
         ax.axhline(0, color="k", lw=0.8)
         ax.set(title=family_title, xlabel="generation", xticks=generations)
         ax.legend(fontsize=6, loc="best")
-    axes[0].set_ylabel("difference, % of the matched control's mean")
+    for ax in axes:
+        ax.set_ylabel("difference, % of the matched control's mean")
     level = 100 * (1 - detection["alpha"])
     fig.suptitle(
         f"{title}: full_synthetic - matched_real over {detection['initial_models']} initial models, {level:g}% t intervals; "
@@ -87,16 +88,21 @@ def signal_departures(detection: dict, title: str):
 
 
 def error_rates(detection: dict, title: str):
-    """The rule's false-alarm rates measured on placebo comparisons where nothing differs, each signal's own
-    family and the whole family, against alpha."""
+    """The rule's false-alarm rates measured on placebo comparisons where nothing differs: each signal's own
+    family (its generations, the race) and the whole family (signals x generations), against alpha."""
     alarms = detection["false_alarms"]
     kinds = [(kind, alarms[kind]) for kind in ("within_units", "between_units") if alarms[kind] is not None]
-    names = [*detection["signals"], "any signal"]
+    names = [*detection["signals"], "whole family"]
     fig, ax = plt.subplots(figsize=(max(6.0, 0.55 * len(names)), 3.8))
     width = 0.8 / max(len(kinds), 1)
     for k, (kind, record) in enumerate(kinds):
         rates = [detection["signals"][n]["false_alarm_rate"][kind] for n in detection["signals"]] + [record["family_rate"]]
-        ax.bar(np.arange(len(names)) + k * width, rates, width=width, label=f"{kind.replace('_', ' ')} ({record['placebos']} placebos)")
+        ax.bar(
+            np.arange(len(names)) + k * width,
+            rates,
+            width=width,
+            label=f"{kind.replace('_', ' ')} ({record['placebos']} placebo{'s' if record['placebos'] > 1 else ''})",
+        )
     if not kinds:
         ax.text(0.5, 0.5, "no placebo: needs replicates >= 2 or initial_models >= 4", ha="center", transform=ax.transAxes)
     ax.axhline(detection["alpha"], color="k", ls="--", lw=1, label=f"alpha = {detection['alpha']:g}")
