@@ -57,13 +57,14 @@ def jacobian_spectra(eigenvalues_per_generation: list[np.ndarray], timesteps: np
 
 def signal_departures(detection: dict, title: str):
     """Every signal's mean unit difference (full_synthetic minus matched_real) per generation, relative to the
-    matched control's mean, with its t interval; the generations Holm rejects over the whole family ringed."""
+    matched control's mean at that generation, with its t interval; the generations Holm rejects over the whole family ringed."""
     families = (("sample", "sample metrics (LeNet features)"), ("jacobian", "Jacobian spectrum statistics"))
     generations = np.arange(detection["num_generations"])
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, (family, family_title) in zip(axes, families):
         for offset, (name, record) in enumerate((n, r) for n, r in detection["signals"].items() if r["family"] == family):
-            scale = 100 / abs(np.mean(record["control_mean"])) if np.mean(record["control_mean"]) else 1.0
+            control = np.abs(record["control_mean"])
+            scale = np.divide(100, control, out=np.ones_like(control), where=control > 0)  # per generation
             mean = np.array(record["difference"]["mean"]) * scale
             low, high = (np.array(bound) * scale for bound in record["difference"]["interval"])
             x = generations + 0.04 * offset  # side by side: the intervals overlap otherwise
@@ -76,7 +77,7 @@ def signal_departures(detection: dict, title: str):
         ax.set(title=family_title, xlabel="generation", xticks=generations)
         ax.legend(fontsize=6, loc="best")
     for ax in axes:
-        ax.set_ylabel("difference, % of the matched control's mean")
+        ax.set_ylabel("difference, % of the matched control")
     level = 100 * (1 - detection["alpha"])
     fig.suptitle(
         f"{title}: full_synthetic - matched_real over {detection['initial_models']} initial models, {level:g}% t intervals; "
