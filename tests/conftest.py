@@ -158,3 +158,12 @@ def dag_run(tmp_path_factory) -> Path:
     carry_compiled_kernels(workdir)
     snakemake(workdir, "--profile", "profiles/local", "--cores", "2", "--configfile", DAG_CONFIG, timeout=DAG_TIMEOUT)
     return workdir
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Small models run faster on one thread than on a shared, busy pair of cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -19,13 +19,7 @@ from gensynth.madness.jacobian import exact_spectrum, jacobian_spectrum, lanczos
 SIZE = 8  # 8x8x1: D = 64, small enough for a column-by-column Jacobian
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Small models run faster on one thread than on a shared, busy pair of cores.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module", params=["unet2d", "context_unet"])

@@ -158,12 +158,7 @@ def originals(tmp_path_factory) -> dict:
     return {"dir": folder, "models": models}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_the_declared_layout_is_the_reference_state_dict_and_maps_onto_gensynths_context_unet():

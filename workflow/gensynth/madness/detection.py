@@ -196,12 +196,11 @@ def detectable_difference(sd: np.ndarray, units: int, tests_per_signal: int, alp
 
 def noise_record(treated: Signal, control: Signal, differences: np.ndarray) -> dict:
     """Where a signal's noise comes from: between units, between training seeds, and the measurement itself."""
-    both = np.concatenate([treated.values, control.values], axis=1)  # (U, 2R, G), arms side by side
-    replicates = treated.values.shape[1]
+    units, replicates, generations = treated.values.shape
     training = None
     if replicates > 1:
         per_arm = [arm.values - arm.values.mean(axis=1, keepdims=True) for arm in (treated, control)]
-        dof = 2 * both.shape[0] * both.shape[2] * (replicates - 1)
+        dof = 2 * units * generations * (replicates - 1)
         training = float(np.sqrt(sum((r**2).sum() for r in per_arm) / dof))
     measurement = float(np.sqrt(np.mean(np.concatenate([treated.noise, control.noise]) ** 2)))
     return {

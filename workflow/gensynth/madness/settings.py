@@ -131,12 +131,18 @@ class GenerationSettings(Seed, SamplingSettings, TrainSettings, GenerationLoopSe
 
 
 @dataclass
-class MetricsSettings(Seed):
-    """``madness_metrics.py``: FID, PRDC and t-SNE (``madness.metrics``) on a checked feature extractor."""
+class SampleMetricsSettings(Seed):
+    """FID and PRDC with bootstrap spreads (``madness.metrics``) on a checked feature extractor."""
 
     min_accuracy: float = feature_extractor(0.95)
     nearest_k: int = metrics(5)
     n_bootstrap: int = metrics(50)
+
+
+@dataclass
+class MetricsSettings(SampleMetricsSettings):
+    """``madness_metrics.py``: the sample metrics and t-SNE (``madness.metrics``)."""
+
     tsne_points: int = metrics(100)
     tsne_perplexity: float = metrics(30.0)
 
@@ -200,12 +206,8 @@ class OriginalJacobianSettings(Seed, OriginalModelSettings, ProbeSettings, Jacob
 
 
 @dataclass
-class OriginalMetricsSettings(Seed):
+class OriginalMetricsSettings(SampleMetricsSettings):
     """``madness_original_metrics.py``: FID and PRDC (``madness.metrics``) of the group's sample sets."""
-
-    min_accuracy: float = feature_extractor(0.95)
-    nearest_k: int = metrics(5)
-    n_bootstrap: int = metrics(50)
 
 
 @dataclass
