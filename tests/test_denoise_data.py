@@ -13,7 +13,7 @@ import yaml
 
 from conftest import ROOT
 from gensynth.denoise.data import DoseTable, load_grid, load_manifest, load_tree_spectra, partner_pairs
-from gensynth.denoise.phantom import PhantomConfig, PhantomPaths, corpus_rows, held_out_groups, write_phantom, write_staging
+from gensynth.denoise.phantom import PhantomConfig, PhantomPaths, clean_spectrum, corpus_rows, held_out_groups, write_phantom, write_staging
 from gensynth.errors import GensynthError
 
 FULL = yaml.safe_load((ROOT / "config/full/denoise.yaml").read_text())["denoise"]["phantom"]
@@ -52,8 +52,9 @@ def test_full_scale_config_reproduces_the_groups_counts():
     full = corpus_rows(config)
     assert full["relative_path"].nunique() == 8_100 and len(full) == 11_100
     assert len(corpus_rows(config, staging=True)) == 9_000
-    panel, _ = held_out_groups(config, full)
-    assert full[full["group_id"].isin(panel)]["relative_path"].nunique() == 750
+    held_out = held_out_groups(config, full)
+    assert full[full["group_id"].isin(held_out.panel_groups)]["relative_path"].nunique() == 750
+    assert len(held_out.panel_samples) == 3 and len(held_out.excluded_groups) == 2  # 5 groups of 3 whole samples, 5 of 3 more
     treatment_6 = full[full["treatment"] == "treatment_6"]
     assert sorted(treatment_6["sample"].unique()) == ["G", "I"]
     assert all(sorted(full[full["treatment"] == f"treatment_{i}"]["sample"].unique()) == list("ABCDE") for i in range(1, 6))
@@ -69,26 +70,77 @@ def test_phantom_layout_pairs_and_split(corpus):
     assert (full["n2n_partner"].map(group_of) == full["group_id"]).all()
     assert (corpus.root / "treatment_3" / "G" / "angle_45" / "replicate_003.npy").is_file()
     assert not (corpus.root / "treatment_3" / "A").exists()
-    train, val, panel = (set(pd.read_csv(p)["group_id"]) for p in (corpus.manifest_train, corpus.manifest_val, corpus.panel))
-    assert len(panel) == 3 and len(val) == 1 and not (train & panel) and not (train & val) and not (val & panel)
-    assert len(set(pd.read_csv(corpus.panel)["treatment"])) == 3  # the panel spreads over the treatments
+    train, val, panel = (pd.read_csv(p) for p in (corpus.manifest_train, corpus.manifest_val, corpus.panel))
+    assert panel["group_id"].nunique() == 3 and val["group_id"].nunique() == 1
 
 
-def test_replicates_share_the_clean_spectrum_and_noise_is_seeded(corpus, tmp_path):
-    manifest = load_manifest(corpus.manifest_full, corpus.root, partners=True)
+def test_held_out_samples_are_whole_and_span_the_doses(corpus):
+    """Leave-sample-out: a sample's angles share its bands, so no panel or validation sample is seen in training."""
+    full, train, val, panel = (pd.read_csv(p) for p in (corpus.manifest_full, corpus.manifest_train, corpus.manifest_val, corpus.panel))
+    samples = [set(zip(frame["treatment"], frame["sample"])) for frame in (train, val, panel)]
+    assert not (samples[0] & samples[2]) and not (samples[0] & samples[1]) and not (samples[1] & samples[2])
+    held_out = held_out_groups(small_config(), full)
+    assert held_out.panel_samples == [f"{t}/{s}" for t, s in dict.fromkeys(zip(panel["treatment"], panel["sample"]))]
+    assert set(panel["treatment"]) == {"treatment_1", "treatment_3"}  # the lowest and the highest dose first
+    # the panel's second sample and the validation sample give one of their two groups each; the others are in no
+    # manifest but the full one
+    assert len(held_out.excluded_groups) == 2 and set(held_out.excluded_groups) < set(full["group_id"])
+    assert not set(held_out.excluded_groups) & set(pd.concat([train, val, panel])["group_id"])
+    assert full["group_id"].nunique() == train["group_id"].nunique() + 3 + 1 + 2
+
+
+def test_too_few_samples_left_for_training_is_one_error():
+    # 6 samples of 2 angles: 7 panel groups take 4 samples, 3 validation groups 2 more
+    with pytest.raises(GensynthError, match=r"panel_groups 7 and val_groups 3 hold out 4 \+ 2 whole samples \(2 angle\(s\) each\) of the 6"):
+        held_out_groups(small_config(panel_groups=7, val_groups=3), corpus_rows(small_config()))
+
+
+def test_each_replicate_has_its_own_clean_spectrum(corpus):
+    manifest = load_manifest(corpus.manifest_full, corpus.root)
     grid = load_grid(corpus.grid)
     clean = load_tree_spectra(manifest, len(grid), root=corpus.clean)
-    raw = load_tree_spectra(manifest, len(grid))
     group = manifest.files["group_id"].to_numpy()
-    first = np.flatnonzero(group == group[0])
-    assert np.array_equal(clean[first[0]], clean[first[1]]) and not np.array_equal(raw[first[0]], raw[first[1]])
-    # a spectrum depends on its own names and the seed only, not on how many others are made
-    other = PhantomPaths.under(tmp_path / "more")
-    write_phantom(small_config(replicates=6), other)
-    more = load_tree_spectra(load_manifest(other.manifest_full, other.root), len(grid), list(manifest.files["relative_path"]))
-    assert np.array_equal(more, raw)
+    first = clean[group == group[0]]
+    # shifted bands, scattering and drift: replicates differ by far more than float noise, far less than the spectrum
+    spread = np.abs(first - first.mean(axis=0)).max(axis=1)
+    assert (spread > 1e-3).all() and (spread < 0.2 * np.ptp(first, axis=1)).all()
+    still = small_config(peak_jitter_nm=0.0, width_jitter=0.0, scattering_jitter=0.0, drift=0.0)
+    treatment = still.treatments[0]
+    assert np.array_equal(clean_spectrum(grid, still, treatment, "A", 0, 0), clean_spectrum(grid, still, treatment, "A", 0, 1))
+
+
+def test_measurement_noise_is_correlated_over_neighbouring_wavelengths(tmp_path):
+    """raw - clean of one spectrum: its lag-1 autocorrelation clears white noise's bound with the correlated noise
+    alone, stays inside it without, and the correlated noise has the configured sd."""
+    correlated, white = PhantomPaths.under(tmp_path / "correlated"), PhantomPaths.under(tmp_path / "white")
+    write_phantom(small_config(read_noise=0.0, shot_noise=0.0, correlated_noise=0.02, correlation_nm=8.0), correlated)
+    write_phantom(small_config(correlated_noise=0.0), white)
+    relative = pd.read_csv(correlated.manifest_full)["relative_path"]
+    noise = {name: np.stack([np.load(p.root / r) - np.load(p.clean / r) for r in relative]) for name, p in (("correlated", correlated), ("white", white))}
+    bound = 3 / np.sqrt(noise["white"].shape[1])  # three standard errors of white noise's lag-1 autocorrelation
+
+    def lag1(spectrum: np.ndarray) -> float:
+        return float(np.corrcoef(spectrum[:-1], spectrum[1:])[0, 1])
+
+    assert lag1(noise["correlated"][0]) > bound and np.median([lag1(n) for n in noise["correlated"]]) > 0.5
+    assert abs(lag1(noise["white"][0])) < bound
+    assert noise["correlated"].std() == pytest.approx(0.02, rel=0.15)
+
+
+def test_spectra_depend_on_the_seed_and_their_own_names_only(corpus, tmp_path):
+    manifest = load_manifest(corpus.manifest_full, corpus.root)
+    relative = list(manifest.files["relative_path"])
+    again = PhantomPaths.under(tmp_path / "again")
+    write_phantom(small_config(), again)
+    for tree, other in ((corpus.root, again.root), (corpus.clean, again.clean)):
+        assert all((tree / r).read_bytes() == (other / r).read_bytes() for r in relative)
+    # not on how many others are made
+    more = PhantomPaths.under(tmp_path / "more")
+    write_phantom(small_config(replicates=6), more)
+    for tree, other in ((corpus.root, more.root), (corpus.clean, more.clean)):
+        assert all((tree / r).read_bytes() == (other / r).read_bytes() for r in relative)
     write_phantom(small_config(seed=1), PhantomPaths.under(tmp_path / "seed1"))
-    assert not np.array_equal(np.load(tmp_path / "seed1/spectra" / manifest.files["relative_path"][0]), raw[0])
+    assert (tmp_path / "seed1/spectra" / relative[0]).read_bytes() != (corpus.root / relative[0]).read_bytes()
 
 
 def test_staging_corpus_has_every_staging_sample(corpus):

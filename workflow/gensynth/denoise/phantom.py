@@ -1,13 +1,26 @@
 """The embedded default data: procedural UV/Vis absorbance spectra laid out as the group's corpus.
 
-Each (treatment, sample, angle) group is one clean spectrum measured ``replicates`` times:
+Each (treatment, sample, angle) group is measured ``replicates`` times, and every replicate has its own clean
+spectrum (the sample's bands as that measurement saw them) and its own measurement noise:
 
-    clean(λ) = f_θ · Σ_k a_k(d, s) · exp(-(λ - μ_k(d, s))² / 2w_k²)      three absorption bands
-             + g_θ · b_s · (λ / 400 nm)^-4 + c_s                            Rayleigh-like scattering, offset
-    raw(λ)   = clean(λ) + sqrt(read² + shot² · max(clean(λ), 0)) · n(λ)     read and shot noise, n ~ N(0, 1)
+    clean(λ) = f_θ · Σ_k a_k(d, s) · exp(-(λ - μ_k(d, s) - δ_k)² / 2(w_k ε_k)²)    three absorption bands
+             + g_θ · β · b_s · (λ / 400 nm)^-4 + c_s + D(λ)                       scattering, offset, drift
+    raw(λ)   = clean(λ) + sqrt(read² + shot² · max(clean(λ), 0)) · n(λ) + ρ · m(λ)
 
-with d the treatment's dose, u = log1p(d) / log1p(d_max) in [0, 1], and the sample s perturbing every
-amplitude, position and the scattering by a few per cent:
+with d the treatment's dose and u = log1p(d) / log1p(d_max) in [0, 1]:
+
+=============  ====================================================================================
+what varies    how
+=============  ====================================================================================
+treatment      the bands' dose response: a_k and μ_k follow u (table below)
+sample         a_k by ``sample_amplitude_sd`` (relative) and μ_k by ``sample_centre_sd_nm`` (sd), the scattering b_s by 30 %, the offset c_s by 50 %
+angle θ        the path length f_θ = 1 / cos θ and the scattering g_θ = 1 + sin θ (degrees)
+replicate      band centres δ_k ~ N(0, ``peak_jitter_nm``), widths ε_k = exp(N(0, ``width_jitter``)),
+               scattering β = exp(N(0, ``scattering_jitter``)), drift D = Σ_{j=0..3} e_j P_j(x) with
+               Legendre polynomials P_j of the grid mapped to x in [-1, 1] and e_j ~ N(0, ``drift``)
+noise          white read and shot noise, n ~ N(0, 1); correlated noise of sd ρ = ``correlated_noise``,
+               m white noise smoothed by a Gaussian of sd ``correlation_nm`` (unit variance, stationary)
+=============  ====================================================================================
 
 ====  ==========  ============================  ================================
 band  centre μ    width w                       amplitude a (dose response)
@@ -17,16 +30,17 @@ band  centre μ    width w                       amplitude a (dose response)
 3     610 nm      30 nm                         0.45 (1 - 0.6 u)   (bleaches)
 ====  ==========  ============================  ================================
 
-The angle θ (degrees) lengthens the optical path, f_θ = 1 / cos θ, and raises the scattering,
-g_θ = 1 + sin θ. The clean spectra are written to their own tree for evaluation and the
-clean-target comparison only; nothing a real user would lack is read from them in training
-a Noise2Noise model. Every draw is seeded by SHA-256 of its names, so a spectrum depends only on
-the seed and its own (treatment, sample, angle, replicate), never on how many others are made.
+The clean spectra (everything but the measurement noise) are written to their own tree for evaluation and the
+clean-target comparison only; nothing a real user would lack is read from them in training a Noise2Noise model,
+whose partners share the group but not the replicate's own variation. Every draw is seeded by SHA-256 of its
+names, so a spectrum depends only on the seed and its own (treatment, sample, angle, replicate), never on how
+many others are made.
 
 Layout (the group's): ``<root>/<treatment>/<sample>/angle_<θ>/replicate_<r>.npy``; manifests keyed
 by ``relative_path`` with the Noise2Noise partner (replicates paired 0-1, 2-3, ...); the first
 ``extra_pairing_groups`` groups paired a second time (0-2, 1-3, ...: rows that point at the same
-files); whole groups held out for the panel and for the validation loss, spread over the treatments.
+files). The panel and the validation loss hold out whole (treatment, sample) pairs, all angles together
+(leave-sample-out: a sample's angles share its bands), spread over the doses; see :func:`held_out_groups`.
 """
 
 from __future__ import annotations
@@ -38,6 +52,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from numpy.polynomial import legendre
 
 from ..errors import GensynthError
 from ..io import atomic_open, atomic_path, save_json
@@ -50,9 +65,8 @@ from .settings import PhantomConfig, Treatment  # (the config's settings; import
 BANDS = ((270.0, 12.0, 0.50, 0.60, 0.0), (430.0, 22.0, 0.60, 0.0, 12.0), (610.0, 30.0, 0.45, -0.27, 0.0))
 SCATTERING = 0.04  # b at 400 nm, before the sample's factor
 OFFSET = 0.02  # c before the sample's factor
-SAMPLE_AMPLITUDE_SD = 0.04  # relative
-SAMPLE_CENTRE_SD_NM = 0.5
 SAMPLE_SCATTERING_SD = 0.3  # relative
+DRIFT_DEGREE = 3  # Legendre terms P0..P3: a baseline that wanders slowly over the grid
 
 
 def wavelength_grid(config: PhantomConfig) -> np.ndarray:
@@ -68,26 +82,45 @@ def relative_path(treatment: str, sample: str, angle: int, replicate: int) -> st
     return f"{treatment}/{sample}/angle_{angle:02d}/replicate_{replicate:03d}.npy"
 
 
-def clean_spectrum(grid: np.ndarray, config: PhantomConfig, treatment: Treatment, sample: str, angle: int) -> np.ndarray:
-    """The group's noise-free spectrum (float64), from the table in the module docstring."""
-    rng = numpy_generator(sha256_seed("denoise-phantom-sample", config.seed, treatment.name, sample))
-    amplitude_factor = 1 + SAMPLE_AMPLITUDE_SD * rng.standard_normal(len(BANDS))
-    centre_shift = SAMPLE_CENTRE_SD_NM * rng.standard_normal(len(BANDS))
-    scattering = SCATTERING * max(0.2, 1 + SAMPLE_SCATTERING_SD * rng.standard_normal())
-    offset = OFFSET * (1 + 0.5 * rng.standard_normal())
+def clean_spectrum(grid: np.ndarray, config: PhantomConfig, treatment: Treatment, sample: str, angle: int, replicate: int) -> np.ndarray:
+    """One replicate's noise-free spectrum (float64): the sample's bands as that measurement saw them (module docstring)."""
+    sample_rng = numpy_generator(sha256_seed("denoise-phantom-sample", config.seed, treatment.name, sample))
+    amplitude_factor = 1 + config.sample_amplitude_sd * sample_rng.standard_normal(len(BANDS))
+    centre_shift = config.sample_centre_sd_nm * sample_rng.standard_normal(len(BANDS))
+    scattering = SCATTERING * max(0.2, 1 + SAMPLE_SCATTERING_SD * sample_rng.standard_normal())
+    offset = OFFSET * (1 + 0.5 * sample_rng.standard_normal())
+    replicate_rng = numpy_generator(sha256_seed("denoise-phantom-replicate", config.seed, treatment.name, sample, angle, replicate))
+    centre_jitter = config.peak_jitter_nm * replicate_rng.standard_normal(len(BANDS))
+    width_factor = np.exp(config.width_jitter * replicate_rng.standard_normal(len(BANDS)))  # log-normal: a width stays positive
+    scattering *= math.exp(config.scattering_jitter * replicate_rng.standard_normal())
+    unit_grid = 2 * (grid - grid[0]) / (grid[-1] - grid[0]) - 1  # the Legendre polynomials' domain
+    drift = legendre.legval(unit_grid, config.drift * replicate_rng.standard_normal(DRIFT_DEGREE + 1))
     u = math.log1p(treatment.dose) / math.log1p(config.doses_max) if config.doses_max > 0 else 0.0
     theta = math.radians(angle)
     bands = np.zeros_like(grid)
-    for (centre, width, amplitude, slope, shift), factor, jitter in zip(BANDS, amplitude_factor, centre_shift):
-        bands += factor * (amplitude + slope * u) * np.exp(-((grid - (centre + shift * u + jitter)) ** 2) / (2 * width**2))
-    return bands / math.cos(theta) + (1 + math.sin(theta)) * scattering * (grid / 400.0) ** -4 + offset
+    for (centre, width, amplitude, slope, shift), factor, sample_shift, jitter, stretch in zip(
+        BANDS, amplitude_factor, centre_shift, centre_jitter, width_factor
+    ):
+        position = centre + shift * u + sample_shift + jitter
+        bands += factor * (amplitude + slope * u) * np.exp(-((grid - position) ** 2) / (2 * (width * stretch) ** 2))
+    return bands / math.cos(theta) + (1 + math.sin(theta)) * scattering * (grid / 400.0) ** -4 + offset + drift
+
+
+def correlated_unit_noise(rng: np.random.Generator, length: int, sigma_points: float) -> np.ndarray:
+    """Stationary unit-variance noise correlated over neighbouring points: white noise convolved with a Gaussian of
+    sd ``sigma_points`` scaled to unit norm, drawn past both ends so that the edges are like the middle."""
+    radius = math.ceil(4 * sigma_points)
+    lags = np.arange(-radius, radius + 1)
+    kernel = np.exp(-0.5 * (lags / sigma_points) ** 2) if radius else np.ones(1)
+    return np.convolve(rng.standard_normal(length + 2 * radius), kernel / np.linalg.norm(kernel), mode="valid")
 
 
 def noisy_replicate(clean: np.ndarray, config: PhantomConfig, treatment: str, sample: str, angle: int, replicate: int) -> np.ndarray:
-    """One measurement of ``clean``: heteroscedastic read and shot noise, seeded by the replicate's names."""
+    """One measurement of ``clean``: white read and shot noise plus correlated noise, seeded by the replicate's names."""
     rng = numpy_generator(sha256_seed("denoise-phantom-noise", config.seed, treatment, sample, angle, replicate))
     sd = np.sqrt(config.read_noise**2 + config.shot_noise**2 * np.maximum(clean, 0.0))
-    return clean + sd * rng.standard_normal(clean.shape)
+    white = sd * rng.standard_normal(clean.shape)
+    return clean + white + config.correlated_noise * correlated_unit_noise(rng, len(clean), config.correlation_nm / config.wavelength_step)
 
 
 def manifest_row(treatment: str, sample: str, angle: int, replicate: int, partner: int) -> dict[str, Any]:
@@ -115,21 +148,60 @@ def corpus_rows(config: PhantomConfig, staging: bool = False) -> pd.DataFrame:
     return pd.DataFrame(rows + extra, columns=MANIFEST_COLUMNS)
 
 
-def held_out_groups(config: PhantomConfig, groups: pd.DataFrame) -> tuple[list[str], list[str]]:
-    """Panel and validation groups: round-robin over the treatments, each treatment's groups in a seeded order,
-    so that the panel covers as many treatments (doses) as it has groups."""
-    per_treatment = {}
-    for treatment, frame in groups.groupby("treatment", sort=False):
-        ids = sorted(frame["group_id"].unique())
-        order = numpy_generator(sha256_seed("denoise-phantom-split", config.seed, treatment)).permutation(len(ids))
-        per_treatment[treatment] = [ids[i] for i in order]
-    round_robin = [ids[i] for i in range(max(map(len, per_treatment.values()))) for ids in per_treatment.values() if i < len(ids)]
-    needed = config.panel_groups + config.val_groups
-    if needed >= len(round_robin):
+@dataclass(frozen=True)
+class HeldOut:
+    """Whole samples kept out of training (a sample's spectra at every angle share its bands): the panel's and the
+    validation loss's groups, and the held-out samples' other groups, in neither (they stay in manifest_full)."""
+
+    panel_samples: list[str]  # "treatment/sample"
+    val_samples: list[str]
+    panel_groups: list[str]
+    val_groups: list[str]
+    excluded_groups: list[str]
+
+
+def spread_order(count: int) -> list[int]:
+    """0 .. count - 1 so that every prefix spreads over the range: both ends first, then each next index the
+    farthest from those taken (the lower on a tie)."""
+    order = [0]
+    while len(order) < count:
+        order.append(max(range(count), key=lambda i: (min(abs(i - j) for j in order), -i)))
+    return order
+
+
+def held_out_groups(config: PhantomConfig, groups: pd.DataFrame) -> HeldOut:
+    """Whole (treatment, sample) pairs, round-robin over the treatments (in dose order from both ends inward, so
+    that the first few span the doses), each treatment's samples in a seeded order: the panel's samples until they
+    hold ``panel_groups`` groups, then the validation loss's until ``val_groups`` (every sample has one group per angle)."""
+    sample_groups = {pair: list(ids) for pair, ids in groups.drop_duplicates("group_id").groupby(["treatment", "sample"], sort=False)["group_id"]}
+    samples_of: dict[str, list[str]] = {}
+    for treatment, sample in sample_groups:
+        samples_of.setdefault(treatment, []).append(sample)
+    dose = {t.name: t.dose for t in config.treatments}
+    by_dose = sorted(samples_of, key=dose.__getitem__)
+    per_treatment = []
+    for treatment in (by_dose[i] for i in spread_order(len(by_dose))):
+        samples = sorted(samples_of[treatment])
+        order = numpy_generator(sha256_seed("denoise-phantom-split", config.seed, treatment)).permutation(len(samples))
+        per_treatment.append([(treatment, samples[i]) for i in order])
+    round_robin = [pairs[i] for i in range(max(map(len, per_treatment))) for pairs in per_treatment if i < len(pairs)]
+    angles = len(config.angles)
+    panel_count, val_count = -(-config.panel_groups // angles), -(-config.val_groups // angles)  # whole samples: the ceiling
+    if panel_count + val_count >= len(round_robin):
         raise GensynthError(
-            f"phantom: {config.panel_groups} panel and {config.val_groups} validation groups leave no training group of the {len(round_robin)} groups"
+            f"phantom: panel_groups {config.panel_groups} and val_groups {config.val_groups} hold out {panel_count} + {val_count} whole samples "
+            f"({angles} angle(s) each) of the {len(round_robin)}; expected fewer, so that training keeps a sample"
         )
-    return round_robin[: config.panel_groups], round_robin[config.panel_groups : needed]
+    panel_pairs, val_pairs = round_robin[:panel_count], round_robin[panel_count : panel_count + val_count]
+    panel_all = [group for pair in panel_pairs for group in sample_groups[pair]]
+    val_all = [group for pair in val_pairs for group in sample_groups[pair]]
+    return HeldOut(
+        panel_samples=[f"{treatment}/{sample}" for treatment, sample in panel_pairs],
+        val_samples=[f"{treatment}/{sample}" for treatment, sample in val_pairs],
+        panel_groups=panel_all[: config.panel_groups],
+        val_groups=val_all[: config.val_groups],
+        excluded_groups=panel_all[config.panel_groups :] + val_all[config.val_groups :],
+    )
 
 
 @dataclass(frozen=True)
@@ -162,26 +234,27 @@ class PhantomPaths:
 def write_tree(config: PhantomConfig, grid: np.ndarray, rows: pd.DataFrame, root: Path, clean_root: Path | None) -> None:
     """Every file of ``rows`` (each once) under ``root``, and its clean spectrum under ``clean_root``."""
     treatments = {t.name: t for t in config.treatments}
-    for (treatment, sample, angle), frame in rows.drop_duplicates("relative_path").groupby(["treatment", "sample", "angle"], sort=False):
-        clean = clean_spectrum(grid, config, treatments[treatment], sample, angle)
-        for relative, replicate in zip(frame["relative_path"], frame["replicate"]):
-            save_spectrum(root / relative, noisy_replicate(clean, config, treatment, sample, angle, int(replicate)))
-            if clean_root is not None:
-                save_spectrum(clean_root / relative, clean)
+    files = rows.drop_duplicates("relative_path")[["relative_path", "treatment", "sample", "angle", "replicate"]]
+    for relative, treatment, sample, angle, replicate in files.itertuples(index=False):
+        clean = clean_spectrum(grid, config, treatments[treatment], sample, int(angle), int(replicate))
+        save_spectrum(root / relative, noisy_replicate(clean, config, treatment, sample, int(angle), int(replicate)))
+        if clean_root is not None:
+            save_spectrum(clean_root / relative, clean)
 
 
 def write_phantom(config: PhantomConfig, paths: PhantomPaths) -> dict[str, Any]:
     """Write the corpus, its manifests and dose metadata; returns the counts (also in ``paths.summary``)."""
     grid = wavelength_grid(config)
     full = corpus_rows(config)
-    panel_ids, val_ids = held_out_groups(config, full)
+    held_out = held_out_groups(config, full)
     write_tree(config, grid, full, paths.root, paths.clean)
     with atomic_path(paths.grid) as tmp, open(tmp, "wb") as handle:
         np.save(handle, grid)
 
-    in_panel, in_val = full["group_id"].isin(panel_ids), full["group_id"].isin(val_ids)
+    in_panel, in_val = full["group_id"].isin(held_out.panel_groups), full["group_id"].isin(held_out.val_groups)
+    training = ~(full["treatment"] + "/" + full["sample"]).isin(held_out.panel_samples + held_out.val_samples)
     write_manifest(paths.manifest_full, full)
-    write_manifest(paths.manifest_train, full[~in_panel & ~in_val])
+    write_manifest(paths.manifest_train, full[training])
     write_manifest(paths.manifest_val, full[in_val].drop_duplicates("relative_path"))
     write_manifest(paths.panel, full[in_panel].drop_duplicates("relative_path"))
 
@@ -202,11 +275,14 @@ def write_phantom(config: PhantomConfig, paths: PhantomPaths) -> dict[str, Any]:
         "groups": int(full["group_id"].nunique()),
         "unique_spectra": int(full["relative_path"].nunique()),
         "manifest_full_rows": len(full),
-        "manifest_train_rows": int((~in_panel & ~in_val).sum()),
+        "manifest_train_rows": int(training.sum()),
         "manifest_val_rows": int(full[in_val]["relative_path"].nunique()),
         "panel_rows": int(full[in_panel]["relative_path"].nunique()),
-        "panel_groups": panel_ids,
-        "val_groups": val_ids,
+        "panel_groups": held_out.panel_groups,
+        "val_groups": held_out.val_groups,
+        "panel_samples": held_out.panel_samples,
+        "val_samples": held_out.val_samples,
+        "excluded_groups": held_out.excluded_groups,
     }
     return counts
 
