@@ -15,7 +15,7 @@ that data, I/O included: the whole scripts/run_denoise_from_manifest.py command 
 imports too), and the manifest run alone (gensynth.denoise.inference.manifest_throughput).
 
     python scripts/bench_denoise.py --skip-mambapy --manifest-data results/denoise/data \
-        --checkpoint results/denoise/checkpoints/noise2noise/mamba_tiny_uv_best.pt
+        --checkpoint results/denoise/checkpoints/promoted/mamba_tiny_uv_best.pt
 """
 
 from __future__ import annotations

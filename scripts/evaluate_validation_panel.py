@@ -1,22 +1,31 @@
-"""The panel QA (the group's primary QA script, its flags kept): every checkpoint on the fixed hold-out panel,
-the top-k ranked, and four readiness gates; a version banner first.
+"""The panel QA (the group's primary QA script, its flags kept): every method on the fixed hold-out panel
+against the same four gates, the checkpoints ranked on the validation manifest, a version banner first.
 
-The panel manifest's SHA-256 is checked against ``--expected-hash`` before any model loads. Every ``*.pt`` in
-``--checkpoint-dir`` denoises the panel and is scored against the reference (the clean spectra of
-``--clean-dir``, else each spectrum's leave-one-out replicate mean) and ranked by mean PSNR; the best is gated:
+The panel manifest's SHA-256 is checked against ``--expected-hash`` before any model loads, then the panel's
+(treatment, sample) pairs and spectra against ``--train-manifest`` and ``--val-manifest``: an overlapping
+panel is refused (``--no-forbid-overlap`` scores it anyway and records the overlap). Every ``*.pt`` under
+``--checkpoint-dir`` (or each of ``--checkpoints``) is ranked by mean PSNR on ``--val-manifest`` (on the panel when none is given, which the
+summary then says); the first is gated. The raw spectra (of ``--baseline-dir``), the identity map, the tuned
+baselines (``--baselines``, scripts/tune_baselines.py), every checkpoint and the comparison checkpoints
+(``--comparison-checkpoint``, the clean-target arm) are all scored against the reference (the clean spectra of
+``--clean-dir``, else each spectrum's leave-one-out replicate mean) and all face the gates, each a margin over
+the raw spectra:
 
-1. PSNR gain over the raw spectra (of ``--baseline-dir``) of at least ``--psnr-gain-min-db``;
-2. spectral angle no worse than the raw spectra's (at most ``--sam-max-increase-deg`` more);
-3. ROI integrity: the share of spectra whose peaks and areas in the ``--roi-windows`` stay within tolerance;
-4. the downstream proxy on the denoised panel, all four of its checks (gensynth.denoise.downstream in this
-   process; ``--downstream-script`` runs a script of your own instead, as the group's command below does).
+1. PSNR gain over the raw spectra of at least ``--psnr-gain-min-db``;
+2. spectral angle below the raw spectra's by at least ``--sam-min-improvement-deg``;
+3. ROI integrity: the share of spectra whose peaks and band areas (above each window's chord) in the
+   ``--roi-windows`` stay within tolerance, at least ``--roi-min-fraction``;
+4. the downstream proxy on the denoised panel, all four of its checks, each relative to the raw spectra
+   (gensynth.denoise.downstream in this process; ``--downstream-script`` runs a script of your own instead).
 
-The tuned Savitzky-Golay filter (``--savgol-params``) and a comparison checkpoint (``--comparison-checkpoint``,
-the clean-target arm) are scored side by side. Writes, in ``--output-dir``: ``<name>_per_spectrum_metrics.csv``
-(keyed by relative_path) and ``<name>_per_group_summary.csv`` per method, ``<name>_panel_preds/`` (the gated
-checkpoint's and the baseline's denoised spectra, with downstream_metrics.json), ``panel_methods_summary.csv``,
-``panel_psnr_by_group.png`` and ``panel_eval_summary.json`` (each gate's value, threshold and verdict, the
-manifest hash, the git commit, the ranked checkpoints, provenance). Exits 1 when a gate fails.
+A gate that the raw spectra or the identity map passes is "not discriminating" and fails the QA. Writes, in
+``--output-dir``: ``<name>_per_spectrum_metrics.csv`` (keyed by relative_path), ``<name>_per_group_summary.csv``
+and ``<name>_panel_preds/`` (with downstream_metrics.json) per method, ``panel_methods_summary.csv`` (every
+method ranked by panel PSNR with 95 % intervals over the held-out samples and seeds, and its gates),
+``panel_psnr_by_group.png`` and ``panel_eval_summary.json`` (the gates with the raw and identity values, the
+leakage check, the ranked checkpoints, the paired gaps, the manifest hash, the git commit, provenance). The
+selected checkpoint is copied to ``--promote-to`` when it passes. Exits 1 when a gate fails or does not
+discriminate (``--no-enforce-gates``: reports only, exits 0).
 
     PANEL_HASH=$(sha256sum data/validation_panel.csv | cut -d' ' -f1)
     python scripts/evaluate_validation_panel.py \
@@ -49,7 +58,11 @@ from gensynth.steps import add_settings_arguments, narrow, settings_from_args
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint-dir", required=True, type=Path, help="every *.pt in it is evaluated")
+    checkpoints = parser.add_mutually_exclusive_group(required=True)
+    checkpoints.add_argument("--checkpoint-dir", type=Path, help="every *.pt under it is evaluated")
+    checkpoints.add_argument(
+        "--checkpoints", type=Path, nargs="+", help="these checkpoints only (the DAG's seeds: no other file in their folder is taken for one)"
+    )
     parser.add_argument("--manifest", required=True, type=Path, help="the fixed validation panel (CSV)")
     parser.add_argument("--root-dir", required=True, type=Path, help="the panel's spectra tree (the models' input)")
     parser.add_argument("--baseline-dir", type=Path, help="the raw spectra of gate 1 (default: --root-dir)")
@@ -64,9 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
         "downstream_metrics.json there and exits 0 when its checks pass, 1 when one fails); default: gensynth's proxy, in this process",
     )
     parser.add_argument("--clean-dir", type=Path, help="clean spectra (same relative paths): the reference; default: replicate means")
-    parser.add_argument("--savgol-params", type=Path, help="the tuned Savitzky-Golay baseline (scripts/tune_savgol_baseline.py)")
-    parser.add_argument("--comparison-checkpoint", type=Path, help="a checkpoint scored beside the gated one (the clean-target arm)")
+    parser.add_argument("--baselines", type=Path, help="the tuned baselines (scripts/tune_baselines.py's JSON)")
+    parser.add_argument(
+        "--comparison-checkpoint", type=Path, nargs="+", default=[], help="checkpoints scored beside the gated ones (the clean-target arm, one per seed)"
+    )
     parser.add_argument("--comparison-name", default=COMPARISON_NAME)
+    parser.add_argument("--train-manifest", type=Path, help="the training manifest (the leakage check)")
+    parser.add_argument("--val-manifest", type=Path, help="the validation manifest: ranks the checkpoints (and the leakage check)")
+    parser.add_argument("--promote-to", type=Path, help="copy the selected checkpoint here when it passes")
     add_settings_arguments(parser, PanelQASettings, "denoise")
     add_device_arguments(parser)
     return parser
@@ -81,6 +99,7 @@ def main(argv=None) -> int:
     step = settings_from_args(PanelQASettings, args)
     options = QaOptions(
         checkpoint_dir=args.checkpoint_dir,
+        checkpoints=args.checkpoints,
         manifest=args.manifest,
         root_dir=args.root_dir,
         baseline_dir=args.baseline_dir or args.root_dir,
@@ -91,9 +110,14 @@ def main(argv=None) -> int:
         roi_windows=step.roi_windows,
         expected_hash=args.expected_hash,
         clean_dir=args.clean_dir,
-        savgol_params=args.savgol_params,
-        comparison_checkpoint=args.comparison_checkpoint,
+        baselines=args.baselines,
+        comparison_checkpoints=args.comparison_checkpoint,
         comparison_name=args.comparison_name,
+        train_manifest=args.train_manifest,
+        val_manifest=args.val_manifest,
+        forbid_overlap=step.forbid_overlap,
+        enforce_gates=step.enforce_gates,
+        promote_to=args.promote_to,
         top_k=step.top_k,
         batch_size=step.batch_size,
         dose_column=step.dose_column,
@@ -110,13 +134,14 @@ def main(argv=None) -> int:
         "roi_windows": args.roi_windows,
         **{f"checkpoint {entry['name']}": entry["path"] for entry in summary["ranked_checkpoints"]},
     }
-    for name in ("savgol_params", "comparison_checkpoint"):
+    for name in ("baselines", "train_manifest", "val_manifest"):
         if getattr(args, name):
             inputs[name] = getattr(args, name)
+    inputs |= {f"comparison {path}": path for path in args.comparison_checkpoint}
     save_json(args.output_dir / QA_FILES["summary"], {**summary, "provenance": provenance.record(inputs)})
     for line in gate_lines(summary):
         print(line, flush=True)
-    return 0 if summary["passed"] else 1
+    return 0 if summary["passed"] or not summary["enforced"] else 1
 
 
 if __name__ == "__main__":

@@ -2,13 +2,13 @@
 
 For the first replicate of each panel group (one row per group, at most ``--max-groups``), every ROI window of
 ``--roi-windows``: the raw spectrum, the MambaUV-denoised one (``--denoised-dir``, the mirrored
-``_denoised.npy`` tree), the Savitzky-Golay baseline (``--baseline-dir``, the same layout) and, where the
-data have them, the clean spectrum (``--clean-dir``).
+``_denoised.npy`` tree), a baseline's (``--baseline-dir``, the same layout) and, where the data have them,
+the clean spectrum (``--clean-dir``). ``--qa-summary`` (the panel QA's summary) takes both from the QA: the
+selected checkpoint's denoised panel and the best baseline's.
 
     python scripts/plot_roi_windows.py --manifest results/denoise/data/validation_panel.csv \
         --root-dir results/denoise/data/spectra \
-        --denoised-dir results/denoise/panel_eval/mamba_tiny_uv_best_panel_preds \
-        --baseline-dir results/denoise/panel_eval/savgol_panel_preds --clean-dir results/denoise/data/clean \
+        --qa-summary results/denoise/panel_eval/panel_eval_summary.json --clean-dir results/denoise/data/clean \
         --wavelength-grid results/denoise/data/wavelength_grid.npy --out results/denoise/figures/roi_windows.png
 """
 
@@ -20,9 +20,10 @@ from pathlib import Path
 from gensynth.cli import exit_main
 from gensynth.denoise.data import load_grid, load_manifest, load_tree_spectra
 from gensynth.denoise.figures import GroupSpectra, roi_figure
-from gensynth.denoise.layout import denoised_relative_path
+from gensynth.denoise.layout import QA_METHOD_FILES, denoised_relative_path
 from gensynth.denoise.quality import load_roi_windows
 from gensynth.denoise.settings import RoiWindows
+from gensynth.io import load_json
 from gensynth.steps import add_settings_arguments
 
 
@@ -30,8 +31,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--manifest", required=True, type=Path, help="the panel (or any manifest with groups)")
     parser.add_argument("--root-dir", required=True, type=Path, help="the raw spectra tree")
-    parser.add_argument("--denoised-dir", required=True, type=Path, help="the denoised spectra (mirrored _denoised.npy tree)")
-    parser.add_argument("--baseline-dir", type=Path, help="the baseline's spectra in the same layout (the Savitzky-Golay filter)")
+    parser.add_argument("--denoised-dir", type=Path, help="the denoised spectra (mirrored _denoised.npy tree)")
+    parser.add_argument("--baseline-dir", type=Path, help="a baseline's spectra in the same layout")
+    parser.add_argument("--baseline-label", default="baseline", help="the baseline's name in the legend")
+    parser.add_argument(
+        "--qa-summary", type=Path, help="the panel QA's panel_eval_summary.json: the selected checkpoint's and the best baseline's panel predictions"
+    )
     parser.add_argument("--clean-dir", type=Path, help="clean spectra, same relative paths (drawn dashed)")
     parser.add_argument("--wavelength-grid", required=True, type=Path)
     add_settings_arguments(parser, RoiWindows, "denoise")
@@ -41,7 +46,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.qa_summary is not None:
+        summary = load_json(args.qa_summary)
+        preds = args.qa_summary.parent / QA_METHOD_FILES["preds"]
+        args.denoised_dir = Path(preds.as_posix().format(name=summary["selected"]))
+        if summary.get("best_baseline"):
+            args.baseline_dir, args.baseline_label = Path(preds.as_posix().format(name=summary["best_baseline"])), summary["best_baseline"]
+    if args.denoised_dir is None:
+        parser.error("--denoised-dir or --qa-summary is required")
     grid = load_grid(args.wavelength_grid)
     roi = load_roi_windows(args.roi_windows)
     roi.check_grid(grid, args.wavelength_grid)
@@ -54,12 +68,12 @@ def main(argv=None) -> int:
         return None if root is None else load_tree_spectra(manifest, len(grid), paths, root=root)
 
     raw, denoised = tree(args.root_dir, relatives), tree(args.denoised_dir, denoised_paths)
-    savgol, clean = tree(args.baseline_dir, denoised_paths), tree(args.clean_dir, relatives)
+    baseline, clean = tree(args.baseline_dir, denoised_paths), tree(args.clean_dir, relatives)
     groups = [
-        GroupSpectra(group, relative, raw[i], denoised[i], None if savgol is None else savgol[i], None if clean is None else clean[i])
+        GroupSpectra(group, relative, raw[i], denoised[i], None if baseline is None else baseline[i], None if clean is None else clean[i])
         for i, (group, relative) in enumerate(zip(first["group_id"], relatives))
     ]
-    roi_figure(grid, roi, groups, args.out)
+    roi_figure(grid, roi, groups, args.out, args.baseline_label)
     print(f"{len(groups)} groups x {len(roi.windows)} ROI windows -> {args.out}", flush=True)
     return 0
 

@@ -131,6 +131,7 @@ def main(argv=None) -> int:
         args.log_dir / TRAIN_LOGS["summary"],
         {
             "target": args.target,
+            "seed": settings.seed,
             "best_epoch": result.best_epoch,
             "best_val_loss": result.best_val_loss,
             "epochs_run": result.history[-1]["epoch"],

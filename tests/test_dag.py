@@ -24,7 +24,7 @@ EXPECTED_RULES = {
         "madness_jacobian",
         "madness_detect",
     },
-    "denoise": {"denoise_phantom", "denoise_tune_savgol", "denoise_train", "denoise_shard", "denoise_merge", "denoise_panel_qa", "denoise_plot_roi"},
+    "denoise": {"denoise_phantom", "denoise_tune_baselines", "denoise_train", "denoise_shard", "denoise_merge", "denoise_panel_qa", "denoise_plot_roi"},
     "genaug": {"genaug_data", "genaug_train_pipeline", "genaug_classify", "genaug_quality", "genaug_report"},
 }
 

@@ -27,8 +27,8 @@ TOY = ROOT / "tests/configs/denoise_toy.yaml"
 ONLY = ("--config", "modules=[denoise]")
 RULES = {
     "denoise_phantom": 1,
-    "denoise_tune_savgol": 1,
-    "denoise_train": 2,
+    "denoise_tune_baselines": 1,
+    "denoise_train": 6,
     "denoise_shard": 2,
     "denoise_merge": 1,
     "denoise_panel_qa": 1,
@@ -51,14 +51,22 @@ def test_the_default_dag_has_every_rule_and_gpu_jobs(project):
     for rule in ("denoise_train", "denoise_shard", "denoise_panel_qa"):
         for job in job_blocks(output, rule):
             assert re.search(r"resources: .*\bgpu=1\b", job), job
-    arms = sorted(re.search(r"wildcards: arm=(\w+)", job).group(1) for job in job_blocks(output, "denoise_train"))
-    assert arms == ["clean", "noise2noise"]
-    train = next(job for job in job_blocks(output, "denoise_train") if "arm=clean" in job)
-    assert "--target clean --clean_dir results/denoise/data/clean" in train and "--train_manifest results/denoise/data/manifest_train.csv" in train
+    jobs = sorted(re.search(r"wildcards: arm=(\w+), seed=(\d+)", job).groups() for job in job_blocks(output, "denoise_train"))
+    assert jobs == [(arm, seed) for arm in ("clean", "noise2noise") for seed in ("0", "1", "2")]  # train.seeds: [0, 1, 2]
+    train = next(job for job in job_blocks(output, "denoise_train") if "arm=clean, seed=1" in job)
+    assert "--target clean --seed 1 --clean_dir results/denoise/data/clean" in train and "--train_manifest results/denoise/data/manifest_train.csv" in train
+    assert "--checkpoint_dir results/denoise/checkpoints/clean/seed_1" in train
+    qa = next(iter(job_blocks(output, "denoise_panel_qa")))
+    checkpoints = " ".join(f"results/denoise/checkpoints/noise2noise/seed_{seed}/mamba_tiny_uv_best.pt" for seed in (0, 1, 2))
+    assert f"--checkpoints {checkpoints} " in qa and "--promote-to results/denoise/checkpoints/promoted/mamba_tiny_uv_best.pt" in qa
+    assert "--val-manifest results/denoise/data/manifest_val.csv" in qa and "--train-manifest results/denoise/data/manifest_train.csv" in qa
+    assert "--forbid-overlap" in qa and "--enforce-gates" in qa
+    for job in job_blocks(output, "denoise_shard"):  # the full manifest is denoised by the checkpoint the QA promoted
+        assert "--checkpoint results/denoise/checkpoints/promoted/mamba_tiny_uv_best.pt" in job
 
 
 def test_shards_staging_and_arms_come_from_the_config(project):
-    (project / "more.yaml").write_text("denoise:\n  infer: {shards: 3, staging: true}\n  train: {compare_clean: false}\n")
+    (project / "more.yaml").write_text("denoise:\n  infer: {shards: 3, staging: true}\n  train: {compare_clean: false, seeds: [4]}\n")
     output = snakemake(project, "-n", "-p", "--cores", "2", "--configfile", "more.yaml", *ONLY).stdout
     stats = job_stats(output)
     assert stats["denoise_shard"] == 6 and stats["denoise_merge"] == 2 and stats["denoise_phantom_staging"] == 1
@@ -82,7 +90,7 @@ def test_shards_staging_and_arms_come_from_the_config(project):
         ),
         (
             {"phantom": {"panel_groups": 20, "val_groups": 14}},
-            "config key 'denoise.phantom.panel_groups' = 20: expected panel_groups + val_groups below the 34 groups",
+            "config key 'denoise.phantom.panel_groups' = 20: expected panel_groups and val_groups that hold out fewer than the 17 samples",
         ),
         ({"data": {"source": "files"}}, "config key 'denoise.data.manifest_full' = '': expected a path to a file"),
         ({"qa": {"expected_hash": "abc"}}, "config key 'denoise.qa.expected_hash' = abc: expected a string matching"),
@@ -125,7 +133,7 @@ def test_a_files_config_without_clean_spectra_stops_before_any_job(project, tmp_
 
 
 def script_parser(step: str) -> argparse.ArgumentParser:
-    """The parser of a step's script (``"name sub"``: the subcommand's), its required flags made optional."""
+    """The parser of a step's script (``"name sub"``: the subcommand's), its required flags (and groups) made optional."""
     stem, _, command = step.partition(" ")
     spec = importlib.util.spec_from_file_location(f"script_{stem}", ROOT / "scripts" / f"{stem}.py")
     module = importlib.util.module_from_spec(spec)
@@ -135,6 +143,8 @@ def script_parser(step: str) -> argparse.ArgumentParser:
         parser = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
     for action in parser._actions:
         action.required = False
+    for group in parser._mutually_exclusive_groups:
+        group.required = False
     return parser
 
 

@@ -13,7 +13,7 @@ import pytest
 from gensynth.denoise.baseline import SavgolParams, tune_savgol
 from gensynth.denoise.downstream import (
     DownstreamThresholds,
-    dose_monotonicity,
+    dose_residual,
     downstream_metrics,
     peak_stability,
     replicate_variance,
@@ -24,8 +24,8 @@ from gensynth.denoise.quality import RoiConfig, RoiWindow, parse_roi_windows, ps
 from gensynth.errors import GensynthError
 
 GRID = np.arange(400.0, 601.0, 1.0)
-GATES = GateThresholds(psnr_gain_min_db=3.0, sam_max_increase_deg=0.0, roi_peak_tolerance_nm=2.0, roi_area_tolerance=0.05, roi_min_fraction=0.8)
-DOWNSTREAM = DownstreamThresholds(replicate_variance_max_ratio=0.5, separability_min_ratio=1.0, dose_monotonicity_min_spearman=0.9, peak_stability_max_nm=0.9)
+GATES = GateThresholds(psnr_gain_min_db=3.0, sam_min_improvement_deg=0.5, roi_peak_tolerance_nm=2.0, roi_area_tolerance=0.05, roi_min_fraction=0.8)
+DOWNSTREAM = DownstreamThresholds(replicate_variance_max_ratio=0.5, separability_min_ratio=2.0, dose_residual_max_ratio=0.8, peak_stability_max_ratio=0.8)
 
 
 def gaussian(centre: float, width: float = 8.0, amplitude: float = 1.0) -> np.ndarray:
@@ -65,9 +65,9 @@ def test_reference_is_clean_or_the_leave_one_out_replicate_mean():
         reference_spectra(raw[:3], np.array(["a", "a", "c"]), None, "panel.csv")
 
 
-def per_spectrum(gain: float, sam: float, roi_ok: list[bool]) -> pd.DataFrame:
+def per_spectrum(gain: float, sam_improvement: float, roi_ok: list[bool]) -> pd.DataFrame:
     n = len(roi_ok)
-    return pd.DataFrame({"psnr_gain_db": [gain] * n, "sam_deg": [1.0 + sam] * n, "sam_raw_deg": [1.0] * n, "roi_ok": roi_ok})
+    return pd.DataFrame({"psnr_gain_db": [gain] * n, "sam_deg": [2.0 - sam_improvement] * n, "sam_raw_deg": [2.0] * n, "roi_ok": roi_ok})
 
 
 def downstream_result(passed: list[bool]) -> dict:
@@ -77,16 +77,17 @@ def downstream_result(passed: list[bool]) -> dict:
 @pytest.mark.parametrize(
     "gain,sam,roi_ok,checks,expected",
     [
-        (3.0, 0.0, [True] * 4 + [False], [True] * 4, [True, True, True, True]),  # every gate exactly at its threshold
-        (2.99, 0.0, [True] * 5, [True] * 4, [False, True, True, True]),  # gate 1: gain below 3 dB
-        (5.0, 0.01, [True] * 5, [True] * 4, [True, False, True, True]),  # gate 2: angle worse than raw
-        (5.0, -1.0, [True] * 3 + [False] * 2, [True] * 4, [True, True, False, True]),  # gate 3: 0.6 < 0.8 within tolerance
-        (5.0, -1.0, [True] * 5, [True, True, False, True], [True, True, True, False]),  # gate 4: one proxy check failed
+        (3.0, 0.5, [True] * 4 + [False], [True] * 4, [True, True, True, True]),  # every gate exactly at its threshold
+        (2.99, 0.5, [True] * 5, [True] * 4, [False, True, True, True]),  # gate 1: gain below 3 dB
+        (5.0, 0.49, [True] * 5, [True] * 4, [True, False, True, True]),  # gate 2: angle improved by less than the margin
+        (5.0, 0.0, [True] * 5, [True] * 4, [True, False, True, True]),  # gate 2: no better than raw is not enough
+        (5.0, 1.0, [True] * 3 + [False] * 2, [True] * 4, [True, True, False, True]),  # gate 3: 0.6 < 0.8 within tolerance
+        (5.0, 1.0, [True] * 5, [True, True, False, True], [True, True, True, False]),  # gate 4: one proxy check failed
     ],
 )
 def test_each_gate_passes_and_fails_at_its_threshold(gain, sam, roi_ok, checks, expected):
     gates = evaluate_gates(per_spectrum(gain, sam, roi_ok), downstream_result(checks), GATES)
-    assert [g["gate"] for g in gates] == ["psnr_gain", "sam_no_worse", "roi_integrity", "downstream_proxy"]
+    assert [g["gate"] for g in gates] == ["psnr_gain", "sam_improvement", "roi_integrity", "downstream_proxy"]
     assert [g["passed"] for g in gates] == expected
     assert gates[0]["value"] == pytest.approx(gain) and gates[2]["value"] == pytest.approx(np.mean(roi_ok))
 
@@ -104,16 +105,20 @@ def test_downstream_checks_known_answers():
     assert replicate_variance(halved, groups) / replicate_variance(raw, groups) == pytest.approx(0.25, rel=1e-9)
     assert separability(halved, treatments) > 3 * separability(raw, treatments)
     roi = RoiConfig((RoiWindow("blue", 420.0, 480.0), RoiWindow("green", 520.0, 580.0)), ("blue", "green"), Path("roi.yaml"))
-    assert dose_monotonicity(halved, GRID, roi, groups, dose) == pytest.approx(1.0)
-    assert dose_monotonicity(halved, GRID, roi, groups, dose[::-1]) == pytest.approx(1.0)  # decreasing counts too (|rho|)
-    assert dose_monotonicity(halved, GRID, roi, groups, np.repeat([0.0, 4.0, 1.0, 2.0], 10)) < 0.9
+    exact = np.repeat(clean, 10, axis=0)
+    assert dose_residual(exact, GRID, roi, dose) == pytest.approx(0.0, abs=1e-12)  # noise-free: a monotone response
+    assert dose_residual(exact, GRID, roi, dose) == pytest.approx(dose_residual(exact, GRID, roi, dose[::-1]))  # decreasing counts too
+    assert dose_residual(halved, GRID, roi, dose) < dose_residual(raw, GRID, roi, dose)  # less noise, less left unexplained
+    assert dose_residual(exact, GRID, roi, np.repeat([0.0, 4.0, 1.0, 2.0], 10)) > 0.1  # not monotone in the dose
     assert peak_stability(np.repeat(clean, 10, axis=0), GRID, roi, groups) == pytest.approx(0.0, abs=1e-9)
     assert 0 < peak_stability(halved, GRID, roi, groups) < peak_stability(raw, GRID, roi, groups)
 
     result = downstream_metrics(halved, raw, GRID, roi, groups, treatments, dose, DOWNSTREAM, "panel.csv")
-    assert result["passed"] and result["checks"]["replicate_variance"]["value"] == pytest.approx(0.25, rel=1e-9)
+    assert result["checks"]["replicate_variance"]["value"] == pytest.approx(0.25, rel=1e-9)
+    assert result["checks"]["treatment_separability"]["passed"] and result["checks"]["peak_stability"]["passed"]
     identity = downstream_metrics(raw, raw, GRID, roi, groups, treatments, dose, DOWNSTREAM, "panel.csv")
-    assert not identity["passed"] and not identity["checks"]["replicate_variance"]["passed"]  # ratio 1 > 0.5
+    assert {name: check["value"] for name, check in identity["checks"].items()} == dict.fromkeys(identity["checks"], 1.0)
+    assert not any(check["passed"] for check in identity["checks"].values())  # the raw spectra fail every check
     with pytest.raises(GensynthError, match="one treatment"):
         downstream_metrics(raw, raw, GRID, roi, groups, np.repeat("t0", 40), dose, DOWNSTREAM, "panel.csv")
 

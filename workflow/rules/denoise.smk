@@ -1,7 +1,8 @@
-# denoise: UV/Vis spectra (phantom or the user's) -> a tuned Savitzky-Golay baseline and MambaUV trained with
-# Noise2Noise (and on clean targets, for comparison) -> the full manifest denoised in shards -> the validation
-# panel's QA with its four gates -> ROI figures (results/denoise/). Snakemake fills a job's wildcards into the
-# path patterns in params ({arm}, {manifest}); the functions of the wildcards get the section with partial.
+# denoise: UV/Vis spectra (phantom or the user's) -> the baselines tuned on the training data, and MambaUV trained
+# with Noise2Noise (and on clean targets, for comparison) once per training seed -> the validation panel's QA with
+# its four gates, which promotes the checkpoint ranked first on validation -> the full manifest denoised in shards
+# with it -> ROI figures (results/denoise/). Snakemake fills a job's wildcards into the path patterns in params
+# ({arm}, {seed}, {manifest}); the functions of the wildcards get the section with partial.
 from functools import partial
 
 from gensynth.denoise import dag as denoise_dag
@@ -63,27 +64,28 @@ if uses_phantom(DENOISE):
             run_script("scripts/make_denoise_data.py staging --out-dir {params.out_dir:q} {params.flags} > {log:q} 2>&1")
 
 
-rule denoise_tune_savgol:
+rule denoise_tune_baselines:
     input:
         manifest=DENOISE_DATA["manifest_train"],
         root=DENOISE_DATA["root"],
         grid=DENOISE_DATA["grid"],
     output:
-        savgol=denoise_dag.SAVGOL,
+        baselines=denoise_dag.BASELINES["baselines"],
+        pca=denoise_dag.BASELINES["pca"],
     log:
-        "logs/denoise/denoise_tune_savgol.log",
+        "logs/denoise/denoise_tune_baselines.log",
     benchmark:
-        "benchmarks/denoise/denoise_tune_savgol.tsv"
+        "benchmarks/denoise/denoise_tune_baselines.tsv"
     conda:
         CPU_ENV
     resources:
-        **rule_resources(DENOISE, "denoise_tune_savgol"),
+        **rule_resources(DENOISE, "denoise_tune_baselines"),
     params:
-        flags=rule_flags(DENOISE, denoise_settings.SavgolCandidates),
+        flags=rule_flags(DENOISE, denoise_settings.BaselineCandidates),
     shell:
         run_script(
-            "scripts/tune_savgol_baseline.py --train-manifest {input.manifest:q} --root-dir {input.root:q} "
-            "--wavelength-grid {input.grid:q} {params.flags} --out {output.savgol:q} > {log:q} 2>&1"
+            "scripts/tune_baselines.py --train-manifest {input.manifest:q} --root-dir {input.root:q} "
+            "--wavelength-grid {input.grid:q} {params.flags} --out {output.baselines:q} --pca-out {output.pca:q} > {log:q} 2>&1"
         )
 
 
@@ -96,14 +98,15 @@ rule denoise_train:
         audit=denoise_dag.TRAIN["audit"],
         summary=denoise_dag.TRAIN["summary"],
     log:
-        "logs/denoise/denoise_train/{arm}.log",
+        "logs/denoise/denoise_train/{arm}_seed_{seed}.log",
     benchmark:
-        "benchmarks/denoise/denoise_train/{arm}.tsv"
+        "benchmarks/denoise/denoise_train/{arm}_seed_{seed}.tsv"
     wildcard_constraints:
         arm=denoise_dag.arm_pattern(DENOISE),
+        seed=denoise_dag.seed_pattern(DENOISE),
     conda:
         GPU_ENV
-    # One thread each: the two arms train side by side on two cores (a second thread gains little on the small model).
+    # One thread each: two jobs train side by side on two cores (a second thread gains little on the small model).
     threads: 1
     resources:
         **rule_resources(DENOISE, "denoise_train"),
@@ -127,7 +130,7 @@ rule denoise_train:
 rule denoise_shard:
     input:
         unpack(partial(denoise_dag.manifest_and_root, DENOISE)),
-        checkpoint=denoise_dag.GATED_CHECKPOINT,
+        checkpoint=denoise_dag.PROMOTED_CHECKPOINT,
         dose_features=DENOISE_DATA["dose_features"],
         dose_stats=DENOISE_DATA["dose_stats"],
     output:
@@ -189,16 +192,10 @@ rule denoise_panel_qa:
     input:
         **denoise_dag.qa_inputs(DENOISE),
     output:
-        **denoise_dag.comparison_qa_outputs(DENOISE),
         summary=denoise_dag.QA["summary"],
         methods=report(denoise_dag.QA["methods"], caption="../report/denoise_methods.rst", category="denoise"),
         psnr_figure=report(denoise_dag.QA["psnr_figure"], caption="../report/denoise_psnr.rst", category="denoise"),
-        per_spectrum=denoise_dag.GATED_QA["per_spectrum"],
-        per_group=report(denoise_dag.GATED_QA["per_group"], caption="../report/denoise_per_group.rst", category="denoise"),
-        preds=directory(denoise_dag.GATED_QA["preds"]),
-        savgol_per_spectrum=denoise_dag.SAVGOL_QA["per_spectrum"],
-        savgol_per_group=denoise_dag.SAVGOL_QA["per_group"],
-        savgol_preds=directory(denoise_dag.SAVGOL_QA["preds"]),
+        promoted=denoise_dag.PROMOTED_CHECKPOINT,
     log:
         "logs/denoise/denoise_panel_qa.log",
     benchmark:
@@ -212,14 +209,13 @@ rule denoise_panel_qa:
     params:
         flags=rule_flags(DENOISE, denoise_settings.PanelQASettings),
         qa_flags=denoise_dag.qa_flags(DENOISE),
-        checkpoint_dir=denoise_dag.checkpoint_folder,
         output_dir=denoise_dag.panel_eval_folder,
         device=DEVICE,
     shell:
         run_script(
-            "scripts/evaluate_validation_panel.py --checkpoint-dir {params.checkpoint_dir:q} --manifest {input.panel:q} "
+            "scripts/evaluate_validation_panel.py --checkpoints {input.checkpoints:q} --manifest {input.panel:q} "
             "--root-dir {input.root:q} --baseline-dir {input.root:q} --metadata {input.dose_features:q} --wavelength-grid {input.grid:q} "
-            "--output-dir {params.output_dir:q} --savgol-params {input.savgol:q} "
+            "--output-dir {params.output_dir:q} --baselines {input.baselines:q} --promote-to {output.promoted:q} "
             "{params.qa_flags} {params.flags} --threads {threads} --device {params.device:q} > {log:q} 2>&1"
         )
 
@@ -228,8 +224,7 @@ rule denoise_plot_roi:
     input:
         panel=DENOISE_DATA["panel"],
         root=DENOISE_DATA["root"],
-        denoised=denoise_dag.GATED_QA["preds"],
-        baseline=denoise_dag.SAVGOL_QA["preds"],
+        summary=denoise_dag.QA["summary"],
         grid=DENOISE_DATA["grid"],
         roi=DENOISE["qa"]["roi_windows"],
     output:
@@ -247,7 +242,6 @@ rule denoise_plot_roi:
         clean=denoise_dag.clean_flag(DENOISE),
     shell:
         run_script(
-            "scripts/plot_roi_windows.py --manifest {input.panel:q} --root-dir {input.root:q} --denoised-dir {input.denoised:q} "
-            "--baseline-dir {input.baseline:q} {params.clean} --wavelength-grid {input.grid:q} {params.flags} --out {output.figure:q} "
-            "> {log:q} 2>&1"
+            "scripts/plot_roi_windows.py --manifest {input.panel:q} --root-dir {input.root:q} --qa-summary {input.summary:q} "
+            "{params.clean} --wavelength-grid {input.grid:q} {params.flags} --out {output.figure:q} > {log:q} 2>&1"
         )

@@ -1,5 +1,6 @@
-"""What the DAG knows of denoise: data (the phantom's or the user's) -> Savitzky-Golay baseline and two training
-arms -> the full manifest denoised in shards -> the validation panel's QA -> ROI figures.
+"""What the DAG knows of denoise: data (the phantom's or the user's) -> the tuned baselines and two training
+arms over the training seeds -> the validation panel's QA, which promotes the selected checkpoint -> the full
+manifest denoised in shards with it -> ROI figures.
 
 Plain Python (the Snakefile reads it at parse time): the file names come from layout.py; the user's panel is
 read only to check its SHA-256 and the ROI file only to check its windows (PyYAML, numpy). A function of a
@@ -16,28 +17,19 @@ from typing import Any
 
 from ..dagtools import config_error, one_of, require_file, uses_phantom
 from ..errors import GensynthError
-from .layout import (
-    BEST_CHECKPOINT,
-    COMPARISON_NAME,
-    DATA_FILES,
-    QA_FILES,
-    QA_METHOD_FILES,
-    SAVGOL_NAME,
-    STAGING_FILES,
-    TRAIN_LOGS,
-)
+from .layout import BASELINE_FILES, BEST_CHECKPOINT, COMPARISON_NAME, DATA_FILES, QA_FILES, STAGING_FILES, TRAIN_LOGS
 
 ROOT = "results/denoise"
 DATA_DIR = f"{ROOT}/data"
 PHANTOM = {name: f"{DATA_DIR}/{relative}" for name, relative in DATA_FILES.items()}
 PHANTOM_STAGING = {name: f"{DATA_DIR}/{relative}" for name, relative in STAGING_FILES.items()}
-SAVGOL = f"{ROOT}/baseline/savgol.json"
+BASELINES = {name: f"{ROOT}/baseline/{file}" for name, file in BASELINE_FILES.items()}
 ARMS = ("noise2noise", "clean")  # the gated model, and the clean-target comparison
 GATED_ARM = "noise2noise"
-CHECKPOINT_DIR = f"{ROOT}/checkpoints/{{arm}}"
+CHECKPOINT_DIR = f"{ROOT}/checkpoints/{{arm}}/seed_{{seed}}"
 CHECKPOINT = f"{CHECKPOINT_DIR}/{BEST_CHECKPOINT}"
-GATED_CHECKPOINT = CHECKPOINT.format(arm=GATED_ARM)
-TRAIN_LOG_DIR = f"{ROOT}/train/{{arm}}"
+PROMOTED_CHECKPOINT = f"{ROOT}/checkpoints/promoted/{BEST_CHECKPOINT}"  # the QA's selected checkpoint, once it passed
+TRAIN_LOG_DIR = f"{ROOT}/train/{{arm}}/seed_{{seed}}"
 TRAIN = {name: f"{TRAIN_LOG_DIR}/{file}" for name, file in TRAIN_LOGS.items()}
 MANIFESTS = ("full", "staging")  # what the shards denoise: the full manifest, and the staging one when asked
 DENOISED_DIR = f"{ROOT}/denoised/{{manifest}}"
@@ -45,7 +37,6 @@ SHARD = f"{DENOISED_DIR}/shards/shard_{{shard}}.json"
 MERGED = {"index": f"{DENOISED_DIR}/denoised_manifest.csv", "summary": f"{DENOISED_DIR}/denoise_summary.json"}
 PANEL_EVAL = f"{ROOT}/panel_eval"
 QA = {name: f"{PANEL_EVAL}/{file}" for name, file in QA_FILES.items()}
-GATED_NAME = BEST_CHECKPOINT.removesuffix(".pt")  # the QA names a checkpoint's outputs by its stem
 ROI_FIGURE = f"{ROOT}/figures/roi_windows.png"
 USER_FILES = ("manifest_full", "train_manifest", "validation_panel", "wavelength_grid", "dose_features_csv", "dose_stats_json")
 
@@ -61,11 +52,6 @@ def phantom_folder(wildcards: Any, output: Any) -> str:
 def staging_folder(wildcards: Any, output: Any) -> str:
     """The folder the staging corpus is written to, from its summary's path."""
     return output.summary[: -len(STAGING_FILES["summary"]) - 1]
-
-
-def checkpoint_folder(wildcards: Any, input: Any) -> str:
-    """The folder of the checkpoints the panel QA scores, from the gated checkpoint's path."""
-    return os.path.dirname(input.checkpoint)
 
 
 def panel_eval_folder(wildcards: Any, output: Any) -> str:
@@ -131,24 +117,21 @@ def shard_pattern(section: dict[str, Any]) -> str:
     return one_of(shard_ids(section))
 
 
-def qa_method(name: str) -> dict[str, str]:
-    """A scored method's QA outputs: per-spectrum and per-group CSVs, and its denoised panel (a folder)."""
-    return {kind: f"{PANEL_EVAL}/{file.format(name=name)}" for kind, file in QA_METHOD_FILES.items()}
+def seeds(section: dict[str, Any]) -> list[str]:
+    return [str(seed) for seed in section["train"]["seeds"]]
 
 
-GATED_QA, SAVGOL_QA, COMPARISON_QA = (qa_method(name) for name in (GATED_NAME, SAVGOL_NAME, COMPARISON_NAME))
+def seed_pattern(section: dict[str, Any]) -> str:
+    return one_of(seeds(section))
 
 
-def comparison_qa_outputs(section: dict[str, Any]) -> dict[str, str]:
-    """The clean-target arm's QA tables, when it is trained."""
-    if not section["train"]["compare_clean"]:
-        return {}
-    return {"comparison_per_spectrum": COMPARISON_QA["per_spectrum"], "comparison_per_group": COMPARISON_QA["per_group"]}
+def arm_checkpoints(section: dict[str, Any], arm: str) -> list[str]:
+    return [CHECKPOINT.format(arm=arm, seed=seed) for seed in seeds(section)]
 
 
 def train_flags(section: dict[str, Any], wildcards: Any) -> str:
-    """The arm's (``{arm}``) target (and clean tree); the warm start when configured."""
-    flags = f"--target {wildcards.arm}"
+    """The arm's (``{arm}``) target (and clean tree) and the job's seed (``{seed}``); the warm start when configured."""
+    flags = f"--target {wildcards.arm} --seed {wildcards.seed}"
     if wildcards.arm == "clean":
         flags += f" --clean_dir {shlex.quote(data_paths(section)['clean'])}"
     if section["train"]["init_checkpoint"]:
@@ -162,13 +145,23 @@ def clean_flag(section: dict[str, Any]) -> str:
 
 
 def qa_flags(section: dict[str, Any]) -> str:
-    """The clean reference, the comparison arm and the expected hash, when there are."""
+    """The clean reference, the comparison arm's checkpoints, the validation manifest that ranks the checkpoints,
+    the manifests of the leakage check and the expected hash, where there are."""
+    data = data_paths(section)
     flags = [clean_flag(section)] if has_clean(section) else []
     if section["train"]["compare_clean"]:
-        flags.append(f"--comparison-checkpoint {shlex.quote(CHECKPOINT.format(arm='clean'))} --comparison-name {COMPARISON_NAME}")
+        flags.append(f"--comparison-checkpoint {' '.join(map(shlex.quote, arm_checkpoints(section, 'clean')))} --comparison-name {COMPARISON_NAME}")
+    flags.append(f"--train-manifest {shlex.quote(data['manifest_train'])}")
+    if has_validation(section):
+        flags.append(f"--val-manifest {shlex.quote(data['manifest_val'])}")
     if section["qa"]["expected_hash"]:
         flags.append(f"--expected-hash {section['qa']['expected_hash']}")
     return " ".join(flags)
+
+
+def has_validation(section: dict[str, Any]) -> bool:
+    """A validation manifest of its own (the user's may leave it empty: then the panel stands in, as in the group's recipe)."""
+    return uses_phantom(section) or bool(section["data"]["val_manifest"])
 
 
 def arm_pattern(section: dict[str, Any]) -> str:
@@ -190,28 +183,30 @@ def train_inputs(section: dict[str, Any], wildcards: Any) -> dict[str, str]:
     return inputs
 
 
-def qa_inputs(section: dict[str, Any]) -> dict[str, str]:
+def qa_inputs(section: dict[str, Any]) -> dict[str, Any]:
     data = data_paths(section)
     inputs = {
-        "checkpoint": GATED_CHECKPOINT,
-        "savgol": SAVGOL,
+        "checkpoints": arm_checkpoints(section, GATED_ARM),
+        **BASELINES,
         "roi": section["qa"]["roi_windows"],
-        **{name: data[name] for name in ("panel", "root", "grid", "dose_features")},
+        **{name: data[name] for name in ("panel", "root", "grid", "dose_features", "manifest_train")},
     }
+    if has_validation(section):
+        inputs["manifest_val"] = data["manifest_val"]
     if has_clean(section):
         inputs["clean"] = data["clean"]
     if section["train"]["compare_clean"]:
-        inputs["comparison"] = CHECKPOINT.format(arm="clean")
+        inputs["comparison"] = arm_checkpoints(section, "clean")
     return inputs
 
 
 def final_outputs(section: dict[str, Any]) -> list[str]:
-    """What `rule all` builds: the QA and its figures, every denoised manifest, each arm's training summary."""
+    """What `rule all` builds: the QA and its figures, every denoised manifest, each arm's training summary per seed."""
     return [
         *QA.values(),
         ROI_FIGURE,
         *(MERGED["summary"].format(manifest=m) for m in denoised_manifests(section)),
-        *(TRAIN["summary"].format(arm=arm) for arm in arms(section)),
+        *(TRAIN["summary"].format(arm=arm, seed=seed) for arm in arms(section) for seed in seeds(section)),
     ]
 
 
@@ -252,12 +247,20 @@ def check_phantom(phantom: dict[str, Any], roi, longest_window: int) -> None:
     doses = phantom["doses"]
     if len(set(doses)) < 2:
         raise config_error("denoise.phantom.doses", doses, "at least two different doses (the dose monotonicity check)")
-    groups = ((len(doses) - 1) * len(phantom["samples"]) + len(phantom["last_treatment_samples"])) * len(phantom["angles"])
+    samples = (len(doses) - 1) * len(phantom["samples"]) + len(phantom["last_treatment_samples"])
+    angles = len(phantom["angles"])
+    groups = samples * angles
     if phantom["extra_pairing_groups"] > groups:
         raise config_error("denoise.phantom.extra_pairing_groups", phantom["extra_pairing_groups"], f"at most the {groups} groups")
-    held_out = phantom["panel_groups"] + phantom["val_groups"]
-    if held_out >= groups:
-        raise config_error("denoise.phantom.panel_groups", phantom["panel_groups"], f"panel_groups + val_groups below the {groups} groups (training needs one)")
+    # the panel and the validation loss hold out whole samples (one group per angle): the ceiling of groups / angles
+    panel_samples, val_samples = -(-phantom["panel_groups"] // angles), -(-phantom["val_groups"] // angles)
+    if panel_samples + val_samples >= samples:
+        raise config_error(
+            "denoise.phantom.panel_groups",
+            phantom["panel_groups"],
+            f"panel_groups and val_groups that hold out fewer than the {samples} samples ({angles} group(s) each; training needs one), "
+            f"not {panel_samples} + {val_samples}",
+        )
     low, high, step = phantom["wavelength_min"], phantom["wavelength_max"], phantom["wavelength_step"]
     points = int(round((high - low) / step)) + 1 if high > low else 0
     if points < 2:

@@ -12,8 +12,8 @@ DOWNSTREAM_JSON = "downstream_metrics.json"  # the downstream proxy's output, be
 # The panel QA's --output-dir: one summary, a methods table and figure, and per scored method <name>:
 QA_FILES = {"summary": "panel_eval_summary.json", "methods": "panel_methods_summary.csv", "psnr_figure": "panel_psnr_by_group.png"}
 QA_METHOD_FILES = {"per_spectrum": "{name}_per_spectrum_metrics.csv", "per_group": "{name}_per_group_summary.csv", "preds": "{name}_panel_preds"}
-SAVGOL_NAME = "savgol"
 COMPARISON_NAME = "clean_target"
+BASELINE_FILES = {"baselines": "baselines.json", "pca": "pca.npz"}  # scripts/tune_baselines.py's outputs
 
 # The data folder (results/denoise/data in the DAG):
 DATA_FILES = {
