@@ -11,6 +11,8 @@ from test_contract import idx_headers
 from conftest import config_error, default_config, snakemake
 from gensynth.madness import dag
 
+UNITS = default_config()["madness"]["detection"]["initial_models"]  # the default's independent initial models
+
 
 def job_stats(output: str) -> Counter:
     table = output.split("Job stats:")[1].split("\n\n")[0]
@@ -36,7 +38,9 @@ def command_of(output: str, *parts: str) -> str:
 
 
 def test_a_loop_of_g_generations_is_a_chain_of_files_per_unit_and_replicate(project):
-    (project / "three.yaml").write_text("madness:\n  scenarios:\n    full_synthetic: {generations: 3, n_epoch: 2, N_next: 10}\n")
+    (project / "three.yaml").write_text(
+        "madness:\n  detection: {initial_models: 3}\n  scenarios:\n    full_synthetic: {generations: 3, n_epoch: 2, N_next: 10}\n"
+    )
     output = snakemake(project, "-n", "-p", "--configfile", "three.yaml", "--cores", "2", "results/madness/figures/full_synthetic_w0_metrics.png").stdout
     stats = job_stats(output)
     assert stats["madness_generation"] == 3 * 2 * 3  # 3 units of 2 replicate chains, 3 generations each
@@ -80,10 +84,10 @@ def test_the_collapse_test_reads_both_scenarios_chains_unit_major(project):
     output = snakemake(project, "-n", "-p", "--cores", "2", "results/madness/full_synthetic/w0/detection_w0.json").stdout
     stats = job_stats(output)
     generations = default_config()["madness"]["scenarios"]["full_synthetic"]["generations"]
-    assert stats["madness_detect"] == 1 and stats["madness_generation"] == 2 * 3 * 2 * generations
-    assert stats["madness_make_probes"] == 3 and stats["madness_sample_initial"] == 3  # full_synthetic's; matched_real needs none
+    assert stats["madness_detect"] == 1 and stats["madness_generation"] == 2 * UNITS * 2 * generations
+    assert stats["madness_make_probes"] == UNITS and stats["madness_sample_initial"] == UNITS  # full_synthetic's; matched_real needs none
     command = command_of(output, "madness_detect.py")
-    chains = [f"unit{u}/rep{r}" for u in range(3) for r in range(2)]
+    chains = [f"unit{u}/rep{r}" for u in range(UNITS) for r in range(2)]
     groups = [
         f"--scenario {s} --metrics "
         + " ".join(f"results/madness/{s}/w0/{c}/metrics_w0.json" for c in chains)
@@ -91,7 +95,9 @@ def test_the_collapse_test_reads_both_scenarios_chains_unit_major(project):
         + " ".join(f"results/madness/{s}/w0/{c}/jacobian_w0.npz" for c in chains)
         for s in ("full_synthetic", "matched_real")
     ]
-    assert f"scripts/madness_detect.py {' '.join(groups)} --replicates 2 --seed 0 --initial-models 3 --alpha 0.05 --n-bootstrap 200 --scale demo " in command
+    assert (
+        f"scripts/madness_detect.py {' '.join(groups)} --replicates 2 --seed 0 --initial-models {UNITS} --alpha 0.05 --n-bootstrap 200 --scale demo " in command
+    )
     assert (
         "--label w=0 --out-json results/madness/full_synthetic/w0/detection_w0.json --out-figure results/madness/figures/full_synthetic_w0_signals.png "
         "--out-error-rates results/madness/figures/error_rates_w0.png " in command
@@ -123,16 +129,16 @@ def test_every_w_and_only_the_configured_scenarios_run(project):
     output = snakemake(project, "-n", "-p", "--configfile", "ws.yaml", "--cores", "2", "--config", "modules=[madness]").stdout
     stats = job_stats(output)
     assert generation_jobs(output) == sorted(
-        (s, w, u, r, g) for s in ("augmented_synthetic", "fresh") for w in ("0", "0.5") for u in range(3) for r in range(2) for g in range(2)
+        (s, w, u, r, g) for s in ("augmented_synthetic", "fresh") for w in ("0", "0.5") for u in range(UNITS) for r in range(2) for g in range(2)
     )
-    assert stats["madness_sample_initial"] == 2 * 3 and stats["madness_compare"] == 2  # per unit and w; per w
+    assert stats["madness_sample_initial"] == 2 * UNITS and stats["madness_compare"] == 2  # per unit and w; per w
     assert "madness_detect" not in stats  # the collapse test needs full_synthetic and matched_real
     assert "--w 0.5" in output and "--n-real 10" in output
     compare = command_of(output, "madness_compare.py", "summary_w0.csv")
     assert "--scenario fresh --metrics results/madness/fresh/w0/unit0/rep0/metrics_w0.json results/madness/fresh/w0/unit0/rep1/metrics_w0.json " in compare
     assert "--replicates 2 " in compare
     fresh = [line for line in output.splitlines() if "madness_generation.py --scenario fresh" in line]
-    assert len(fresh) == 2 * 3 * 2 * 2 and all("--n-next 20 --n-real 10 " in line for line in fresh)
+    assert len(fresh) == 2 * UNITS * 2 * 2 and all("--n-next 20 --n-real 10 " in line for line in fresh)
     assert "full_synthetic" not in output and "matched_real" not in output
 
 
@@ -143,14 +149,14 @@ def test_unknown_targets_fail_at_parse_time(project):
     for pattern, known, unknown in (
         (dag.SCENARIO_PATTERN, "matched_real", "matched"),
         (dag.w_pattern(section), "0", "0.5"),
-        (dag.unit_pattern(section), "2", "3"),
+        (dag.unit_pattern(section), str(UNITS - 1), str(UNITS)),
         (dag.replicate_pattern(section), "1", "2"),
     ):
         assert re.fullmatch(pattern, known) and not re.fullmatch(pattern, unknown), pattern
     for target in (
         "results/madness/fresh/w0/unit0/rep2/model_0_w0.ckpt",
-        "results/madness/initial/unit3/model_initial.ckpt",
-        "results/madness/probes/unit3.npz",
+        f"results/madness/initial/unit{UNITS}/model_initial.ckpt",
+        f"results/madness/probes/unit{UNITS}.npz",
     ):
         result = snakemake(project, "-n", "--cores", "1", target, check=False)
         assert result.returncode != 0 and "MissingRuleException" in result.stdout + result.stderr, target
