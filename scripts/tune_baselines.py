@@ -23,7 +23,7 @@ from pathlib import Path
 
 from gensynth.cli import exit_main
 from gensynth.denoise.baseline import CRITERION, describe, save_pca, tune_pca, tune_savgol, tune_wavelet, tune_whittaker
-from gensynth.denoise.data import load_grid, load_manifest, partner_pairs
+from gensynth.denoise.data import load_grid, load_manifest, partner_pairs, sample_labels
 from gensynth.denoise.settings import BaselineCandidates
 from gensynth.io import save_json
 from gensynth.provenance import Provenance
@@ -48,8 +48,7 @@ def main(argv=None) -> int:
     length = len(load_grid(args.wavelength_grid))
     manifest = load_manifest(args.train_manifest, args.root_dir, partners=True)
     inputs, targets = partner_pairs(manifest, length)
-    # a (treatment, sample) is fitted or scored whole: its replicates and angles share the sample's spectrum
-    groups = (manifest.rows["treatment"] + "/" + manifest.rows["sample"]).to_numpy()
+    groups = sample_labels(manifest.rows)  # a sample is fitted or scored whole
 
     tuned = {
         "savgol": tune_savgol(inputs, targets, candidates.windows, candidates.polyorders),

@@ -110,11 +110,6 @@ class WhittakerParams:
         return np.asarray(smoothed, np.float32).reshape(spectra.shape)
 
 
-def wavelet_max_level(wavelet: str, length: int) -> int:
-    """The deepest decomposition of ``length`` points in which every level still holds a whole filter."""
-    return pywt.dwt_max_level(length, wavelet)
-
-
 @dataclass(frozen=True)
 class WaveletParams:
     name: ClassVar[str] = "wavelet"
@@ -137,7 +132,7 @@ class WaveletParams:
     def apply(self, spectra: np.ndarray) -> np.ndarray:
         """(N, L) -> (N, L) float32, each spectrum's details shrunk at its own noise level."""
         length = spectra.shape[-1]
-        deepest = wavelet_max_level(self.wavelet, length)
+        deepest = pywt.dwt_max_level(length, self.wavelet)
         if self.level > deepest:
             raise GensynthError(f"wavelet {self.wavelet} level {self.level}: spectra of {length} points allow levels up to {deepest}")
         approximation, *details = pywt.wavedec(np.asarray(spectra, np.float64), self.wavelet, level=self.level, axis=-1)
@@ -214,7 +209,7 @@ def tune_wavelet(
     length = inputs.shape[-1]
     candidates = []
     for wavelet in wavelets:
-        deepest = wavelet_max_level(wavelet, length)
+        deepest = pywt.dwt_max_level(length, wavelet)
         if deepest < 1:
             raise GensynthError(f"wavelet {wavelet}: spectra of {length} points allow no decomposition level; expected a shorter wavelet")
         for level in dict.fromkeys(min(level, deepest) for level in levels):

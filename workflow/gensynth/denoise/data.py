@@ -39,6 +39,11 @@ def dose_feature_values(dose: float) -> dict[str, float]:
     return {"dose": dose, "log_dose": math.log1p(dose), "sqrt_dose": math.sqrt(dose)}
 
 
+def sample_labels(rows: pd.DataFrame) -> np.ndarray:
+    """Each row's ``treatment/sample``: a held-out unit, as its replicates and angles share the sample's spectrum."""
+    return (rows["treatment"].astype(str) + "/" + rows["sample"].astype(str)).to_numpy()
+
+
 def line_of(index: int) -> int:
     """The CSV line of data row ``index`` (0-based)."""
     return index + HEADER_LINES + 1

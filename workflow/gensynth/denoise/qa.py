@@ -55,7 +55,7 @@ from ..errors import GensynthError
 from ..io import atomic_open, atomic_path, load_json, save_json, sha256_file
 from ..provenance import git_commit
 from .baseline import load_baselines
-from .data import Manifest, load_grid, load_manifest, load_tree_spectra, save_spectrum
+from .data import Manifest, load_grid, load_manifest, load_tree_spectra, sample_labels, save_spectrum
 from .downstream import DownstreamThresholds, downstream_metrics, spectrum_doses
 from .intervals import crossed_interval
 from .layout import COMPARISON_NAME, DOWNSTREAM_JSON, QA_FILES, QA_METHOD_FILES, denoised_relative_path
@@ -86,11 +86,6 @@ def check_hash(manifest: str | os.PathLike, expected: str | None) -> str:
             f"{manifest}: SHA-256 {actual} does not match --expected-hash {expected}: the fixed panel changed (update the hash if the change was intended)"
         )
     return actual
-
-
-def unit_labels(files: pd.DataFrame) -> np.ndarray:
-    """Each spectrum's held-out unit, ``treatment/sample``: its replicates and angles share the sample's spectrum."""
-    return (files["treatment"].astype(str) + "/" + files["sample"].astype(str)).to_numpy()
 
 
 @dataclass
@@ -124,13 +119,14 @@ def spectrum_hashes(spectra: np.ndarray) -> list[str]:
     return [hashlib.sha256(np.ascontiguousarray(row, dtype=np.float32).tobytes()).hexdigest() for row in spectra]
 
 
-def overlap_report(panel: Panel, others: dict[str, Manifest]) -> dict[str, Any]:
-    """What the panel shares with each other manifest: (treatment, sample) pairs, and spectra of identical content."""
-    units, hashes = set(unit_labels(panel.files)), dict(zip(spectrum_hashes(panel.inputs), panel.files["relative_path"]))
+def overlap_report(panel: Panel, others: dict[str, tuple[Manifest, np.ndarray]]) -> dict[str, Any]:
+    """What the panel shares with each other manifest (given with its spectra): (treatment, sample) pairs, and
+    spectra of identical content."""
+    units, hashes = set(sample_labels(panel.files)), dict(zip(spectrum_hashes(panel.inputs), panel.files["relative_path"]))
     report = {}
-    for name, manifest in others.items():
-        shared_units = sorted(units & set(unit_labels(manifest.files)))
-        other_hashes = set(spectrum_hashes(load_tree_spectra(manifest, len(panel.grid))))
+    for name, (manifest, spectra) in others.items():
+        shared_units = sorted(units & set(sample_labels(manifest.files)))
+        other_hashes = set(spectrum_hashes(spectra))
         duplicates = sorted(relative for digest, relative in hashes.items() if digest in other_hashes)
         report[name] = {
             "manifest": str(manifest.path),
@@ -159,7 +155,7 @@ def refuse_overlap(report: dict[str, Any], panel_path: Path) -> None:
 def spectrum_metrics(pred: np.ndarray, panel: Panel, thresholds: GateThresholds) -> pd.DataFrame:
     """Per spectrum (keyed by relative_path): PSNR and SAM of ``pred`` and of the raw spectra, ROI peak shifts and band-area errors."""
     table = panel.files.loc[:, list(IDENTITY_COLUMNS)].copy()
-    table["unit"] = unit_labels(panel.files)
+    table["unit"] = sample_labels(panel.files)
     table["psnr_db"] = psnr(pred, panel.reference)
     table["psnr_raw_db"] = psnr(panel.raw, panel.reference)
     table["psnr_gain_db"] = table["psnr_db"] - table["psnr_raw_db"]
@@ -459,19 +455,18 @@ def run_panel_qa(options: QaOptions, device) -> dict[str, Any]:
     from .inference import Denoiser  # torch: here, so that the QA script's --help and flag errors need none
 
     panel = Panel.load(options.manifest, options.root_dir, options.baseline_dir, options.clean_dir, options.wavelength_grid, options.roi_windows)
-    others = {
-        name: load_manifest(path, options.root_dir)
-        for name, path in (("train", options.train_manifest), ("validation", options.val_manifest))
-        if path is not None
-    }
-    leakage = overlap_report(panel, others)
-    if options.forbid_overlap:
-        refuse_overlap(leakage, options.manifest)
     validation = (
         None
         if options.val_manifest is None
         else Panel.load(options.val_manifest, options.root_dir, options.root_dir, options.clean_dir, options.wavelength_grid, options.roi_windows)
     )
+    others = {} if validation is None else {"validation": (validation.manifest, validation.inputs)}
+    if options.train_manifest is not None:
+        train = load_manifest(options.train_manifest, options.root_dir)
+        others = {"train": (train, load_tree_spectra(train, len(panel.grid))), **others}
+    leakage = overlap_report(panel, others)
+    if options.forbid_overlap:
+        refuse_overlap(leakage, options.manifest)
     doses = spectrum_doses(options.metadata, options.dose_column, panel.files["treatment"], options.manifest)
     out = Path(options.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -544,7 +539,7 @@ def run_panel_qa(options: QaOptions, device) -> dict[str, Any]:
             "expected_sha256": options.expected_hash or None,
             "n_spectra": len(panel.files),
             "n_groups": int(panel.files["group_id"].nunique()),
-            "held_out_samples": sorted(set(unit_labels(panel.files))),
+            "held_out_samples": sorted(set(sample_labels(panel.files))),
         },
         "git_commit": git_commit(),
         "reference": panel.reference_kind,
