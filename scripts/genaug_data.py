@@ -18,7 +18,7 @@ import numpy as np
 
 from gensynth.cli import exit_main
 from gensynth.genaug.augmentation import PHASES
-from gensynth.genaug.data import ROLE_NAMES, read_folder, save_dataset, with_folds, write_folder
+from gensynth.genaug.data import ROLE_NAMES, TEST, TRAIN, VALIDATION, SplitPlan, read_folder, save_dataset, with_folds, write_folder
 from gensynth.genaug.figures import dataset_figure
 from gensynth.genaug.phantom import make_phantom
 from gensynth.genaug.settings import DataSource, GenaugDataSettings, PhantomConfig
@@ -53,7 +53,8 @@ def main(argv=None) -> int:
     provenance = Provenance(vars(args))
     settings = settings_from_args(GenaugDataSettings, args)
     arrays = make_phantom(narrow(settings, PhantomConfig)) if args.source == "phantom" else read_folder(args.folder, args.csv, settings.image_size)
-    dataset = with_folds(arrays, settings.folds, settings.val_fraction, settings.split_seed)
+    plan = SplitPlan(settings.folds, settings.partitions, settings.train_fractions)
+    dataset = with_folds(arrays, plan, settings.val_fraction, settings.split_seed)
     save_dataset(args.out, dataset)
     if args.example_folder:
         write_folder(arrays, args.example_folder)
@@ -61,12 +62,20 @@ def main(argv=None) -> int:
     patients = np.unique(dataset.patient)
     with atomic_open(args.out_splits, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["patient", "visits", "phases", "test_fold", "validation_in_folds"])
+        writer.writerow(["patient", "visits", "phases", "test_fold_per_partition", "test_in_splits", "validation_in_splits", "training_in_splits"])
         for patient in patients:
             rows = np.flatnonzero(dataset.patient == patient)
-            validation = [f for f in range(dataset.folds) if (dataset.split[f, rows] == 1).any()]
-            writer.writerow([patient, len(rows), "".join(PHASES[p] for p in dataset.phase[rows]), int(dataset.fold[rows[0]]), " ".join(map(str, validation))])
-    folds = [{ROLE_NAMES[role]: counts(dataset, dataset.split[f] == role) for role in ROLE_NAMES} for f in range(dataset.folds)]
+            in_splits = {role: " ".join(str(k) for k in range(dataset.folds) if (dataset.split[k, rows] == role).any()) for role in (TEST, VALIDATION, TRAIN)}
+            writer.writerow(
+                [
+                    patient,
+                    len(rows),
+                    "".join(PHASES[p] for p in dataset.phase[rows]),
+                    " ".join(str(int(f)) for f in dataset.fold[:, rows[0]]),
+                    *in_splits.values(),
+                ]
+            )
+    folds = [{**plan.describe(k), **{ROLE_NAMES[role]: counts(dataset, dataset.split[k] == role) for role in ROLE_NAMES}} for k in range(dataset.folds)]
     info = {
         "source": args.source,
         "visits": len(dataset),
@@ -80,7 +89,7 @@ def main(argv=None) -> int:
     }
     save_json(args.out_info, info)
     dataset_figure(dataset, args.out_samples)
-    print(f"{len(dataset)} visits of {len(patients)} patients, phases {info['phases']}, {dataset.folds} folds -> {args.out}")
+    print(f"{len(dataset)} visits of {len(patients)} patients, phases {info['phases']}, {dataset.folds} splits -> {args.out}")
     return 0
 
 

@@ -72,7 +72,7 @@ def test_folds_are_grouped_by_patient(phantom):
         assert not sides[TRAIN] & sides[TEST] and not sides[TRAIN] & sides[VALIDATION] and not sides[VALIDATION] & sides[TEST]
         assert len(sides[VALIDATION]) == round(0.15 * (48 - len(sides[TEST]))) and len(sides[TEST]) == 16
         test_sets.append(sides[TEST])
-        np.testing.assert_array_equal(dataset.fold[dataset.indices(fold, TEST)], fold)
+        np.testing.assert_array_equal(dataset.fold[0, dataset.indices(fold, TEST)], fold)
     assert set.union(*test_sets) == set(patients) and sum(map(len, test_sets)) == 48  # each patient in exactly one test fold
     assert not np.array_equal(with_folds(phantom, 3, 0.15, 1).fold, dataset.fold)
     with pytest.raises(GensynthError, match="6 patients for 7 patient-grouped folds"):

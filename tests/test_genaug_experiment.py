@@ -26,6 +26,7 @@ import json
 
 import numpy as np
 import pytest
+from sklearn.metrics import accuracy_score, cohen_kappa_score, f1_score
 
 from conftest import ROOT
 from gensynth.cli import run_main
@@ -36,9 +37,9 @@ from gensynth.genaug.experiment import (
     Experiment,
     confusion_metrics,
     interval,
+    per_run_metrics,
     pool_predictions,
     replicate_metrics,
-    sklearn_metrics,
     summarize,
     weighted_confusion,
 )
@@ -57,7 +58,16 @@ HAND = {  # arm -> metric -> estimate
 
 
 def hand_experiment() -> Experiment:
-    return Experiment(LABELS, PATIENTS, [0, 1], {arm: p.copy() for arm, p in PREDICTIONS.items()})
+    return Experiment(LABELS, PATIENTS, [(0, 0), (0, 1)], {arm: p.copy() for arm, p in PREDICTIONS.items()})
+
+
+def sklearn_metrics(labels: np.ndarray, predictions: np.ndarray, kappa_weights: str = "none") -> dict[str, float]:
+    classes = list(range(3))
+    return {
+        "kappa": float(cohen_kappa_score(labels, predictions, labels=classes, weights=None if kappa_weights == "none" else kappa_weights)),
+        "macro_f1": float(f1_score(labels, predictions, labels=classes, average="macro", zero_division=0)),
+        "accuracy": float(accuracy_score(labels, predictions)),
+    }
 
 
 @pytest.mark.parametrize("weights", KAPPA_WEIGHTS)
@@ -71,6 +81,12 @@ def test_confusion_formulas_equal_scikit_learn(weights):
             reference = sklearn_metrics(labels, predictions, weights)
             for metric, value in reference.items():
                 assert float(ours[metric]) == pytest.approx(value, abs=1e-12), (metric, n)
+    runs = rng.integers(0, 3, (4, 50))
+    experiment = Experiment(labels[:50], np.arange(50), [(0, s) for s in range(4)], {"arm": runs})
+    per_run = per_run_metrics(experiment, weights)["arm"]
+    for r, predictions in enumerate(runs):
+        for metric, value in sklearn_metrics(labels[:50], predictions, weights).items():
+            assert per_run[metric][r] == pytest.approx(value, abs=1e-12)
     # weights count a visit that often: a patient drawn twice is its visits twice
     doubled = weighted_confusion(LABELS, PREDICTIONS["baseline"][0], np.array([[2, 2, 1, 1, 0, 0]]))[0]
     np.testing.assert_array_equal(doubled, [[4, 0, 0], [0, 1, 1], [0, 0, 0]])
@@ -92,13 +108,13 @@ def test_the_hand_computed_case():
 
 def test_one_bootstrap_replicate_by_hand():
     experiment = hand_experiment()
-    patients, seeds = np.array([[2, 0, 1]]), np.array([[0, 2]])  # A twice, B never, C once; seed 1 twice
+    patients, seeds = np.array([[2, 0, 1]]), np.array([[0.0, 1.0]])  # A twice, B never, C once; seed 1 twice (all the weight)
     baseline = replicate_metrics(experiment, "baseline", patients, seeds)
     augmented = replicate_metrics(experiment, "augmented", patients, seeds)
     assert {m: float(v[0]) for m, v in baseline.items()} == pytest.approx({"kappa": 1 / 2, "macro_f1": 5 / 9, "accuracy": 2 / 3})
     assert {m: float(v[0]) for m, v in augmented.items()} == pytest.approx({"kappa": 4 / 7, "macro_f1": 14 / 27, "accuracy": 5 / 6})
     # each seed once and each patient once is the estimate itself
-    whole = replicate_metrics(experiment, "augmented", np.array([[1, 1, 1]]), np.array([[1, 1]]))
+    whole = replicate_metrics(experiment, "augmented", np.array([[1, 1, 1]]), np.array([[0.5, 0.5]]))
     assert {m: float(v[0]) for m, v in whole.items()} == pytest.approx(HAND["augmented"])
 
 
@@ -109,7 +125,7 @@ def test_percentile_interval_and_a_paired_difference():
     rng = np.random.default_rng(1)
     labels, patients = rng.integers(0, 3, 60), np.repeat(np.arange(20), 3)
     noisy = np.where(rng.random((3, 60)) < 0.4, rng.integers(0, 3, (3, 60)), labels)
-    experiment = Experiment(labels, patients, [0, 1, 2], {"baseline": noisy, "augmented": noisy.copy()})
+    experiment = Experiment(labels, patients, [(0, 0), (0, 1), (0, 2)], {"baseline": noisy, "augmented": noisy.copy()})
     baseline, augmented = summarize(experiment, 300, 0.95, seed=2)
     assert baseline["kappa_high"] - baseline["kappa_low"] > 0.1
     assert (augmented["kappa_diff"], augmented["kappa_diff_low"], augmented["kappa_diff_high"]) == (0.0, 0.0, 0.0)
@@ -127,13 +143,13 @@ def test_pooling_needs_every_visit_once_per_seed():
     pooled = pool_predictions(LABELS, PATIENTS, runs)
     for arm, predictions in PREDICTIONS.items():
         np.testing.assert_array_equal(pooled.predictions[arm], predictions)
-    with pytest.raises(GensynthError, match=r"arm baseline, seed 0: 4 of 6 visits predicted \(0 twice\)"):
+    with pytest.raises(GensynthError, match=r"arm baseline, partition 0, seed 0: 4 of 6 visits predicted \(0 twice\)"):
         pool_predictions(LABELS, PATIENTS, {"baseline": [fold_file("baseline", [0, 1, 2, 3])]})
     with pytest.raises(GensynthError, match=r"5 of 6 visits predicted \(1 twice\)"):
         pool_predictions(LABELS, PATIENTS, {"baseline": [fold_file("baseline", [0, 1, 2, 3]), fold_file("baseline", [3, 4])]})
     other_seed = {**fold_file("augmented", [0, 1, 2, 3, 4, 5])}
     other_seed["seed"] = other_seed["seed"] + 5
-    with pytest.raises(GensynthError, match=r"arm augmented: seeds \[5, 6\], but the other arms have \[0, 1\]"):
+    with pytest.raises(GensynthError, match=r"arm augmented: runs \(partition, seed\) \[\(0, 5\), \(0, 6\)\], but the other arms have \[\(0, 0\), \(0, 1\)\]"):
         pool_predictions(LABELS, PATIENTS, {"baseline": runs["baseline"], "augmented": [other_seed]})
 
 
@@ -165,6 +181,8 @@ def test_the_report_script_prints_the_hand_computed_numbers(tmp_path):
             ("--out-table", "results.csv"),
             ("--out-markdown", "results.md"),
             ("--out-figure", "comparison.png"),
+            ("--out-dose", "dose.csv"),
+            ("--out-dose-figure", "dose.png"),
             ("--out-quality", "quality.csv"),
             ("--out-json", "summary.json"),
         )
@@ -184,9 +202,14 @@ def test_the_report_script_prints_the_hand_computed_numbers(tmp_path):
     assert rows["augmented"]["synthetic_per_epoch"] == "1.5" and rows["augmented"]["cache_hit_rate"] == "0.75"
     assert (rows["augmented"]["prob"], rows["augmented"]["mix_low"], rows["augmented"]["inference_steps"]) == ("0.5", "0.01", "10")
     markdown = outputs["--out-markdown"].read_text()
-    assert "| baseline | - | - | - | 0.00 | 0.750 [" in markdown and "| augmented | 0.5 | 0.01-0.05 | 10 | 1.50 | 0.875 [" in markdown
+    assert (
+        "| baseline | - | - | - | - | - | 0.00 | 0.750 [" in markdown
+        and "| augmented | generated | replace | 0.5 | 0.01-0.05 | 10 | 1.50 | 0.875 [" in markdown
+    )
+    assert markdown.startswith("# genaug: a demo") and "## Regime: 100 % of each fold's training patients (1 partition(s) x 2 seeds)" in markdown
     assert "+0.125 [" in markdown
     assert outputs["--out-figure"].read_bytes()[:4] == b"\x89PNG"
     assert outputs["--out-quality"].read_text().startswith("fold,folder,modality,phase,inference_steps")
     summary = json.loads(outputs["--out-json"].read_text())
-    assert summary["per_seed"]["augmented"]["kappa"] == pytest.approx([1.0, 0.75]) and "provenance" in summary
+    assert summary["per_run"]["1.0"]["metrics"]["augmented"]["kappa"] == pytest.approx([1.0, 0.75]) and "provenance" in summary
+    assert summary["finding"] is False and summary["dose_response"] == [] and summary["controls"] == []

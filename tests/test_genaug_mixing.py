@@ -152,9 +152,9 @@ def test_synthetic_images_are_determined_by_the_seed(models, dataset):
     def mixed(seed, epoch=1, batch=0):
         manager = GenerativeAugmentationManager(models, config, device="cpu")
         labels = torch.from_numpy(dataset.phase[:8])
-        batch_tensors = (labels, *(torch.from_numpy(dataset.images[m][:8]).clone() for m in MODALITIES))
-        counts = Mixer(manager, config, seed, 8)(batch_tensors, epoch, batch)
-        return counts, batch_tensors[1].numpy()
+        batch_tensors = (labels, torch.arange(8), *(torch.from_numpy(dataset.images[m][:8]).clone() for m in MODALITIES))
+        batch_tensors, counts = Mixer(manager, config, seed, 8)(batch_tensors, epoch, batch)
+        return counts, batch_tensors[2].numpy()
 
     counts, first = mixed(seed=4)
     assert counts == {"depth_rgb": 4}

@@ -1,5 +1,6 @@
-# genaug: visits (phantom or the user's folder) -> per fold, the pipelines of the group's models_5_7 layout
-# -> per arm and fold, the fusion classifier over all seeds -> per fold, the pipelines' FID -> the comparison.
+# genaug: visits (phantom or the user's folder) -> per split, the pipelines of the group's models_5_7 layout
+# -> per split and step count, a pool of their images -> per arm and split, the fusion classifier over all
+# seeds -> per split, the pipelines' FID -> the comparison and the dose response.
 from gensynth.genaug import dag as genaug_dag
 from gensynth.genaug import settings as genaug_settings
 
@@ -67,10 +68,40 @@ rule genaug_train_pipeline:
         )
 
 
+rule genaug_pool:
+    input:
+        dataset=genaug_dag.DATA["npz"],
+        models=lambda wildcards: genaug_dag.model_inputs(GENAUG, wildcards.fold, genaug_dag.used_folders(GENAUG)),
+    output:
+        genaug_dag.POOL,
+    log:
+        "logs/genaug/genaug_pool/fold{fold}_steps{steps}.log",
+    benchmark:
+        "benchmarks/genaug/genaug_pool/fold{fold}_steps{steps}.tsv"
+    wildcard_constraints:
+        fold=genaug_dag.fold_pattern(GENAUG),
+        steps=genaug_dag.steps_pattern(GENAUG),
+    conda:
+        GPU_ENV
+    threads: 1
+    resources:
+        **rule_resources(GENAUG, "genaug_pool"),
+        gpu=1,
+    params:
+        models=lambda wildcards: genaug_dag.models_dir(GENAUG, wildcards.fold),
+        flags=genaug_dag.pool_flags(GENAUG),
+        device=DEVICE,
+    shell:
+        run_script(
+            "scripts/genaug_pool.py --dataset {input.dataset:q} --fold {wildcards.fold} --models {params.models:q} "
+            "--inference-steps {wildcards.steps} {params.flags} --out {output:q} --threads {threads} --device {params.device:q} > {log:q} 2>&1"
+        )
+
+
 rule genaug_classify:
     input:
         dataset=genaug_dag.DATA["npz"],
-        models=lambda wildcards: genaug_dag.model_inputs(GENAUG, wildcards.fold, wildcards.arm),
+        images=lambda wildcards: genaug_dag.arm_inputs(GENAUG, wildcards.fold, wildcards.arm),
     output:
         predictions=genaug_dag.RUN["predictions"],
         ckpt=genaug_dag.RUN["ckpt"],
@@ -90,13 +121,13 @@ rule genaug_classify:
         gpu=1,
     params:
         arm=lambda wildcards: genaug_dag.arm_flags(GENAUG, wildcards.arm),
-        models=lambda wildcards: genaug_dag.models_flag(GENAUG, wildcards.fold, wildcards.arm),
+        images=lambda wildcards: genaug_dag.arm_images_flag(GENAUG, wildcards.fold, wildcards.arm),
         flags=rule_flags(GENAUG, genaug_settings.ClassifySettings),
         device=DEVICE,
     shell:
         run_script(
             "scripts/genaug_classify.py --dataset {input.dataset:q} --fold {wildcards.fold} --arm {wildcards.arm} "
-            "{params.arm} {params.models} {params.flags} --out-predictions {output.predictions:q} --out-model {output.ckpt:q} "
+            "{params.arm} {params.images} {params.flags} --out-predictions {output.predictions:q} --out-model {output.ckpt:q} "
             "--out-history {output.history:q} --threads {threads} --device {params.device:q} "
             "> {log:q} 2>&1"
         )
@@ -163,6 +194,20 @@ rule genaug_report:
             subcategory="comparison",
             labels={"figure": "arms"},
         ),
+        dose=report(
+            genaug_dag.REPORT["dose"],
+            caption="../report/genaug_dose_table.rst",
+            category="genaug",
+            subcategory="dose response",
+            labels={"table": "slopes"},
+        ),
+        dose_figure=report(
+            genaug_dag.REPORT["dose_figure"],
+            caption="../report/genaug_dose.rst",
+            category="genaug",
+            subcategory="dose response",
+            labels={"figure": "dose response"},
+        ),
         quality=report(
             genaug_dag.REPORT["quality"],
             caption="../report/genaug_quality.rst",
@@ -186,5 +231,6 @@ rule genaug_report:
         run_script(
             "scripts/genaug_report.py --dataset {input.dataset:q} {params.runs} --quality {input.quality:q} {params.flags} "
             "--out-table {output.table:q} --out-markdown {output.markdown:q} --out-figure {output.figure:q} "
+            "--out-dose {output.dose:q} --out-dose-figure {output.dose_figure:q} "
             "--out-quality {output.quality:q} --out-json {output.json:q} > {log:q} 2>&1"
         )

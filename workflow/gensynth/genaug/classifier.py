@@ -27,11 +27,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..io import load_checkpoint
+from ..seeding import numpy_generator, sha256_seed
 from ..training import ResumeFile, TrainConfig, Trainer, run_fingerprint, train_epochs
 from .augmentation import MODALITIES, PHASES, AugmentationConfig, image_channels
 from .data import TEST, TRAIN, VALIDATION, WoundDataset
-from .mixing import batch_rng, plan_batch, synthetic_images
+from .mixing import Replacement, batch_rng, plan_batch, synthetic_images
 from .settings import ClassifierSettings
+from .sources import RealImages, wrong_phases
 
 log = logging.getLogger(__name__)
 
@@ -83,41 +85,64 @@ class FusionClassifier(nn.Module):
 
 
 def cross_entropy(model: nn.Module, batch: tuple[torch.Tensor, ...], generator: torch.Generator) -> torch.Tensor:
-    """The loss of a batch (labels, *images in MODALITIES order); it draws nothing at random."""
-    labels, *images = batch
+    """The loss of a batch (labels, rows, *images in MODALITIES order); it draws nothing at random."""
+    labels, _, *images = batch
     return F.cross_entropy(model(*images), labels)
 
 
 def tensors(dataset: WoundDataset, rows: np.ndarray) -> tuple[torch.Tensor, ...]:
-    """(labels (N,), *images (N, C, S, S) in MODALITIES order) of some visits."""
-    return (torch.from_numpy(dataset.phase[rows]), *(torch.from_numpy(dataset.images[m][rows]) for m in MODALITIES))
+    """(labels (N,), dataset rows (N,), *images (N, C, S, S) in MODALITIES order) of some visits."""
+    return (torch.from_numpy(dataset.phase[rows]), torch.from_numpy(rows), *(torch.from_numpy(dataset.images[m][rows]) for m in MODALITIES))
+
+
+IMAGES = 2  # where the images start in a batch (after labels and rows)
 
 
 @dataclass
 class Mixer:
-    """Puts synthetic images into training batches (the rule of gensynth.genaug.mixing)."""
+    """Puts images from a source into training batches (the rule of gensynth.genaug.mixing; gensynth.genaug.sources)."""
 
-    manager: Any  # a GenerativeAugmentationManager (or anything with its generate, modality_config, cache_info)
+    source: Any  # a GenerativeAugmentationManager or SyntheticPool (generate, modality_config, cache_info), or RealImages
     configs: Mapping[str, AugmentationConfig]
     seed: int
     image_size: int
+    mode: str = "replace"  # replace the planned visits' images, or add swapped copies of those visits
+    wrong_phase: bool = False  # the negative control: synthetic images of the next phase
 
-    def __call__(self, batch: tuple[torch.Tensor, ...], epoch: int, index: int) -> dict[str, int]:
-        """Replace images of ``batch`` (labels, *images) in place; returns the synthetic count per modality."""
-        labels = batch[0].cpu().numpy()
-        counts = {}
+    def images(self, replacement: Replacement, rows: np.ndarray, epoch: int, index: int) -> np.ndarray:
+        """(k, C, S, S): the source's images for the replacement's positions."""
+        if isinstance(self.source, RealImages):
+            rng = numpy_generator(sha256_seed("genaug-real", self.seed, epoch, index, replacement.modality))
+            return self.source.draw(replacement.modality, rows[replacement.positions], rng)
+        if self.wrong_phase:
+            replacement = dataclasses.replace(replacement, phases=wrong_phases(replacement.phases))
+        return synthetic_images(self.source, replacement, self.seed, epoch, index, self.image_size)
+
+    def __call__(self, batch: tuple[torch.Tensor, ...], epoch: int, index: int) -> tuple[tuple[torch.Tensor, ...], dict[str, int]]:
+        """The batch (labels, rows, *images) with the plan's images swapped in place, or appended as swapped copies;
+        and the count per modality."""
+        labels, rows = batch[0].cpu().numpy(), batch[1].cpu().numpy()
+        counts, added = {}, []
         for replacement in plan_batch(labels, self.configs, batch_rng(self.seed, epoch, index)):
-            images = synthetic_images(self.manager, replacement, self.seed, epoch, index, self.image_size)  # (k, C, S, S)
-            target = batch[1 + MODALITIES.index(replacement.modality)]
-            target[torch.from_numpy(replacement.positions).to(target.device)] = torch.from_numpy(images).to(target.device, target.dtype)
+            images = torch.from_numpy(self.images(replacement, rows, epoch, index))  # (k, C, S, S)
+            positions = torch.from_numpy(replacement.positions).to(batch[0].device)
+            channel = IMAGES + MODALITIES.index(replacement.modality)
+            if self.mode == "add":
+                copy = [t[positions].clone() for t in batch]
+                copy[channel] = images.to(copy[channel].device, copy[channel].dtype)
+                added.append(copy)
+            else:
+                batch[channel][positions] = images.to(batch[channel].device, batch[channel].dtype)
             counts[replacement.modality] = len(replacement.positions)
-        return counts
+        if added:
+            batch = tuple(torch.cat([t, *(copy[i] for copy in added)]) for i, t in enumerate(batch))
+        return batch, counts
 
 
 @torch.no_grad()
 def predict(trainer: Trainer, dataset: WoundDataset, rows: np.ndarray) -> np.ndarray:
     """Phase probabilities (N, 3) of some visits, from the EMA weights and the real images only."""
-    _, *images = tensors(dataset, rows)
+    images = tensors(dataset, rows)[IMAGES:]
     probabilities = []
     with trainer.ema_weights():
         trainer.model.eval()
@@ -158,7 +183,7 @@ def train_classifier(
         losses, synthetic, augmented = [], dict.fromkeys(MODALITIES, 0), 0
         for index, batch in enumerate(trainer.batches(*train)):
             if mixer is not None:
-                counts = mixer(batch, number, index)
+                batch, counts = mixer(batch, number, index)
                 augmented += bool(counts)
                 for modality, count in counts.items():
                     synthetic[modality] += count
@@ -170,8 +195,8 @@ def train_classifier(
         record["synthetic"] = sum(synthetic.values())
         record.update({f"synthetic_{m}": n for m, n in synthetic.items() if mixer is not None and mixer.configs[m].enabled})
         record["augmented_batches"] = augmented
-        if mixer is not None:
-            info = mixer.manager.cache_info()
+        if mixer is not None and hasattr(mixer.source, "cache_info"):
+            info = mixer.source.cache_info()
             record.update(cache_hits=info.hits, cache_misses=info.misses, cache_hit_rate=info.hit_rate)
             log.info(
                 "%s fold %d seed %d, epoch %d: %d synthetic images in %d batches, cache hit rate %.3f (%d hits, %d misses)",
@@ -190,6 +215,8 @@ def train_classifier(
     resume = None
     if resume_path is not None:
         augmentation = {m: dataclasses.asdict(c) for m, c in mixer.configs.items()} if mixer is not None else None
+        if mixer is not None:
+            augmentation = {"modalities": augmentation, "mode": mixer.mode, "wrong_phase": mixer.wrong_phase, "source": type(mixer.source).__name__}
         fingerprint = run_fingerprint(
             data=data_sha256,
             fold=fold,

@@ -6,7 +6,12 @@ checked to exist.
 The experiment's arms are DAG wildcards: ``baseline`` (the switch off), ``augmented`` (the
 modalities' settings) and, per value of ``sweep.<key>``, ``augmented_<key><value>`` that differs from
 ``augmented`` in that setting alone (``augmented_prob0.3``, ``augmented_mix0.05-0.15``,
-``augmented_steps20``).
+``augmented_steps20``); the dose axis, ``dose<percent>_<mode>`` (``dose15_replace``: 15 % of every
+training batch synthetic, prob 1), and its controls, ``wrongphase<percent>_<mode>`` and
+``real<percent>_<mode>``.
+
+The ``fold`` wildcard numbers the dataset's splits: regime (``data.train_fractions``) first, then
+partition (``data.partitions``), then fold; with one of each, split k is fold k.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ DATA = {
 }
 MODELS = f"{ROOT}/models/fold{{fold}}"  # the fold's models_5_7: one pipeline folder per {kind}_{phase}
 MODEL = {"folder": f"{MODELS}/{{folder}}", "info": f"{MODELS}/{{folder}}.json"}
+POOL = f"{ROOT}/pools/fold{{fold}}/steps{{steps}}.npz"  # the split's synthetic images per used folder, at one step count
 RUN = {
     "predictions": f"{ROOT}/runs/{{arm}}/fold{{fold}}.npz",
     "history": f"{ROOT}/runs/{{arm}}/fold{{fold}}.json",
@@ -39,11 +45,15 @@ REPORT = {
     "table": f"{ROOT}/results.csv",
     "markdown": f"{ROOT}/results.md",
     "figure": f"{ROOT}/comparison.png",
+    "dose": f"{ROOT}/dose_response.csv",
+    "dose_figure": f"{ROOT}/dose_response.png",
     "quality": f"{ROOT}/quality.csv",
     "json": f"{ROOT}/summary.json",
 }
 BASELINE, AUGMENTED = "baseline", "augmented"
 SWEEP_LABELS = {"prob": "prob", "mix_ratio_range": "mix", "inference_steps": "steps"}
+SOURCE_LABELS = {"generated": "dose", "wrong_phase": "wrongphase", "real": "real"}  # the dose arms' and the controls' names
+ARM_KEYS = ("source", "mode")  # what an arm sets for the whole batch, beside the modalities' settings
 FOLDER_PATTERN = one_of(MODEL_FOLDERS)
 
 
@@ -68,7 +78,37 @@ def arm_overrides(section: dict[str, Any]) -> dict[str, dict[str, Any] | None]:
             if all(section["modalities"][m][key] == value for m in enabled):
                 continue  # the base setting: that is `augmented`
             arms[f"{AUGMENTED}_{label}{value_label(value)}"] = {key: value}
+    for source, share, mode in dose_arms(section["dose"]):
+        arms[dose_arm(source, share, mode)] = fixed_share(share, source, mode)
     return arms
+
+
+def dose_arms(dose: dict[str, Any]) -> list[tuple[str, float, str]]:
+    """(source, share, mode) of the dose axis's arms, then of its controls."""
+    axis = [("generated", share, mode) for share in dose["shares"] for mode in dose["modes"]]
+    return axis + [(source, dose["controls_share"], dose["controls_mode"]) for source in dose["controls"]]
+
+
+def dose_arm(source: str, share: float, mode: str) -> str:
+    """``dose15_replace``, ``wrongphase50_replace``, ``real50_add``: the source, the share in percent, the mode."""
+    return f"{SOURCE_LABELS[source]}{100 * share:g}_{mode}"
+
+
+def fixed_share(share: float, source: str, mode: str) -> dict[str, Any]:
+    """An arm putting ``share`` of every training batch (prob 1) from ``source`` in ``mode``."""
+    return {"prob": 1.0, "mix_ratio_range": [share, share], "source": source, "mode": mode}
+
+
+def arm_design(section: dict[str, Any], arm: str) -> dict[str, str]:
+    """An augmented arm's source and mode (the production and sweep arms: generated, replace)."""
+    overrides = arm_overrides(section)[arm] or {}
+    return {"source": overrides.get("source", "generated"), "mode": overrides.get("mode", "replace")}
+
+
+def arm_steps(section: dict[str, Any], arm: str) -> list[int]:
+    """The step counts an augmented arm's enabled modalities sample at (the pools it reads)."""
+    overrides = arm_overrides(section)[arm] or {}
+    return sorted({overrides.get("inference_steps", section["modalities"][m]["inference_steps"]) for m in enabled_modalities(section)})
 
 
 def base_values(section: dict[str, Any]) -> int:
@@ -86,7 +126,9 @@ def arm_pattern(section: dict[str, Any]) -> str:
 
 
 def folds(section: dict[str, Any]) -> list[int]:
-    return list(range(section["data"]["folds"]))
+    """The dataset's splits (gensynth.genaug.data.SplitPlan): folds x partitions x regimes."""
+    data = section["data"]
+    return list(range(data["folds"] * data["partitions"] * len(data["train_fractions"])))
 
 
 def fold_pattern(section: dict[str, Any]) -> str:
@@ -132,20 +174,50 @@ def source_flags(section: dict[str, Any]) -> str:
     return f"--source folder {flag('--folder', data['folder'])} {flag('--csv', data['csv'])}"
 
 
-def models_flag(section: dict[str, Any], fold: int | str, arm: str) -> str:
-    """``--models DIR`` for an augmented arm; nothing for the baseline."""
-    return "" if arm == BASELINE else flag("--models", models_dir(section, fold))
+def reads_images(section: dict[str, Any], arm: str) -> bool:
+    """Whether an arm draws synthetic images (not the baseline, not the real-image control)."""
+    return arm != BASELINE and arm_design(section, arm)["source"] != "real"
 
 
-def model_inputs(section: dict[str, Any], fold: int | str, arm: str | None = None) -> list[str]:
-    """What a job reading the fold's pipelines depends on (the trained folders, or the user's model_index.json
-    files): an arm's job the folders it draws from (none for the baseline), the quality job (arm None) all assessed."""
-    if arm == BASELINE:
+def arm_inputs(section: dict[str, Any], fold: int | str, arm: str) -> list[str]:
+    """What an arm's job reads beside the dataset: the split's pools (trained pipelines) or the user's folders."""
+    if not reads_images(section, arm):
         return []
-    folders = model_folders(section) if arm is None else used_folders(section)
+    if trains_models(section):
+        return [POOL.format(fold=fold, steps=steps) for steps in arm_steps(section, arm)]
+    return model_inputs(section, fold, used_folders(section))
+
+
+def arm_images_flag(section: dict[str, Any], fold: int | str, arm: str) -> str:
+    """``--pools FILE...`` (trained pipelines) or ``--models DIR`` (the user's folder) for an arm drawing synthetic images."""
+    if not reads_images(section, arm):
+        return ""
+    if trains_models(section):
+        return flag("--pools", arm_inputs(section, fold, arm))
+    return flag("--models", models_dir(section, fold))
+
+
+def model_inputs(section: dict[str, Any], fold: int | str, folders: list[str] | None = None) -> list[str]:
+    """What a job reading the split's pipelines depends on (the trained folders, or the user's model_index.json
+    files): ``folders``, or every assessed one."""
+    folders = model_folders(section) if folders is None else folders
     if trains_models(section):
         return [MODEL["folder"].format(fold=fold, folder=f) for f in folders]
     return [os.path.join(section["models"]["folder"], f, "model_index.json") for f in folders]
+
+
+def pool_steps(section: dict[str, Any]) -> list[int]:
+    """The step counts the pools are made at: those of the arms that draw synthetic images."""
+    return sorted({steps for arm in arms(section) if reads_images(section, arm) for steps in arm_steps(section, arm)})
+
+
+def steps_pattern(section: dict[str, Any]) -> str:
+    return one_of(str(steps) for steps in pool_steps(section))
+
+
+def pool_flags(section: dict[str, Any]) -> str:
+    """The folders a pool holds (the used ones) and its size."""
+    return " ".join([flag("--folders", used_folders(section)), flag("--n-images", section["pools"]["size"]), flag("--seed", section["pools"]["seed"])])
 
 
 def arm_flags(section: dict[str, Any], arm: str) -> str:
@@ -154,7 +226,14 @@ def arm_flags(section: dict[str, Any], arm: str) -> str:
     overrides = arm_overrides(section).get(arm)
     if overrides is None:
         return flag("--use-generative-augmentation", False)
-    parts = [flag("--use-generative-augmentation", True), flag("--prompts", prompts_value(section["prompts"]))]
+    design = arm_design(section, arm)
+    overrides = {key: value for key, value in overrides.items() if key not in ARM_KEYS}
+    parts = [
+        flag("--use-generative-augmentation", True),
+        flag("--augment-source", design["source"]),
+        flag("--augment-mode", design["mode"]),
+        flag("--prompts", prompts_value(section["prompts"])),
+    ]
     for modality in MODALITIES:
         settings = {**section["modalities"][modality], **overrides}
         if not settings["enabled"]:
@@ -218,11 +297,20 @@ def validate(section: dict[str, Any], config: dict[str, Any]) -> None:
         raise config_error("genaug.use_generative_augmentation", True, "at least one modality with enabled: true (none is)")
     if not section["use_generative_augmentation"] and any(section["sweep"].values()):
         raise config_error("genaug.sweep", section["sweep"], "no sweep values while use_generative_augmentation is false (no arm to vary)")
+    dose = section["dose"]
+    if not section["use_generative_augmentation"] and (dose["shares"] or dose["controls"]):
+        raise config_error("genaug.dose", dose, "no shares or controls while use_generative_augmentation is false (no modality to augment)")
+    if dose["shares"] and not dose["modes"]:
+        raise config_error("genaug.dose.modes", dose["modes"], "at least one of replace, add when dose.shares are given")
+    named = [dose_arm(source, share, mode) for source, share, mode in dose_arms(dose)]
+    if len(set(named)) != len(named):
+        raise config_error("genaug.dose.shares", dose["shares"], "shares that name distinct arms in whole or fractional percents (two print alike)")
     for low, high in section["sweep"]["mix_ratio_range"]:
         if low > high:
             raise config_error("genaug.sweep.mix_ratio_range", [low, high], "low <= high (the range is reversed)")
     swept = sum(len(values) for values in section["sweep"].values())
-    if section["use_generative_augmentation"] and len(arms(section)) - 2 + base_values(section) != swept:
+    sweep_arms = [arm for arm in arms(section) if arm.startswith(f"{AUGMENTED}_")]
+    if section["use_generative_augmentation"] and len(sweep_arms) + base_values(section) != swept:
         raise config_error("genaug.sweep", section["sweep"], "values that name distinct arms (two print alike with 6 digits)")
     check_unet_shape(
         section["pipeline"]["block_out_channels"],

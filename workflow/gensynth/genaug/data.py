@@ -49,8 +49,8 @@ from ..io import load_npz, save_npz
 from ..seeding import numpy_generator, sha256_seed
 from .augmentation import MODALITIES, PHASE_NAMES, PHASES, image_channels
 
-TRAIN, VALIDATION, TEST = 0, 1, 2  # roles in ``split``
-ROLE_NAMES = {TRAIN: "train", VALIDATION: "validation", TEST: "test"}
+TRAIN, VALIDATION, TEST, EXCLUDED = 0, 1, 2, 3  # roles in ``split`` (EXCLUDED: a training patient a low-data regime leaves out)
+ROLE_NAMES = {TRAIN: "train", VALIDATION: "validation", TEST: "test", EXCLUDED: "excluded"}
 CSV_COLUMNS = ("patient", "visit", "phase", *MODALITIES)
 DEFAULT_CSV = "labels.csv"
 PHASE_LABELS = {**{p.lower(): i for i, p in enumerate(PHASES)}, **{PHASE_NAMES[p]: i for i, p in enumerate(PHASES)}}
@@ -59,20 +59,44 @@ RGB_SUFFIXES = (".png", ".jpg", ".jpeg")
 RANGE_TOLERANCE = 1e-6
 
 
+@dataclass(frozen=True)
+class SplitPlan:
+    """How the dataset's splits are laid out: regime-major (``train_fractions``), then partition, then fold.
+
+    Split k trains on its regime's share of the fold's training patients and tests on the fold's test patients;
+    the classifier, the pipelines and the pools of ``fold{k}`` belong to split k.
+    """
+
+    folds: int = 3
+    partitions: int = 1
+    train_fractions: tuple[float, ...] = (1.0,)
+
+    def __len__(self) -> int:
+        return len(self.train_fractions) * self.partitions * self.folds
+
+    def describe(self, index: int) -> dict[str, float | int]:
+        """Split ``index``'s regime (its training share), partition and fold."""
+        regime, rest = divmod(index, self.partitions * self.folds)
+        partition, fold = divmod(rest, self.folds)
+        return {"train_fraction": self.train_fractions[regime], "partition": partition, "fold": fold}
+
+
 @dataclass
 class WoundDataset:
     images: dict[str, np.ndarray]  # modality -> (N, C, S, S) float32 in [0, 1]
     phase: np.ndarray  # (N,) int64, index into PHASES
     patient: np.ndarray  # (N,) unicode
     visit: np.ndarray  # (N,) int64
-    fold: np.ndarray  # (N,) int64
-    split: np.ndarray  # (folds, N) int8: TRAIN, VALIDATION, TEST
+    fold: np.ndarray  # (partitions, N) int64: the visit's test fold in each partition
+    split: np.ndarray  # (splits, N) int8: TRAIN, VALIDATION, TEST, EXCLUDED
+    plan: SplitPlan  # what each split is (its regime, partition and fold)
 
     def __len__(self) -> int:
         return len(self.phase)
 
     @property
     def folds(self) -> int:
+        """How many splits (folds x partitions x regimes); ``fold{k}`` of the DAG is split k."""
         return self.split.shape[0]
 
     @property
@@ -86,19 +110,26 @@ class WoundDataset:
         return np.flatnonzero(self.split[fold] == role)
 
     def arrays(self) -> dict[str, np.ndarray]:
-        return {**self.images, "phase": self.phase, "patient": self.patient, "visit": self.visit, "fold": self.fold, "split": self.split}
+        plan = {
+            "plan_folds": np.int64(self.plan.folds),
+            "plan_partitions": np.int64(self.plan.partitions),
+            "train_fractions": np.asarray(self.plan.train_fractions),
+        }
+        return {**self.images, "phase": self.phase, "patient": self.patient, "visit": self.visit, "fold": self.fold, "split": self.split, **plan}
 
 
-def assign_folds(patients: np.ndarray, folds: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def assign_folds(patients: np.ndarray, folds: int, val_fraction: float, seed: int, partition: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Patient-grouped folds: ``fold`` (N,) and ``split`` (folds, N) for visits whose patient ids are ``patients``.
 
-    The patients are shuffled (seeded) and dealt to the folds in turn; in each fold, ``round(val_fraction
-    * training patients)`` of its training patients (at least one when val_fraction > 0) are its validation set.
+    The patients are shuffled (seeded by ``seed`` and the partition: partition 0 is the seed's own) and dealt
+    to the folds in turn; in each fold, ``round(val_fraction * training patients)`` of its training patients
+    (at least one when val_fraction > 0) are its validation set.
     """
     names = np.unique(patients)
     if len(names) < folds:
         raise GensynthError(f"{len(names)} patients for {folds} patient-grouped folds: expected at least one patient per fold")
-    order = numpy_generator(sha256_seed("genaug-folds", seed)).permutation(len(names))
+    salt = () if partition == 0 else ("partition", partition)
+    order = numpy_generator(sha256_seed("genaug-folds", seed, *salt)).permutation(len(names))
     patient_fold = np.empty(len(names), dtype=np.int64)
     patient_fold[order] = np.arange(len(names)) % folds
     visit_patient = np.searchsorted(names, patients)  # (N,) index into names
@@ -111,17 +142,45 @@ def assign_folds(patients: np.ndarray, folds: int, val_fraction: float, seed: in
                 f"fold {fold}: {len(training)} training patients leave none to train on after {n_val} for validation "
                 f"(val_fraction {val_fraction}): expected more patients or a smaller val_fraction"
             )
-        validation = numpy_generator(sha256_seed("genaug-validation", seed, fold)).choice(training, n_val, replace=False)
+        validation = numpy_generator(sha256_seed("genaug-validation", seed, *salt, fold)).choice(training, n_val, replace=False)
         split[fold, np.isin(visit_patient, validation)] = VALIDATION
         split[fold, patient_fold[visit_patient] == fold] = TEST
     return patient_fold[visit_patient], split
 
 
-def with_folds(arrays: dict[str, np.ndarray], folds: int, val_fraction: float, seed: int) -> WoundDataset:
-    """A dataset from per-visit arrays (the phantom's or read_folder's) with its folds assigned."""
-    fold, split = assign_folds(arrays["patient"], folds, val_fraction, seed)
+def reduce_training(split: np.ndarray, patients: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """A copy of one fold's ``split`` (N,) keeping ``round(fraction * training patients)`` of them (at least one) as
+    TRAIN and marking the rest EXCLUDED. One seeded order of the training patients serves every fraction, so a
+    smaller regime's patients are a subset of a larger one's."""
+    reduced = split.copy()
+    if fraction >= 1:
+        return reduced
+    training = np.unique(patients[split == TRAIN])
+    keep = training[numpy_generator(seed).permutation(len(training))[: max(1, round(fraction * len(training)))]]
+    reduced[(split == TRAIN) & ~np.isin(patients, keep)] = EXCLUDED
+    return reduced
+
+
+def assign_splits(patients: np.ndarray, plan: SplitPlan, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``fold`` (partitions, N): each visit's test fold per partition; ``split`` (len(plan), N): its role in each split."""
+    per_partition = [assign_folds(patients, plan.folds, val_fraction, seed, p) for p in range(plan.partitions)]
+    split = np.stack(
+        [
+            reduce_training(
+                per_partition[d["partition"]][1][d["fold"]], patients, d["train_fraction"], sha256_seed("genaug-regime", seed, d["partition"], d["fold"])
+            )
+            for d in map(plan.describe, range(len(plan)))
+        ]
+    )
+    return np.stack([fold for fold, _ in per_partition]), split
+
+
+def with_folds(arrays: dict[str, np.ndarray], plan: SplitPlan | int, val_fraction: float, seed: int) -> WoundDataset:
+    """A dataset from per-visit arrays (the phantom's or read_folder's) with its splits assigned (an int: that many folds)."""
+    plan = SplitPlan(folds=plan) if isinstance(plan, int) else plan
+    fold, split = assign_splits(arrays["patient"], plan, val_fraction, seed)
     images = {m: np.ascontiguousarray(arrays[m], dtype=np.float32) for m in MODALITIES}
-    return WoundDataset(images, arrays["phase"].astype(np.int64), arrays["patient"], arrays["visit"].astype(np.int64), fold, split)
+    return WoundDataset(images, arrays["phase"].astype(np.int64), arrays["patient"], arrays["visit"].astype(np.int64), fold, split, plan)
 
 
 def save_dataset(path: str | Path, dataset: WoundDataset) -> None:
@@ -130,7 +189,7 @@ def save_dataset(path: str | Path, dataset: WoundDataset) -> None:
 
 def load_dataset(path: str | Path) -> WoundDataset:
     """The dataset NPZ, its arrays' shapes and values checked (one error naming the file and array)."""
-    arrays = load_npz(path, required=(*MODALITIES, "phase", "patient", "visit", "fold", "split"))
+    arrays = load_npz(path, required=(*MODALITIES, "phase", "patient", "visit", "fold", "split", "plan_folds", "plan_partitions", "train_fractions"))
     n = len(arrays["phase"])
     for modality in MODALITIES:
         shape = arrays[modality].shape
@@ -138,10 +197,11 @@ def load_dataset(path: str | Path) -> WoundDataset:
             raise GensynthError(f"{path}: array {modality} has shape {shape}; expected ({n}, {image_channels(modality)}, S, S)")
     if not np.isin(arrays["phase"], np.arange(len(PHASES))).all():
         raise GensynthError(f"{path}: array phase holds values other than 0, 1, 2 (I, P, R)")
-    if arrays["split"].ndim != 2 or arrays["split"].shape[1] != n:
-        raise GensynthError(f"{path}: array split has shape {arrays['split'].shape}; expected (folds, {n})")
+    plan = SplitPlan(int(arrays["plan_folds"]), int(arrays["plan_partitions"]), tuple(float(f) for f in arrays["train_fractions"]))
+    if arrays["split"].ndim != 2 or arrays["split"].shape != (len(plan), n):
+        raise GensynthError(f"{path}: array split has shape {arrays['split'].shape}; expected ({len(plan)}, {n}): one row per split")
     images = {m: arrays[m].astype(np.float32, copy=False) for m in MODALITIES}
-    return WoundDataset(images, arrays["phase"], arrays["patient"], arrays["visit"], arrays["fold"], arrays["split"])
+    return WoundDataset(images, arrays["phase"], arrays["patient"], arrays["visit"], arrays["fold"], arrays["split"], plan)
 
 
 # -- the users' own folder --------------------------------------------------------------------------

@@ -5,17 +5,24 @@ visit is predicted by the model of the fold whose test split holds its patient, 
 one out-of-fold prediction of every visit. Notation: y_i the phase of visit i, p_asi the prediction
 of arm a with seed s.
 
-1. per arm and seed, the metrics of the pooled predictions (p_as1 .. p_asN against y) with
-   scikit-learn: ``cohen_kappa_score`` (weights ``kappa_weights``), ``f1_score(average="macro")`` over
-   the three phases, ``accuracy_score``;
+1. per arm and run, the metrics of the pooled predictions (p_as1 .. p_asN against y), as
+   scikit-learn computes them: ``cohen_kappa_score`` (weights ``kappa_weights``),
+   ``f1_score(average="macro")`` over the three phases, ``accuracy_score`` (from the confusion matrix
+   with its formulas, below: a test checks them against scikit-learn's functions);
 2. the arm's estimate is their mean over the seeds;
-3. its interval is a two-level percentile bootstrap: a replicate draws the patients with replacement
-   (a drawn patient brings all their visits, as often as drawn: the folds are grouped by patient, and
-   visits of one patient are not independent) and the seeds with replacement, and recomputes 2 on
-   them; the ``confidence`` interval is the central share of ``n_bootstrap`` replicates;
+3. its interval is a percentile bootstrap over the three sources of variation: a replicate draws the
+   patients with replacement (a drawn patient brings all their visits, as often as drawn: the folds
+   are grouped by patient, and visits of one patient are not independent), the fold partitions and
+   the seeds with replacement (a run (partition, seed) weighs the product of their counts), and
+   recomputes 2 on them; the ``confidence`` interval is the central share of ``n_bootstrap`` replicates;
 4. the paired difference arm - baseline uses the same replicates for both (same patients, same
-   seeds: a seed fixes the initial weights and the batch order of both arms), so its interval is
-   that of a paired design, narrower than the two arms' intervals suggest.
+   runs: a seed fixes the initial weights and the batch order of both arms), so its interval is
+   that of a paired design, narrower than the two arms' intervals suggest;
+5. the dose response: per family of arms at fixed shares (a source and a mode), the least-squares
+   slope of the paired difference on the share, the baseline at share 0, in each replicate.
+
+A run is a (partition, seed) pair: each predicts every visit once. A regime (the share of the
+training patients used) is its own experiment: its arms are compared with its own baseline.
 
 In the bootstrap the metrics come from weighted confusion matrices, all replicates at once, with
 the formulas scikit-learn uses (the tests check them against it):
@@ -34,7 +41,6 @@ from pathlib import Path
 from typing import Any, get_args
 
 import numpy as np
-from sklearn.metrics import accuracy_score, cohen_kappa_score, f1_score
 
 from ..errors import GensynthError
 from ..io import atomic_open
@@ -46,16 +52,6 @@ METRIC_LABELS = {"kappa": "Cohen's kappa", "macro_f1": "macro F1", "accuracy": "
 KAPPA_WEIGHTS = get_args(KappaWeights)
 BASELINE = "baseline"
 K = len(PHASES)
-
-
-def sklearn_metrics(labels: np.ndarray, predictions: np.ndarray, kappa_weights: str = "none") -> dict[str, float]:
-    """Step 1 with scikit-learn."""
-    classes = list(range(K))
-    return {
-        "kappa": float(cohen_kappa_score(labels, predictions, labels=classes, weights=None if kappa_weights == "none" else kappa_weights)),
-        "macro_f1": float(f1_score(labels, predictions, labels=classes, average="macro", zero_division=0)),
-        "accuracy": float(accuracy_score(labels, predictions)),
-    }
 
 
 def kappa_weight_matrix(kappa_weights: str) -> np.ndarray:
@@ -91,66 +87,99 @@ def weighted_confusion(labels: np.ndarray, predictions: np.ndarray, weights: np.
 
 @dataclass
 class Experiment:
-    """Out-of-fold predictions of every arm: ``predictions[arm]`` is (seeds, N), aligned with ``labels`` and ``patients``."""
+    """Out-of-fold predictions of every arm in one regime: ``predictions[arm]`` is (runs, N), aligned with ``labels`` and
+    ``patients``; a run is a (partition, seed) pair, which predicts every visit once."""
 
     labels: np.ndarray  # (N,) phase index
     patients: np.ndarray  # (N,) patient id
-    seeds: list[int]
-    predictions: dict[str, np.ndarray]  # arm -> (S, N)
+    runs: list[tuple[int, int]]  # (partition, seed) of each row of the predictions
+    predictions: dict[str, np.ndarray]  # arm -> (R, N)
     settings: dict[str, dict[str, Any]] = field(default_factory=dict)  # arm -> its augmentation settings and training counts
 
     @property
     def arms(self) -> list[str]:
         return list(self.predictions)
 
+    @property
+    def seeds(self) -> list[int]:
+        return sorted({seed for _, seed in self.runs})
+
+    @property
+    def partitions(self) -> list[int]:
+        return sorted({partition for partition, _ in self.runs})
+
+
+def by_regime(runs: Mapping[str, Sequence[Mapping[str, np.ndarray]]]) -> dict[float, dict[str, list[Mapping[str, np.ndarray]]]]:
+    """Each arm's per-split prediction files grouped by their regime (``train_fraction``; 1 when absent), largest first."""
+    regimes: dict[float, dict[str, list]] = {}
+    for arm, files in runs.items():
+        for f in files:
+            fraction = float(f["train_fraction"][0]) if "train_fraction" in f and len(f["train_fraction"]) else 1.0
+            regimes.setdefault(fraction, {}).setdefault(arm, []).append(f)
+    return dict(sorted(regimes.items(), reverse=True))
+
 
 def pool_predictions(labels: np.ndarray, patients: np.ndarray, runs: Mapping[str, Sequence[Mapping[str, np.ndarray]]]) -> Experiment:
-    """An Experiment from each arm's per-fold prediction files (arrays seed, index, label, prediction).
+    """An Experiment from each arm's per-split prediction files of one regime (arrays seed, index, label, prediction,
+    and partition: 0 when absent).
 
-    Every visit must be predicted exactly once per seed and arm, and all arms must share the seeds.
+    Every visit must be predicted exactly once per (partition, seed) and arm, and all arms must share the runs.
     """
-    seeds = None
+    keys = None
     pooled = {}
     for arm, files in runs.items():
         seed = np.concatenate([f["seed"] for f in files])
+        partition = np.concatenate([f["partition"] if "partition" in f else np.zeros(len(f["seed"]), np.int64) for f in files])
         index = np.concatenate([f["index"] for f in files])
         prediction = np.concatenate([f["prediction"] for f in files])
         if not np.array_equal(np.concatenate([f["label"] for f in files]), labels[index]):
             raise GensynthError(f"arm {arm}: the predictions' labels disagree with the dataset's phases (another dataset?)")
-        arm_seeds = sorted(set(seed.tolist()))
-        if seeds is None:
-            seeds = arm_seeds
-        elif arm_seeds != seeds:
-            raise GensynthError(f"arm {arm}: seeds {arm_seeds}, but the other arms have {seeds}")
-        table = np.full((len(seeds), len(labels)), -1, dtype=np.int64)
-        for row, s in enumerate(seeds):
-            visits = index[seed == s]
+        arm_keys = sorted(set(zip(partition.tolist(), seed.tolist())))
+        if keys is None:
+            keys = arm_keys
+        elif arm_keys != keys:
+            raise GensynthError(f"arm {arm}: runs (partition, seed) {arm_keys}, but the other arms have {keys}")
+        table = np.full((len(keys), len(labels)), -1, dtype=np.int64)
+        for row, (p, s) in enumerate(keys):
+            mine = (partition == p) & (seed == s)
+            visits = index[mine]
             if len(visits) != len(labels) or len(np.unique(visits)) != len(labels):
                 raise GensynthError(
-                    f"arm {arm}, seed {s}: {len(np.unique(visits))} of {len(labels)} visits predicted "
+                    f"arm {arm}, partition {p}, seed {s}: {len(np.unique(visits))} of {len(labels)} visits predicted "
                     f"({len(visits) - len(np.unique(visits))} twice); expected each exactly once (one test fold each)"
                 )
-            table[row, visits] = prediction[seed == s]
+            table[row, visits] = prediction[mine]
         pooled[arm] = table
-    return Experiment(labels, patients, seeds or [], pooled)
+    return Experiment(labels, patients, keys or [], pooled)
 
 
-def bootstrap_draws(n_patients: int, n_seeds: int, n_bootstrap: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """How often each patient (B, P) and each seed (B, S) is drawn in each replicate (step 3)."""
+def bootstrap_draws(n_patients: int, runs: Sequence[tuple[int, int]], n_bootstrap: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """How often each patient is drawn (B, P), and each run's share of a replicate (B, R): partitions and seeds are
+    drawn with replacement, a run (p, s) weighing (times p drawn) x (times s drawn) (step 3)."""
     patient_counts = rng.multinomial(n_patients, np.full(n_patients, 1 / n_patients), size=n_bootstrap)
-    seed_counts = rng.multinomial(n_seeds, np.full(n_seeds, 1 / n_seeds), size=n_bootstrap)
-    return patient_counts, seed_counts
+    partitions = sorted({p for p, _ in runs})
+    seeds = sorted({s for _, s in runs})
+    partition_counts = rng.multinomial(len(partitions), np.full(len(partitions), 1 / len(partitions)), size=n_bootstrap)  # (B, P')
+    seed_counts = rng.multinomial(len(seeds), np.full(len(seeds), 1 / len(seeds)), size=n_bootstrap)  # (B, S)
+    weight = np.stack([partition_counts[:, partitions.index(p)] * seed_counts[:, seeds.index(s)] for p, s in runs], axis=1).astype(np.float64)
+    return patient_counts, weight / weight.sum(axis=1, keepdims=True)
 
 
 def replicate_metrics(
-    experiment: Experiment, arm: str, patient_counts: np.ndarray, seed_counts: np.ndarray, kappa_weights: str = "none"
+    experiment: Experiment, arm: str, patient_counts: np.ndarray, run_share: np.ndarray, kappa_weights: str = "none"
 ) -> dict[str, np.ndarray]:
-    """Step 3 for one arm: each metric (B,) over the replicates' patients and seeds."""
+    """Step 3 for one arm: each metric (B,) over the replicates' patients and runs."""
     _, visit_patient = np.unique(experiment.patients, return_inverse=True)
     weights = patient_counts[:, visit_patient].astype(np.float64)  # (B, N): a visit counts as often as its patient was drawn
-    per_seed = [confusion_metrics(weighted_confusion(experiment.labels, p, weights), kappa_weights) for p in experiment.predictions[arm]]
-    seed_share = seed_counts / seed_counts.sum(axis=1, keepdims=True)  # (B, S)
-    return {metric: (seed_share * np.stack([m[metric] for m in per_seed], axis=1)).sum(axis=1) for metric in METRICS}
+    per_run = [confusion_metrics(weighted_confusion(experiment.labels, p, weights), kappa_weights) for p in experiment.predictions[arm]]
+    return {metric: (run_share * np.stack([m[metric] for m in per_run], axis=1)).sum(axis=1) for metric in METRICS}
+
+
+def bootstrap(experiment: Experiment, n_bootstrap: int, seed: int, kappa_weights: str = "none") -> dict[str, dict[str, np.ndarray]]:
+    """arm -> metric -> (B,) replicates, every arm on the same draws (from ``seed``): the paired design."""
+    n_patients = len(np.unique(experiment.patients))
+    patient_counts, run_share = bootstrap_draws(n_patients, experiment.runs, n_bootstrap, np.random.default_rng(seed))
+    return {arm: replicate_metrics(experiment, arm, patient_counts, run_share, kappa_weights) for arm in experiment.arms}
 
 
 def interval(values: np.ndarray, confidence: float) -> tuple[float, float]:
@@ -160,33 +189,35 @@ def interval(values: np.ndarray, confidence: float) -> tuple[float, float]:
     return float(low), float(high)
 
 
-def per_seed_metrics(experiment: Experiment, kappa_weights: str = "none") -> dict[str, dict[str, list[float]]]:
-    """Step 1: arm -> metric -> one value per seed."""
-    return {
-        arm: {metric: [sklearn_metrics(experiment.labels, p, kappa_weights)[metric] for p in predictions] for metric in METRICS}
-        for arm, predictions in experiment.predictions.items()
-    }
+def per_run_metrics(experiment: Experiment, kappa_weights: str = "none") -> dict[str, dict[str, list[float]]]:
+    """Step 1: arm -> metric -> one value per run (partition, seed), from each run's confusion matrix with scikit-learn's
+    formulas (the tests check them against scikit-learn's functions)."""
+    result = {}
+    for arm, predictions in experiment.predictions.items():
+        cells = np.eye(K * K)[experiment.labels * K + predictions]  # (R, N, K*K)
+        metrics = confusion_metrics(cells.sum(axis=1).reshape(-1, K, K), kappa_weights)
+        result[arm] = {metric: metrics[metric].tolist() for metric in METRICS}
+    return result
 
 
 def summarize(experiment: Experiment, n_bootstrap: int, confidence: float, seed: int, kappa_weights: str = "none") -> list[dict[str, Any]]:
     """One row per arm (the baseline first): steps 1-4. The bootstrap's draws come from ``seed``."""
     if BASELINE not in experiment.predictions:
         raise GensynthError(f"no {BASELINE} arm among the runs ({', '.join(experiment.arms)}): the differences need it")
-    n_patients = len(np.unique(experiment.patients))
-    patient_counts, seed_counts = bootstrap_draws(n_patients, len(experiment.seeds), n_bootstrap, np.random.default_rng(seed))
-    replicates = {arm: replicate_metrics(experiment, arm, patient_counts, seed_counts, kappa_weights) for arm in experiment.arms}
-    per_seed = per_seed_metrics(experiment, kappa_weights)
+    replicates = bootstrap(experiment, n_bootstrap, seed, kappa_weights)
+    per_run = per_run_metrics(experiment, kappa_weights)
     rows = []
     for arm in [BASELINE, *(a for a in experiment.arms if a != BASELINE)]:
         row: dict[str, Any] = {
             "arm": arm,
             **experiment.settings.get(arm, {}),
             "seeds": len(experiment.seeds),
+            "partitions": len(experiment.partitions),
             "visits": len(experiment.labels),
-            "patients": n_patients,
+            "patients": len(np.unique(experiment.patients)),
         }
         for metric in METRICS:
-            values, baseline = per_seed[arm][metric], per_seed[BASELINE][metric]
+            values, baseline = per_run[arm][metric], per_run[BASELINE][metric]
             row[metric] = float(np.mean(values))
             row[f"{metric}_low"], row[f"{metric}_high"] = interval(replicates[arm][metric], confidence)
             row[f"{metric}_seed_sd"] = float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
@@ -198,6 +229,67 @@ def summarize(experiment: Experiment, n_bootstrap: int, confidence: float, seed:
                 row[f"{metric}_diff_low"], row[f"{metric}_diff_high"] = interval(difference, confidence)
         rows.append(row)
     return rows
+
+
+# -- the dose response and the controls ---------------------------------------------------------------
+
+SLOPE_UNIT = 0.1  # slopes are per 10 percentage points of synthetic share
+
+
+def ols_slope(doses: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Least-squares slope of ``values`` (..., D) on ``doses`` (D,), along the last axis."""
+    centred = doses - doses.mean()
+    return (values - values.mean(axis=-1, keepdims=True)) @ centred / (centred @ centred)
+
+
+def dose_response(
+    experiment: Experiment, families: Mapping[str, Mapping[str, float]], n_bootstrap: int, confidence: float, seed: int, kappa_weights: str = "none"
+) -> list[dict[str, Any]]:
+    """Per family of arms (name -> {arm: share}) and metric: the slope of the paired difference from the baseline on the
+    share (the baseline at share 0), per SLOPE_UNIT of share, with its bootstrap interval (the draws of ``summarize``).
+
+    The estimate regresses the mean-over-runs differences; each replicate regresses its own, on the same patients and runs.
+    """
+    replicates = bootstrap(experiment, n_bootstrap, seed, kappa_weights)
+    per_run = per_run_metrics(experiment, kappa_weights)
+    rows = []
+    for family, arms in families.items():
+        if not arms:
+            continue
+        names = list(arms)
+        doses = np.array([0.0, *(arms[a] for a in names)])
+        for metric in METRICS:
+            base = np.mean(per_run[BASELINE][metric])
+            estimate = np.array([0.0, *(np.mean(per_run[a][metric]) - base for a in names)])
+            differences = np.stack([np.zeros(n_bootstrap), *(replicates[a][metric] - replicates[BASELINE][metric] for a in names)], axis=1)
+            slopes = ols_slope(doses, differences) * SLOPE_UNIT
+            low, high = interval(slopes, confidence)
+            rows.append(
+                {
+                    "family": family,
+                    "metric": metric,
+                    "shares": " ".join(f"{d:g}" for d in doses),
+                    "slope": float(ols_slope(doses, estimate) * SLOPE_UNIT),
+                    "slope_low": low,
+                    "slope_high": high,
+                }
+            )
+    return rows
+
+
+def control_verdict(row: Mapping[str, Any], source: str, metric: str = "kappa") -> str:
+    """What a control's paired difference says about the analysis: the negative control must show harm (else the study
+    has no power and makes no claim), the positive control help or nothing."""
+    low, high = row[f"{metric}_diff_low"], row[f"{metric}_diff_high"]
+    if source == "wrong_phase":
+        if high < 0:
+            return "harm detected: the analysis can see an effect of this size"
+        return "no harm detected: the study has no power at this scale and makes no claim"
+    if low > 0:
+        return "helps"
+    if high < 0:
+        return "hurts: real images of other patients should not (check the splits and the mixing)"
+    return "neutral"
 
 
 # -- the table -------------------------------------------------------------------------------------------
@@ -225,6 +317,8 @@ def markdown_table(rows: Sequence[Mapping[str, Any]], confidence: float) -> str:
     percent = f"{100 * confidence:g} %"
     header = [
         "arm",
+        "source",
+        "mode",
         "prob",
         "mix_ratio_range",
         "inference_steps",
@@ -233,8 +327,8 @@ def markdown_table(rows: Sequence[Mapping[str, Any]], confidence: float) -> str:
         *(f"Δ {METRIC_LABELS[m]}" for m in METRICS),
     ]
     lines = [
-        f"Estimates: mean over seeds of the pooled out-of-fold metric [{percent} bootstrap interval over patients and seeds]; "
-        f"Δ: paired difference from the baseline [{percent} interval].",
+        f"Estimates: mean over runs (partition, seed) of the pooled out-of-fold metric [{percent} bootstrap interval over patients, "
+        f"partitions and seeds]; Δ: paired difference from the baseline [{percent} interval].",
         "",
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),
@@ -243,6 +337,8 @@ def markdown_table(rows: Sequence[Mapping[str, Any]], confidence: float) -> str:
         mix = f"{row['mix_low']:g}-{row['mix_high']:g}" if row.get("mix_low") not in (None, "") else "-"
         cells = [
             row["arm"],
+            row.get("source") or "-",
+            row.get("mode") or "-",
             f"{row['prob']:g}" if row.get("prob") not in (None, "") else "-",
             mix,
             str(row.get("inference_steps") or "-"),
@@ -251,4 +347,34 @@ def markdown_table(rows: Sequence[Mapping[str, Any]], confidence: float) -> str:
         cells += [with_interval(row[m], row[f"{m}_low"], row[f"{m}_high"]) for m in METRICS]
         cells += [with_interval(row[f"{m}_diff"], row[f"{m}_diff_low"], row[f"{m}_diff_high"], signed=True) for m in METRICS]
         lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def dose_markdown(slopes: Sequence[Mapping[str, Any]], confidence: float) -> str:
+    """The dose-response slopes: one line per family, one column per metric."""
+    if not slopes:
+        return ""
+    families = list(dict.fromkeys(row["family"] for row in slopes))
+    lines = [
+        f"Dose response: slope of the paired Δ on the synthetic share, per {100 * SLOPE_UNIT:g} percentage points "
+        f"[{100 * confidence:g} % bootstrap interval], the baseline at share 0.",
+        "",
+        "| family | shares | " + " | ".join(f"slope Δ {METRIC_LABELS[m]}" for m in METRICS) + " |",
+        "|---|---|" + "---|" * len(METRICS),
+    ]
+    for family in families:
+        mine = {row["metric"]: row for row in slopes if row["family"] == family}
+        cells = [with_interval(mine[m]["slope"], mine[m]["slope_low"], mine[m]["slope_high"], signed=True) for m in METRICS]
+        lines.append(f"| {family} | {mine[METRICS[0]]['shares']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def controls_markdown(controls: Sequence[Mapping[str, Any]]) -> str:
+    """What each control's Δ kappa says about the analysis."""
+    if not controls:
+        return ""
+    lines = ["Controls (Δ Cohen's kappa from the baseline):", "", "| arm | control | share | Δ Cohen's kappa | reading |", "|---|---|---|---|---|"]
+    for row in controls:
+        diff = with_interval(row["kappa_diff"], row["kappa_diff_low"], row["kappa_diff_high"], signed=True)
+        lines.append(f"| {row['arm']} | {row['source']} | {row['share']:g} | {diff} | {row['verdict']} |")
     return "\n".join(lines) + "\n"

@@ -18,7 +18,9 @@ A set too small or degenerate for FID gives null and the reason.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,7 +29,7 @@ import torch
 from ..errors import GensynthError
 from ..metrics import fid
 from ..seeding import sha256_seed
-from .augmentation import MODALITIES, MODEL_KIND, PHASES
+from .augmentation import MODALITIES, MODEL_KIND, PHASES, augmentation_configs
 from .classifier import FusionClassifier
 from .data import TEST, TRAIN, WoundDataset
 from .pipelines import split_folder
@@ -96,3 +98,21 @@ def pipeline_quality(
                 }
             )
     return rows
+
+
+@contextlib.contextmanager
+def folder_sampler(models: str | Path, folder: str, inference_steps: int, device: torch.device, batch_limit: int = 64) -> Iterator[tuple[Any, str, str]]:
+    """A manager holding one pipeline folder, the first modality drawing from it and the folder's phase; closed on exit."""
+    from .manager import GenerativeAugmentationManager
+
+    kind, phase = split_folder(folder)
+    modality = next(m for m in MODALITIES if MODEL_KIND[m] == kind)
+    settings = {"enabled": True, "inference_steps": inference_steps, "batch_limit": batch_limit, "max_models": 1}
+    configs = augmentation_configs(
+        {"use_generative_augmentation": True, "modalities": {m: settings if m == modality else {"enabled": False} for m in MODALITIES}}, "pool"
+    )
+    manager = GenerativeAugmentationManager(models, configs, device)
+    try:
+        yield manager, modality, phase
+    finally:
+        manager.close()

@@ -57,6 +57,8 @@ class DataSplits:
     folds: int = data(3)
     val_fraction: float = data(0.15)
     split_seed: int = data(0)
+    partitions: int = data(1)
+    train_fractions: tuple[float, ...] = data((1.0,))
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,7 @@ class ReportSettings:
     confidence: float = report(0.95)
     kappa_weights: KappaWeights = report("none")
     seed: int = report(0)
+    scale: Literal["demo", "study", "full"] = report("demo")
 
 
 # Each script step and its settings (tests/test_contract.py checks them against the schema and the scripts).
