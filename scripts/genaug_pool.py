@@ -17,6 +17,7 @@ from pathlib import Path
 
 from gensynth.cli import add_device_arguments, exit_main
 from gensynth.genaug.augmentation import MODEL_FOLDERS
+from gensynth.genaug.flags import default
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,8 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--models", required=True, type=Path, help="the split's model folders ({kind}_{phase})")
     parser.add_argument("--folders", nargs="+", required=True, choices=MODEL_FOLDERS, help="the folders to sample")
     parser.add_argument("--inference-steps", type=int, required=True, help="DDIM steps per image")
-    parser.add_argument("--n-images", type=int, default=256, help="images per folder")
-    parser.add_argument("--seed", type=int, default=0, help="root of the images' seeds")
+    parser.add_argument("--n-images", type=int, default=default("pools.size"), help="images per folder")
+    parser.add_argument("--seed", type=int, default=default("pools.seed"), help="root of the images' seeds")
     parser.add_argument("--out", required=True, help="output: the pool (NPZ)")
     add_device_arguments(parser)
     return parser

@@ -31,6 +31,8 @@ from gensynth.genaug.experiment import (
     controls_markdown,
     dose_markdown,
     dose_response,
+    generators_markdown,
+    generators_summary,
     markdown_table,
     per_run_metrics,
     pool_predictions,
@@ -51,6 +53,8 @@ SCALE_NOTES = {
 DOSE_COLUMNS = ("train_fraction", "family", "metric", "shares", "slope", "slope_low", "slope_high")
 QUALITY_COLUMNS = (
     "fold",
+    "train_fraction",
+    "partition",
     "folder",
     "modality",
     "phase",
@@ -189,13 +193,14 @@ def main(argv=None) -> int:
         )
     write_csv(args.out_table, rows)
     write_csv(args.out_dose, slopes, DOSE_COLUMNS)
-    markdown = "\n".join([f"# genaug: {SCALE_NOTES[args.scale]}", "", *sections])
+    quality = [{**row, **dataset.plan.describe(int(row["fold"]))} for path in args.quality for row in load_json(path)["rows"]]
+    write_csv(args.out_quality, quality, QUALITY_COLUMNS)
+    generators = generators_summary(quality, args.fid_factor)
+    markdown = "\n".join([f"# genaug: {SCALE_NOTES[args.scale]}", "", *sections, generators_markdown(generators, args.fid_factor)])
     with atomic_open(args.out_markdown, "w", encoding="utf-8") as handle:
         handle.write(markdown)
     comparison_figure(rows, per_run, args.confidence, args.out_figure)
     dose_figure(rows, args.confidence, args.out_dose_figure)
-    quality = [row for path in args.quality for row in load_json(path)["rows"]]
-    write_csv(args.out_quality, quality, QUALITY_COLUMNS)
     inputs = {f"{name}_{i}": path for name, *files in args.arm for i, path in enumerate(files)}
     inputs.update({f"quality_{i}": path for i, path in enumerate(args.quality)})
     save_json(
@@ -206,6 +211,7 @@ def main(argv=None) -> int:
             "rows": rows,
             "dose_response": slopes,
             "controls": controls,
+            "generators": generators,
             "per_run": {str(k): v for k, v in per_run.items()},
             "metrics": list(METRICS),
             "provenance": provenance.record(

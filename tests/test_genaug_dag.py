@@ -52,36 +52,52 @@ def section(**changes) -> dict:
     return validate_config(config)["genaug"]
 
 
-def test_the_default_dry_run_trains_the_rgb_pipelines_per_fold_and_both_arms(project):
+DEFAULT_ARMS = ["baseline", "augmented", "dose15_replace", "dose50_replace", "wrongphase50_replace", "real50_replace"]
+
+
+def test_the_default_dry_run_trains_the_rgb_pipelines_per_fold_and_every_arm(project):
     output = snakemake(project, "-n", "-p", "--cores", "2", "--config", "modules=[genaug]").stdout
     stats = job_stats(output)
-    assert {rule: stats[rule] for rule in ("genaug_data", "genaug_train_pipeline", "genaug_classify", "genaug_quality", "genaug_report")} == {
+    rules = ("genaug_data", "genaug_train_pipeline", "genaug_pool", "genaug_classify", "genaug_quality", "genaug_report")
+    assert {rule: stats[rule] for rule in rules} == {
         "genaug_data": 1,
         "genaug_train_pipeline": 9,
-        "genaug_classify": 6,
+        "genaug_pool": 3,
+        "genaug_classify": 6 * 3,
         "genaug_quality": 3,
         "genaug_report": 1,
     }
     pipelines = sorted(re.search(r"wildcards: fold=(\d), folder=(\w+)", job).groups() for job in jobs_of(output, "genaug_train_pipeline"))
     assert pipelines == [(str(f), folder) for f in range(3) for folder in ("rgb_I", "rgb_P", "rgb_R")]
-    for rule in ("genaug_train_pipeline", "genaug_classify", "genaug_quality"):
+    for rule in ("genaug_train_pipeline", "genaug_pool", "genaug_classify", "genaug_quality"):
         assert all(re.search(r"resources: .*\bgpu=1\b", job) for job in jobs_of(output, rule)), rule
+    (pool,) = [job for job in jobs_of(output, "genaug_pool") if "fold=1" in job]
+    assert "--models results/genaug/models/fold1 --inference-steps 10 --folders rgb_I rgb_P rgb_R --n-images 128" in pool
+    arms = set()
     for job in jobs_of(output, "genaug_classify"):
-        arm = re.search(r"wildcards: arm=(\w+)", job).group(1)
+        arm, fold = re.search(r"wildcards: arm=(\w+), fold=(\d)", job).groups()
+        arms.add(arm)
+        assert "--models " not in job  # trained pipelines are read through their pools
         if arm == "baseline":
-            assert "--no-use-generative-augmentation" in job and "--models " not in job and "--depth-rgb-prob" not in job
-        else:
-            assert "--use-generative-augmentation" in job and "--models results/genaug/models/fold" in job
-            assert "--depth-rgb-prob 0.5 --depth-rgb-mix-ratio-range 0.01 0.05 --depth-rgb-inference-steps 10" in job
-            assert "--no-thermal-rgb-enabled" in job and "--thermal-rgb-prob" not in job
+            assert "--no-use-generative-augmentation" in job and "--pools " not in job and "--depth-rgb-prob" not in job
+            continue
+        assert "--use-generative-augmentation" in job and "--no-thermal-rgb-enabled" in job and "--thermal-rgb-prob" not in job
+        source, mode = {"augmented": ("generated", "replace"), "wrongphase50_replace": ("wrong_phase", "replace"), "real50_replace": ("real", "replace")}.get(
+            arm, ("generated", "replace")
+        )
+        assert f"--augment-source {source} --augment-mode {mode}" in job
+        assert ("--pools " in job) == (source != "real") and (source == "real" or f"--pools results/genaug/pools/fold{fold}/steps10.npz" in job)
+        settings = "--depth-rgb-prob 0.5 --depth-rgb-mix-ratio-range 0.01 0.05" if arm == "augmented" else "--depth-rgb-prob 1.0 --depth-rgb-mix-ratio-range"
+        assert settings in job
+    assert arms == set(DEFAULT_ARMS)
+    assert "--depth-rgb-mix-ratio-range 0.15 0.15" in next(job for job in jobs_of(output, "genaug_classify") if "arm=dose15_replace" in job)
 
 
 def test_full_config_sweeps_are_arms_and_all_nine_folders_train(project):
     output = snakemake(project, "-n", "--configfile", "config/full/genaug.yaml", "--cores", "2", "--config", "modules=[genaug]").stdout
     stats = job_stats(output)
     arms = [
-        "baseline",
-        "augmented",
+        *DEFAULT_ARMS,
         "augmented_prob0.3",
         "augmented_prob0.7",
         "augmented_mix0.05-0.15",
@@ -90,6 +106,7 @@ def test_full_config_sweeps_are_arms_and_all_nine_folders_train(project):
         "augmented_steps50",
     ]
     assert stats["genaug_train_pipeline"] == 9 * 5 and stats["genaug_classify"] == len(arms) * 5 and stats["genaug_quality"] == 5
+    assert stats["genaug_pool"] == 3 * 5  # 10, 20 and 50 steps per fold
     found = {re.search(r"wildcards: arm=([\w.-]+), fold=0", job) for job in jobs_of(output, "genaug_classify")}
     assert sorted(m.group(1) for m in found if m) == sorted(arms)
     (quality,) = [job for job in jobs_of(output, "genaug_quality") if "fold=0" in job]
@@ -98,7 +115,8 @@ def test_full_config_sweeps_are_arms_and_all_nine_folders_train(project):
     assert "--depth-rgb-prob 0.3 --depth-rgb-mix-ratio-range 0.01 0.05 --depth-rgb-inference-steps 10" in prob
     # one arm as a target: only its jobs and what they need; an arm not in the config is no target
     one = snakemake(project, "-n", "--configfile", "config/full/genaug.yaml", "--cores", "2", "results/genaug/runs/augmented_steps50/fold3.npz").stdout
-    assert job_stats(one)["genaug_classify"] == 1 and job_stats(one)["genaug_train_pipeline"] == 3
+    assert job_stats(one)["genaug_classify"] == 1 and job_stats(one)["genaug_train_pipeline"] == 3 and job_stats(one)["genaug_pool"] == 1
+    assert "--pools results/genaug/pools/fold3/steps50.npz" in one
     result = snakemake(project, "-n", "--cores", "1", "results/genaug/runs/augmented_prob0.9/fold0.npz", check=False)
     assert result.returncode != 0 and "MissingRuleException" in result.stdout + result.stderr
 
@@ -121,6 +139,8 @@ BAD_SECTIONS = [
     ({"models.source": "folder", "models.folder": "resources"}, "'genaug.models.folder' = resources: expected a folder holding rgb_I/model_index.json"),
     ({"prompts": "missing.yaml"}, "missing.yaml: prompt templates file not found"),
     ({"sweep.prob": [0.3, 0.3000001]}, "expected values that name distinct arms"),
+    ({"dose.modes": []}, "'genaug.dose.modes' = []: expected at least one of replace, add when dose.shares are given"),
+    ({"dose.shares": [0.15, 0.1500000001]}, "'genaug.dose.shares' = [0.15, 0.1500000001]: expected shares that name distinct arms"),
 ]
 
 
@@ -135,11 +155,17 @@ def test_a_bad_section_is_one_line_naming_the_key(changes, message, monkeypatch)
 def test_the_default_section_validates_and_names_its_arms(monkeypatch):
     monkeypatch.chdir(ROOT)
     dag.validate(section(), CONFIG)
-    assert dag.arms(section()) == ["baseline", "augmented"]
-    assert dag.arms(section(use_generative_augmentation=False)) == ["baseline"] and dag.model_folders(section(use_generative_augmentation=False)) == []
-    swept = section(**{"sweep.prob": [0.3, 0.5], "sweep.inference_steps": [10, 20]})
+    assert dag.arms(section()) == DEFAULT_ARMS
+    off = section(use_generative_augmentation=False)
+    dag.validate(off, CONFIG)  # the dose axis needs no emptying: with the switch off there is only the baseline
+    assert dag.arms(off) == ["baseline"] and dag.model_folders(off) == [] and dag.pool_steps(off) == []
+    swept = section(**{"sweep.prob": [0.3, 0.5], "sweep.inference_steps": [10, 20], "dose.shares": [], "dose.controls": []})
     assert dag.arms(swept) == ["baseline", "augmented", "augmented_prob0.3", "augmented_steps20"]  # 0.5 and 10 are the base
-    assert dag.quality_steps(swept) == [10, 20]
+    assert dag.quality_steps(swept) == [10, 20] and dag.pool_steps(swept) == [10, 20]
+    added = section(**{"dose.shares": [0.05], "dose.modes": ["replace", "add"], "dose.controls": ["real"], "dose.controls_mode": "add"})
+    assert dag.arms(added) == ["baseline", "augmented", "dose5_replace", "dose5_add", "real50_add"]
+    assert dag.arm_inputs(added, 2, "real50_add") == [] and dag.arm_inputs(added, 2, "dose5_add") == ["results/genaug/pools/fold2/steps10.npz"]
+    assert dag.folds(section(**{"data.partitions": 2, "data.train_fractions": [1.0, 0.25]})) == list(range(12))
 
 
 def parser_of(script: str):
@@ -164,6 +190,8 @@ def test_the_flags_no_step_settings_hold_default_to_the_schema():
     assert actions["--use-generative-augmentation"].default is default("use_generative_augmentation")
     quality = actions_of("genaug_quality")
     assert quality[flag_name("depth_map", "batch_limit")].default == default("modalities.depth_map.batch_limit")
+    pool = actions_of("genaug_pool")
+    assert (pool["--n-images"].default, pool["--seed"].default) == (default("pools.size"), default("pools.seed"))
     data = actions_of("genaug_data")
     for key in ("source", "folder", "csv"):
         assert data[f"--{key}"].default == default(f"data.{key}"), key
@@ -190,24 +218,28 @@ def test_dag_table_is_the_predictions_summarized(dag_run):
     section = dag_config()["genaug"]
     dataset = load_dataset(results / "data" / "dataset.npz")
     folds = range(section["data"]["folds"])
-    runs = {arm: [load_npz(results / "runs" / arm / f"fold{f}.npz") for f in folds] for arm in ("baseline", "augmented")}
+    arms = ["baseline", "augmented", "dose50_add", "wrongphase50_replace", "real50_replace"]
+    runs = {arm: [load_npz(results / "runs" / arm / f"fold{f}.npz") for f in folds] for arm in arms}
     experiment = pool_predictions(dataset.phase, dataset.patient, runs)
     report = section["report"]
     expected = summarize(experiment, report["n_bootstrap"], report["confidence"], report["seed"], report["kappa_weights"])
     with open(results / "results.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
-    assert [row["arm"] for row in rows] == ["baseline", "augmented"]
+    assert [row["arm"] for row in rows] == arms
     for row, recomputed in zip(rows, expected):
         for column in ("kappa", "kappa_low", "kappa_high", "macro_f1", "accuracy", "accuracy_diff_low"):
             if recomputed[column] == recomputed[column]:  # not NaN
                 assert float(row[column]) == pytest.approx(recomputed[column], abs=1e-12), column
-    assert float(rows[1]["synthetic_per_epoch"]) > 0 and float(rows[0]["synthetic_per_epoch"]) == 0
-    assert "| augmented | 1 | 0.2-0.5 | 2 |" in (results / "results.md").read_text()
-    for figure in ("comparison.png", "data/samples.png", *(f"quality/fold{f}_samples.png" for f in folds)):
+    assert all(float(row["synthetic_per_epoch"]) > 0 for row in rows[1:]) and float(rows[0]["synthetic_per_epoch"]) == 0
+    markdown = (results / "results.md").read_text()
+    assert "| augmented | generated | replace | 1 | 0.2-0.5 | 2 |" in markdown and "| dose50_add | generated | add | 1 | 0.5-0.5 | 2 |" in markdown
+    assert "| wrongphase50_replace | wrong_phase | 0.5 |" in markdown and "| generated, add | 0 0.5 |" in markdown
+    for figure in ("comparison.png", "dose_response.png", "data/samples.png", *(f"quality/fold{f}_samples.png" for f in folds)):
         assert (results / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     summary = json.loads((results / "summary.json").read_text())
-    assert summary["seeds"] == section["classifier"]["seeds"] == [0, 1]
-    assert len(summary["provenance"]["inputs"]) == 1 + 2 * len(folds) + len(folds)  # dataset, predictions, quality
+    assert summary["per_run"]["1.0"]["runs"] == [[0, 0], [0, 1]] and section["classifier"]["seeds"] == [0, 1]
+    assert [(row["family"], row["metric"]) for row in summary["dose_response"]] == [("generated, add", m) for m in ("kappa", "macro_f1", "accuracy")]
+    assert len(summary["provenance"]["inputs"]) == 1 + len(arms) * len(folds) + len(folds)  # dataset, predictions, quality
 
 
 @pytest.mark.dag
@@ -223,6 +255,12 @@ def test_dag_logs_synthetic_counts_and_hit_rates_per_epoch(dag_run):
     assert history["cache"]["loads"] <= 3 and history["augmenting"] and "provenance" in history
     baseline = json.loads((dag_run / "results" / "genaug" / "runs" / "baseline" / "fold0.json").read_text())
     assert all(r["synthetic"] == 0 for h in baseline["seeds_history"].values() for r in h["epochs"]) and baseline["cache"] is None
+    real = json.loads((dag_run / "results" / "genaug" / "runs" / "real50_replace" / "fold0.json").read_text())
+    assert (real["augment_source"], real["augment_mode"], real["cache"]) == ("real", "replace", None)
+    assert sorted(real["provenance"]["inputs"]) == ["dataset"]  # no pipeline, no pool: real images of the split
+    added = json.loads((dag_run / "results" / "genaug" / "runs" / "dose50_add" / "fold0.json").read_text())
+    assert added["augment_mode"] == "add" and sorted(added["provenance"]["inputs"]) == ["dataset", "steps2.npz"]
+    assert all(r["synthetic"] > 0 for h in added["seeds_history"].values() for r in h["epochs"])
 
 
 def test_the_users_model_folders_are_read_and_their_quality_tabled(users_models_run):

@@ -298,8 +298,6 @@ def validate(section: dict[str, Any], config: dict[str, Any]) -> None:
     if not section["use_generative_augmentation"] and any(section["sweep"].values()):
         raise config_error("genaug.sweep", section["sweep"], "no sweep values while use_generative_augmentation is false (no arm to vary)")
     dose = section["dose"]
-    if not section["use_generative_augmentation"] and (dose["shares"] or dose["controls"]):
-        raise config_error("genaug.dose", dose, "no shares or controls while use_generative_augmentation is false (no modality to augment)")
     if dose["shares"] and not dose["modes"]:
         raise config_error("genaug.dose.modes", dose["modes"], "at least one of replace, add when dose.shares are given")
     named = [dose_arm(source, share, mode) for source, share, mode in dose_arms(dose)]

@@ -378,3 +378,49 @@ def controls_markdown(controls: Sequence[Mapping[str, Any]]) -> str:
         diff = with_interval(row["kappa_diff"], row["kappa_diff_low"], row["kappa_diff_high"], signed=True)
         lines.append(f"| {row['arm']} | {row['source']} | {row['share']:g} | {diff} | {row['verdict']} |")
     return "\n".join(lines) + "\n"
+
+
+def generators_summary(quality: Sequence[Mapping[str, Any]], factor: float) -> list[dict[str, Any]]:
+    """Per regime, folder, modality and step count: the mean over splits of the pipelines' FID and of the held-out floor,
+    their ratio and whether it is within ``factor`` (rows without both FIDs are left out)."""
+    groups: dict[tuple, list[Mapping[str, Any]]] = {}
+    for row in quality:
+        if row.get("fid_synthetic") is not None and row.get("fid_heldout") is not None:
+            groups.setdefault((row["train_fraction"], row["folder"], row["modality"], row["inference_steps"]), []).append(row)
+    summary = []
+    for (fraction, folder, modality, steps), rows in sorted(groups.items(), key=lambda item: (-item[0][0], *item[0][1:])):
+        synthetic, heldout = (float(np.mean([r[key] for r in rows])) for key in ("fid_synthetic", "fid_heldout"))
+        ratio = synthetic / heldout if heldout > 0 else math.inf
+        summary.append(
+            {
+                "train_fraction": fraction,
+                "folder": folder,
+                "modality": modality,
+                "inference_steps": steps,
+                "splits": len(rows),
+                "fid_synthetic": synthetic,
+                "fid_heldout": heldout,
+                "ratio": ratio,
+                "within_factor": ratio <= factor,
+            }
+        )
+    return summary
+
+
+def generators_markdown(summary: Sequence[Mapping[str, Any]], factor: float) -> str:
+    """The generators against the held-out floor, and how many are within the stated factor."""
+    if not summary:
+        return ""
+    within = sum(row["within_factor"] for row in summary)
+    lines = [
+        f"## Generators: FID of the pools' pipelines against the held-out floor (mean over splits; within {factor:g}x: {within} of {len(summary)})",
+        "",
+        "| training patients | folder | modality | steps | splits | FID synthetic | FID held-out real | ratio | within |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in summary:
+        lines.append(
+            f"| {100 * row['train_fraction']:g} % | {row['folder']} | {row['modality']} | {row['inference_steps']} | {row['splits']} | "
+            f"{row['fid_synthetic']:.2f} | {row['fid_heldout']:.2f} | {row['ratio']:.2f} | {'yes' if row['within_factor'] else 'no'} |"
+        )
+    return "\n".join(lines) + "\n"

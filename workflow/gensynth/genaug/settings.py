@@ -120,6 +120,7 @@ class ReportSettings:
     kappa_weights: KappaWeights = report("none")
     seed: int = report(0)
     scale: Literal["demo", "study", "full"] = report("demo")
+    fid_factor: float = report(2.0)
 
 
 # Each script step and its settings (tests/test_contract.py checks them against the schema and the scripts).
