@@ -253,7 +253,8 @@ DIFFUSERS_SCRIPTS = {
     "bench_genaug",
     "bench_jacobian",
     "bench_replicas",
-    "genaug_classify",  # the augmented arm's pipelines (the baseline arm imports none)
+    "genaug_classify",  # a users' folder of pipelines sampled per batch, and the EMA
+    "genaug_pool",  # the pipelines that fill the pools
     "genaug_quality",
     "genaug_train_pipeline",
     "generate_replicas",
