@@ -294,7 +294,7 @@ def test_dag_trains_a_pipeline_per_fold_and_folder_and_tables_its_quality(dag_ru
         rows = list(csv.DictReader(handle))
     assert sorted({(r["fold"], r["folder"]) for r in rows}) == sorted((str(f), folder) for f in folds for folder in folders)
     with open(results / "results.csv", newline="") as handle:
-        assert [row["arm"] for row in csv.DictReader(handle)] == ["baseline", "augmented"]
+        assert [row["arm"] for row in csv.DictReader(handle)] == dag.arms(section)
 
 
 def test_the_manager_imports_as_the_group_wrote_it_without_torch_until_used():

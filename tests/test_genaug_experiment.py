@@ -209,7 +209,7 @@ def test_the_report_script_prints_the_hand_computed_numbers(tmp_path):
     assert markdown.startswith("# genaug: a demo") and "## Regime: 100 % of each fold's training patients (1 partition(s) x 2 seeds)" in markdown
     assert "+0.125 [" in markdown
     assert outputs["--out-figure"].read_bytes()[:4] == b"\x89PNG"
-    assert outputs["--out-quality"].read_text().startswith("fold,folder,modality,phase,inference_steps")
+    assert outputs["--out-quality"].read_text().startswith("fold,train_fraction,partition,folder,modality,phase,inference_steps")
     summary = json.loads(outputs["--out-json"].read_text())
     assert summary["per_run"]["1.0"]["metrics"]["augmented"]["kappa"] == pytest.approx([1.0, 0.75]) and "provenance" in summary
     assert summary["finding"] is False and summary["dose_response"] == [] and summary["controls"] == []
