@@ -1,11 +1,15 @@
 # gensynth: every artifact of the group's generative-model research as a file with dependencies.
 # The Snakefile only wires; decisions live in workflow/rules/common.smk and the module rule files.
+import os
+
 from snakemake.utils import min_version
 
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# The embedded default, beside this Snakefile wherever the working directory is (snakemake -d, a module
+# import); --configfile and --config override it key by key.
+configfile: os.path.join(workflow.current_basedir, "config", "config.yaml")
 
 
 report: "workflow/report/workflow.rst"

@@ -40,16 +40,16 @@ def test_dry_run_lists_every_job_with_its_command(default_dry_run: str):
     counts = job_counts(output)
     for module, rules in EXPECTED_RULES.items():
         assert rules <= set(counts), f"{module}: rules {sorted(rules - set(counts))} missing from the dry-run"
-    # GENSYNTH_RULE=<rule> GENSYNTH_WILDCARDS=<...> <Snakemake's own python> scripts/<x>.py ... > <log> 2>&1  # code <digest>
+    # GENSYNTH_RULE=<rule> GENSYNTH_WILDCARDS=<...> GENSYNTH_LOG=<log> <Snakemake's own python> scripts/<x>.py ... > <log> 2>&1  # code <digest>
     shape = re.compile(
-        rf"^Shell command: GENSYNTH_RULE=(\w+) GENSYNTH_WILDCARDS=\S* {re.escape(sys.executable)} (scripts/\w+\.py) "
-        r".* > \S+ 2>&1  # code [0-9a-f]{16}$"
+        rf"^Shell command: GENSYNTH_RULE=(\w+) GENSYNTH_WILDCARDS=\S* GENSYNTH_LOG=(\S+) {re.escape(sys.executable)} (scripts/\w+\.py) "
+        r".* > (\S+) 2>&1  # code [0-9a-f]{16}$"
     )
     commands = [shape.match(line) for line in output.splitlines() if line.startswith("Shell command: ") and line != "Shell command: None"]
     assert all(commands) and len(commands) == counts["total"] - counts["all"], "every job but `all` must print its full command"
     for command in commands:
-        assert (ROOT / command.group(2)).is_file(), f"{command.group(2)} does not exist"
-        assert command.group(1) in counts
+        assert (ROOT / command.group(3)).is_file(), f"{command.group(3)} does not exist"
+        assert command.group(1) in counts and command.group(2) == command.group(4), "the job's own log"
 
 
 def test_the_test_config_runs_every_rule_of_the_default_dag(default_dry_run: str, project: Path):

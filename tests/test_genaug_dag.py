@@ -26,6 +26,7 @@ from gensynth.genaug.experiment import pool_predictions, summarize
 from gensynth.genaug.flags import KEYS, default, flag_name
 from gensynth.genaug.tiny_sd import build_ddim_pipeline
 from gensynth.io import load_npz
+from gensynth.training import EpochsLog, history_of
 
 CONFIG = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
 USER_MODELS = "tests/configs/genaug_user_models.yaml"
@@ -245,14 +246,19 @@ def test_dag_table_is_the_predictions_summarized(dag_run):
 @pytest.mark.dag
 def test_dag_logs_synthetic_counts_and_hit_rates_per_epoch(dag_run):
     epochs = dag_config()["genaug"]["classifier"]["epochs"]
-    log = (dag_run / "logs" / "genaug" / "genaug_classify" / "augmented_fold0.log").read_text()
-    lines = re.findall(r"augmented fold 0 seed (\d), epoch (\d+): (\d+) synthetic images in (\d+) batches, cache hit rate ([\d.]+)", log)
+    log = dag_run / "logs" / "genaug" / "genaug_classify" / "augmented_fold0.log"
+    lines = re.findall(r"augmented fold 0 seed (\d), epoch (\d+): (\d+) synthetic images in (\d+) batches, cache hit rate ([\d.]+)", log.read_text())
     assert sorted((seed, epoch) for seed, epoch, *_ in lines) == [(s, str(e)) for s in "01" for e in range(1, epochs + 1)]
     history = json.loads((dag_run / "results" / "genaug" / "runs" / "augmented" / "fold0.json").read_text())
     for seed, epoch, count, _, rate in lines:
         record = history["seeds_history"][seed]["epochs"][int(epoch) - 1]
         assert record["synthetic"] == int(count) > 0 and record["cache_hit_rate"] == pytest.approx(float(rate), abs=1e-3)
     assert history["cache"]["loads"] <= 3 and history["augmenting"] and "provenance" in history
+    # the job's epochs log, written as it trained: per seed, the same records as the history, with timings
+    records = EpochsLog(log.parent / "augmented_fold0.epochs.jsonl", "").records()
+    for seed in "01":
+        of_seed = [r for r in records if r["run"] == f"augmented fold 0 seed {seed}"]
+        assert history_of(of_seed) == history["seeds_history"][seed]["epochs"] and {r["attempt"] for r in of_seed} == {1}
     baseline = json.loads((dag_run / "results" / "genaug" / "runs" / "baseline" / "fold0.json").read_text())
     assert all(r["synthetic"] == 0 for h in baseline["seeds_history"].values() for r in h["epochs"]) and baseline["cache"] is None
     real = json.loads((dag_run / "results" / "genaug" / "runs" / "real50_replace" / "fold0.json").read_text())

@@ -1,4 +1,5 @@
-"""Jobs go through a real SLURM cluster with profiles/slurm: CPU rules to `cpu`, gpu=1 rules to `gpu`."""
+"""Jobs go through a real SLURM cluster with profiles/slurm: CPU rules to `cpu`, gpu=1 rules to `gpu`, each
+with its rule's threads as its CPUs; a run with a job that no partition holds stops before any sbatch."""
 
 from __future__ import annotations
 
@@ -17,6 +18,14 @@ TARGET = "results/replicas/model/best.ckpt"
 CPU_RULES = {"replicas_phantom"}
 GPU_RULES = {"replicas_train"}
 TOY_CONFIG = "tests/configs/slurm_toy.yaml"
+SLURM_FLAGS = (
+    "--profile",
+    "profiles/slurm",
+    "--slurm-init-seconds-before-status-checks",
+    "2",
+    "--slurm-status-command",
+    "squeue",  # the test cluster has no accounting for sacct
+)
 
 
 OPT_IN = "GENSYNTH_SLURM_TEST"
@@ -39,15 +48,12 @@ def test_jobs_run_through_sbatch_on_the_right_partitions(cluster, project: Path)
     result = snakemake(
         project,
         TARGET,
-        "--profile",
-        "profiles/slurm",
+        *SLURM_FLAGS,
         "--jobs",
         "2",
         "--slurm-keep-successful-logs",
-        "--slurm-init-seconds-before-status-checks",
-        "2",
-        "--slurm-status-command",
-        "squeue",  # the test cluster has no accounting for sacct
+        "--set-threads",
+        "replicas_train=2",  # the allocation follows the threads: --cpus-per-task 2
         "--configfile",
         "config/config.yaml",
         TOY_CONFIG,
@@ -64,10 +70,30 @@ def test_jobs_run_through_sbatch_on_the_right_partitions(cluster, project: Path)
     assert set(jobs) == CPU_RULES | GPU_RULES, result.stderr[-3000:]
     config = yaml.safe_load((project / "config/config.yaml").read_text())["replicas"]["resources"]
     for rule in CPU_RULES:
-        assert jobs[rule]["Partition"] == "cpu"
+        assert jobs[rule]["Partition"] == "cpu" and jobs[rule]["CPUs/Task"] == "1"
     for rule in GPU_RULES:
-        assert jobs[rule]["Partition"] == "gpu"
+        assert jobs[rule]["Partition"] == "gpu" and jobs[rule]["CPUs/Task"] == "2"
         assert jobs[rule]["MinMemoryNode"] == f"{config[rule]['mem_mb']}M"
         assert jobs[rule]["TimeLimit"] == f"{config[rule]['runtime'] // 60:02d}:{config[rule]['runtime'] % 60:02d}:00"
         rule_log = next((project / "logs").rglob(f"{rule}*.log")).read_text()
         assert re.search(r"CUDA_VISIBLE_DEVICES=0\b", rule_log), rule_log[-2000:]
+
+
+@pytest.mark.slurm
+def test_a_job_no_partition_holds_stops_the_run_before_any_sbatch(cluster, project: Path):
+    result = snakemake(
+        project,
+        TARGET,
+        *SLURM_FLAGS,
+        "--set-resources",
+        "replicas_train:runtime=5000",  # more than any partition's max_runtime (2880 minutes)
+        "--configfile",
+        "config/config.yaml",
+        TOY_CONFIG,
+        check=False,
+        timeout=300,
+    )
+    assert result.returncode != 0
+    assert "no partition of " in result.stderr and "replicas_train asks for runtime 5000 min, mem_mb " in result.stderr
+    assert "config key 'replicas.resources.replicas_train'" in result.stderr and "replicas_phantom asks" not in result.stderr
+    assert not (project / ".snakemake/slurm_logs").exists(), "nothing was submitted"

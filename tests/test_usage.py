@@ -99,7 +99,9 @@ def test_the_workflow_profile_holds_only_cluster_neutral_keys_and_the_slurm_prof
     assert not [key for key in default if CLUSTER_KEYS.match(key)], "profiles/default overrides --profile keys one by one"
     output = snakemake(project, "-n", "--profile", "profiles/slurm", "results/replicas/model/best.ckpt").stdout
     resources = re.findall(r"resources: (.+)", output)
-    assert resources and all("cpus_per_task=2" in line for line in resources), "the slurm profile's default-resources apply"
+    assert resources and all("slurm_extra=--signal=TERM@120" in line and "cpus_per_task" not in line for line in resources), (
+        "the slurm profile's default-resources apply"
+    )
     assert any("gpu=1" in line and "mem_mb=4000" in line for line in resources)
 
 
@@ -137,7 +139,7 @@ def test_the_slurm_test_runs_only_where_asked(tmp_path):
         text=True,
         timeout=300,
     )
-    assert "1 skipped" in result.stdout and "set GENSYNTH_SLURM_TEST=1 (CI sets CI=true)" in result.stdout, result.stdout[-2000:]
+    assert "2 skipped" in result.stdout and "set GENSYNTH_SLURM_TEST=1 (CI sets CI=true)" in result.stdout, result.stdout[-2000:]
 
 
 @pytest.mark.dag
@@ -180,6 +182,8 @@ def test_every_readme_snakemake_command_dry_runs(project, tmp_path):
     assert (home / ".config/snakemake/slurm/config.yaml").is_file()
     env = {**ENV, "HOME": str(home)}
     assert len(readme_commands()) >= 8
+    for line in re.findall(r"^ {4}(mkdir -p runs/[^\n#]*)", (ROOT / "README.md").read_text(), re.M):
+        subprocess.run(line, shell=True, cwd=project, check=True, timeout=60)  # a run folder the README makes
     dry_runs = {}  # one dry-run per distinct DAG: -n is added to each, -p changes only what is printed
     for command in readme_commands():
         args = shlex.split(command)[1:]
@@ -192,7 +196,7 @@ def test_every_readme_snakemake_command_dry_runs(project, tmp_path):
         result = subprocess.run([str(BIN / "snakemake"), *args, "-n"], cwd=project, env=env, capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, f"{command}:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
         if "slurm" in args:  # the cluster profile's own default resources
-            assert "Using profiles slurm" in result.stdout + result.stderr and "cpus_per_task=2" in result.stdout, command
+            assert "Using profiles slurm" in result.stdout + result.stderr and "slurm_extra=--signal=TERM@120" in result.stdout, command
 
 
 def documented_script_calls() -> list[tuple[str, list[str]]]:
@@ -316,3 +320,28 @@ def test_the_readme_points_nowhere_outside_the_repository():
     for path in [ROOT / "README.md", *ROOT.glob("docs/*.md"), *ROOT.glob("workflow/report/*.rst")]:
         text = path.read_text()
         assert "../shared" not in text and not re.search(r"\bissue \d+|\bseed 00\d|\b00\d_", text), path
+
+
+def test_the_workflow_runs_from_any_folder_and_as_a_users_module(tmp_path):
+    """`snakemake -s <repo>/Snakefile -d <folder>` and a user's Snakefile that imports gensynth as a module: results,
+    logs and benchmarks land in the working directory; scripts, schemas and shipped files come from the workflow."""
+    version = {"name": "anywhere", "num_images": 40, "seed": 3, "grid_size": 16, "splits": {"train": 0.5, "val": 0.25, "test": 0.25}}
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"modules": ["atoms"], "atoms": {"versions": [version]}}))
+    snakemake(tmp_path, "-s", str(ROOT / "Snakefile"), "-d", "run", "--configfile", str(config), "--cores", "1")
+    user = tmp_path / "user"
+    user.mkdir()
+    (user / "config.yaml").write_text(config.read_text())
+    (user / "Snakefile").write_text(
+        f'configfile: "{ROOT / "config" / "config.yaml"}"\n'
+        'configfile: "config.yaml"\n\n\n'
+        f'module gensynth:\n    snakefile:\n        "{ROOT / "Snakefile"}"\n    config:\n        config\n\n\n'
+        "use rule * from gensynth\n"
+    )
+    snakemake(user, "--cores", "1")
+    made = {}
+    for workdir in (tmp_path / "run", user):
+        assert (workdir / "logs/atoms/atoms_dataset/anywhere.log").exists() and (workdir / "benchmarks/atoms/atoms_dataset/anywhere.tsv").exists()
+        made[workdir.name] = [sha256_file(workdir / "results/atoms/anywhere" / f"{split}.npz") for split in ("train", "val", "test")]
+    assert made["run"] == made["user"], "the same config makes the same dataset however the workflow is run"
+    assert not (ROOT / "results/atoms/anywhere").exists()

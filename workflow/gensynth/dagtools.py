@@ -23,8 +23,9 @@ def config_flags(section: dict[str, Any], keys: Iterable[str]) -> str:
 
 
 def rule_resources(section: dict[str, Any], rule: str) -> dict[str, int]:
-    """The rule's ``mem_mb`` and ``runtime`` (minutes) from the module's ``resources`` section."""
-    return dict(section["resources"][rule])
+    """The rule's ``mem_mb`` and ``runtime`` (minutes per attempt) from the module's ``resources`` section."""
+    declared = section["resources"][rule]
+    return {key: declared[key] for key in ("mem_mb", "runtime")}
 
 
 def one_of(values: Iterable[str]) -> str:

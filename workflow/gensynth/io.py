@@ -138,6 +138,11 @@ def save_json(target: str | os.PathLike, obj: Any) -> None:
         handle.write("\n")
 
 
+def json_line(obj: Any) -> str:
+    """``obj`` as one line of JSON (a JSON-lines record), numpy values as plain numbers."""
+    return json.dumps(obj, default=_json_default)
+
+
 def _json_default(value):
     if isinstance(value, np.generic):
         return value.item()

@@ -67,9 +67,10 @@ def package_versions(names: Iterable[str] = TRACKED_PACKAGES) -> dict[str, str]:
     return versions
 
 
-# Set for every job by the DAG (workflow/rules/common.smk): the rule and wildcards in each command,
+# Set for every job by the DAG (workflow/rules/common.smk): the rule, wildcards and log file in each command,
 # the validated config (and which module each rule belongs to) in a file named by its digest.
 RULE_ENV, WILDCARDS_ENV, CONFIG_ENV = "GENSYNTH_RULE", "GENSYNTH_WILDCARDS", "GENSYNTH_CONFIG"
+LOG_ENV = "GENSYNTH_LOG"  # training jobs write their epochs log beside it (gensynth.training.EpochsLog)
 
 
 def job_context() -> dict[str, Any] | None:

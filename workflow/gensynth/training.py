@@ -8,8 +8,11 @@ generator) continues it exactly after a restart.
 
 The diffusion models train through :mod:`gensynth.diffusion.training` (its loss is DDPM's); the
 spectral denoiser through its own Noise2Noise loss. :func:`train_epochs` runs the epochs of a job,
-logs a progress line at intervals and keeps a :class:`ResumeFile`, so a job killed at its walltime
-continues where it stopped.
+logs a progress line at intervals, appends each epoch's record to the job's epochs log
+(``<log>.epochs.jsonl``, see :class:`EpochsLog`) and keeps a :class:`ResumeFile`, so a job stopped at its
+walltime or preempted continues where it stopped: SIGTERM or SIGUSR1 (what SLURM sends at the time limit,
+on preemption, or ahead of the limit with ``--signal``) ends training at the next step boundary, saves the
+state of the last finished epoch and exits non-zero, and the job's next attempt resumes from it.
 """
 
 from __future__ import annotations
@@ -18,6 +21,9 @@ import contextlib
 import hashlib
 import json
 import logging
+import os
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -27,14 +33,52 @@ from typing import Any
 import torch
 
 from .errors import GensynthError
-from .io import load_checkpoint, save_checkpoint
+from .io import atomic_open, json_line, load_checkpoint, save_checkpoint
 from .progress import ProgressLog
+from .provenance import LOG_ENV
 from .seeding import torch_generator
 
 log = logging.getLogger(__name__)
 
 Batch = tuple[torch.Tensor, ...]
 LossFn = Callable[[torch.nn.Module, Batch, torch.Generator], torch.Tensor]
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+
+
+class StopRequested(Exception):
+    """Raised at the step boundary after a stop signal arrived (see :func:`stop_on_signals`)."""
+
+
+class StopFlag:
+    """The stop signal received while training, if any; checked at every step boundary."""
+
+    received: int | None = None
+
+    @classmethod
+    def check(cls) -> None:
+        if cls.received is not None:
+            raise StopRequested(signal.Signals(cls.received).name)
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """Within the block, SIGTERM and SIGUSR1 set :class:`StopFlag` instead of ending the process at once.
+
+    Outside a main thread (where Python cannot handle signals) the block changes nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handle(signum, frame):
+        StopFlag.received = signum
+
+    StopFlag.received = None
+    previous = {signum: signal.signal(signum, handle) for signum in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 @dataclass
@@ -88,6 +132,7 @@ class Trainer:
         self.optimizer.step()
         self.ema.step(self.model.parameters())
         self.step += 1
+        StopFlag.check()
         return float(loss.detach())
 
     def train_epoch(self, *tensors: torch.Tensor) -> float:
@@ -224,6 +269,64 @@ def discard_resume_state(*paths: str | Path) -> None:
         Path(path).unlink(missing_ok=True)
 
 
+class EpochsLog:
+    """Each epoch's record the moment it ends, one JSON line flushed to ``<log>.epochs.jsonl``: how a user
+    sees that a long job is learning.
+
+    The file lies beside the job's log, ``$GENSYNTH_LOG`` (the rules set it); a script run by hand without
+    it writes none. A record is the history's ``{"epoch", ...}`` plus ``run`` (which of the job's trainings),
+    ``seconds`` (the epoch's wall time) and ``attempt`` (1, then one more per resume). When a run starts or
+    resumes, the file keeps the other runs' records and this run's saved ones, so once the job ends a run's
+    records, less those three keys, are its final history.
+    """
+
+    EXTRA = ("run", "seconds", "attempt")
+
+    def __init__(self, path: str | Path, run: str):
+        self.path, self.run = Path(path), run
+
+    @classmethod
+    def of_job(cls, run: str) -> EpochsLog | None:
+        job_log = os.environ.get(LOG_ENV)
+        return cls(epochs_log_path(job_log), run) if job_log else None
+
+    def records(self) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+
+    def start(self, records: list[dict[str, Any]]) -> None:
+        kept = [r for r in self.records() if r.get("run") != self.run] + [{"run": self.run, **r} for r in records]
+        with atomic_open(self.path, "w", encoding="utf-8") as handle:
+            handle.writelines(json_line(r) + "\n" for r in kept)
+
+    def append(self, record: dict[str, Any]) -> None:
+        with open(self.path, "a", encoding="utf-8") as handle:
+            handle.write(json_line({"run": self.run, **record}) + "\n")
+
+
+def epochs_log_path(job_log: str | Path) -> Path:
+    """``logs/x/job.log`` -> ``logs/x/job.epochs.jsonl``."""
+    job_log = Path(job_log)
+    return job_log.with_name(f"{job_log.stem}.epochs.jsonl")
+
+
+def history_of(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The history: the epochs' records without their timing (the same config gives the same history)."""
+    return [{k: v for k, v in r.items() if k not in EpochsLog.EXTRA} for r in records]
+
+
+def cpu_copy(state: Any) -> Any:
+    """A copy of a (nested) state dict with its tensors cloned to the CPU."""
+    if isinstance(state, torch.Tensor):
+        return state.detach().to("cpu", copy=True)
+    if isinstance(state, dict):
+        return {k: cpu_copy(v) for k, v in state.items()}
+    if isinstance(state, list | tuple):
+        return type(state)(cpu_copy(v) for v in state)
+    return state
+
+
 def train_epochs(
     trainer: Trainer,
     epochs: int,
@@ -236,23 +339,55 @@ def train_epochs(
     """Epochs 1..``epochs`` (or on from a saved state), ``epoch(n)`` returning the epoch's record (its losses).
 
     After each epoch: a progress line at most every ``log_every_s`` seconds (in a job's log too, not
-    only on a terminal), and the resume file when due. ``stop(history)`` ends the run early (early
-    stopping). Returns the history, one record per epoch, ``{"epoch": n, **record}``.
+    only on a terminal), the record in the job's :class:`EpochsLog`, and the resume file when due.
+    ``stop(history)`` ends the run early (early stopping). SIGTERM or SIGUSR1 ends it at the next step
+    boundary: the state after the last finished epoch goes to the resume file (within seconds; the epoch
+    in progress is lost) and a GensynthError says the job will resume. Returns the history, one record per
+    epoch, ``{"epoch": n, **record}``.
     """
-    history: list[dict[str, Any]] = []
+    records: list[dict[str, Any]] = []
+    attempt = 1
     state = resume.load(epochs) if resume else None
     if state is not None:
         trainer.model.load_state_dict(state["model"])
         trainer.load_state_dict(state["trainer"])
-        history = list(state["history"])
-        log.info("%s: resuming after epoch %d from %s", desc, len(history), resume.path)
+        records = list(state["history"])
+        attempt = int(state.get("attempt", 1)) + 1
+        log.info("%s: resuming after epoch %d from %s", desc, len(records), resume.path)
+    epochs_log = EpochsLog.of_job(desc)
+    if epochs_log is not None:
+        epochs_log.start(records)
     progress_log = ProgressLog(desc, total=epochs, unit="epoch", every_s=log_every_s)
-    for number in range(len(history) + 1, epochs + 1):
-        if stop is not None and stop(history):
-            log.info("%s: stopped after epoch %d", desc, len(history))
-            break
-        history.append({"epoch": number, **epoch(number)})
-        progress_log.update(number, step=trainer.step, **{k: v for k, v in history[-1].items() if k != "epoch"})
-        if resume is not None and (resume.due() or number == epochs):
-            resume.save({"model": trainer.model.state_dict(), "trainer": trainer.state_dict(), "history": history})
-    return history
+
+    def snapshot() -> dict[str, Any]:
+        trained = {"model": trainer.model.state_dict(), "trainer": trainer.state_dict()}
+        return {**trained, "history": list(records), "attempt": attempt}
+
+    finished = cpu_copy(snapshot()) if resume is not None else None
+    with stop_on_signals():
+        try:
+            for number in range(len(records) + 1, epochs + 1):
+                if stop is not None and stop(history_of(records)):
+                    log.info("%s: stopped after epoch %d", desc, len(records))
+                    break
+                started = time.monotonic()
+                record = {"epoch": number, **epoch(number)}
+                records.append({**record, "seconds": round(time.monotonic() - started, 3), "attempt": attempt})
+                if epochs_log is not None:
+                    epochs_log.append(records[-1])
+                progress_log.update(number, step=trainer.step, **{k: v for k, v in record.items() if k != "epoch"})
+                if resume is not None:
+                    if resume.due() or number == epochs:
+                        resume.save(snapshot())
+                    finished = cpu_copy(snapshot())
+                StopFlag.check()
+        except StopRequested as stopped:
+            StopFlag.received = None
+            if resume is None:
+                raise GensynthError(f"{desc}: stopped by {stopped} during epoch {len(records) + 1}; this training cannot resume") from None
+            resume.save(finished)
+            raise GensynthError(
+                f"{desc}: stopped by {stopped} after epoch {len(finished['history'])} of {epochs}; "
+                f"its state is saved to {resume.path}, and the job's next attempt resumes from there"
+            ) from None
+    return history_of(records)

@@ -4,23 +4,26 @@ import shlex
 import sys
 from pathlib import Path
 
+# The workflow's own folder (this file's grandparent), also where a user's Snakefile imports it as a module.
+GENSYNTH_DIR = Path(workflow.current_basedir).parents[1]
 # gensynth is importable here and in every job's script even where the package is not
 # installed (a snakemake outside .venv, --software-deployment-method conda).
-WORKFLOW_DIR = Path(workflow.basedir) / "workflow"
+WORKFLOW_DIR = GENSYNTH_DIR / "workflow"
 sys.path.insert(0, str(WORKFLOW_DIR))
 
+from gensynth.cluster import check_partitions
 from gensynth.codedigest import stamp_command
 from gensynth.dagtools import rule_resources, uses_phantom, visible_gpus
 from gensynth.errors import GensynthError
 from gensynth.modules import module_dag, validate_workflow_config
 from gensynth.steps import rule_flags
-from gensynth.provenance import CONFIG_ENV, RULE_ENV, WILDCARDS_ENV, config_digest, write_config_context
+from gensynth.provenance import CONFIG_ENV, LOG_ENV, RULE_ENV, WILDCARDS_ENV, config_digest, write_config_context
 from snakemake.exceptions import WorkflowError
 from snakemake.settings.types import DeploymentMethod
 
 # The whole config is checked before any job (gensynth.modules.validate_workflow_config).
 try:
-    validate_workflow_config(config)
+    validate_workflow_config(config, GENSYNTH_DIR)
 except GensynthError as exc:
     # One line, before any job: which key, which value, what was expected.
     raise WorkflowError(f"invalid config: {exc}") from None
@@ -42,13 +45,18 @@ GPU_ENV = "../../envs/cuda.yaml"
 # --software-deployment-method conda the environment's own python.
 CONDA = DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
 PYTHON = "python" if CONDA else shlex.quote(sys.executable)
+# The workflow's own scripts: relative in its own folder (the printed commands run by hand there), by their
+# full path from any other working directory (snakemake -d, a module import).
+SCRIPTS = "scripts" if Path.cwd().resolve() == GENSYNTH_DIR.resolve() else shlex.quote(str(GENSYNTH_DIR / "scripts"))
 
 
 def run_script(command):
-    """A script rule's shell command: ``command`` ("scripts/<name>.py ...") run by PYTHON, with the rule and
-    its wildcards in the environment (for the provenance of what the job writes). Snakemake formats it per
-    job, alike in the command it prints and the one it runs."""
-    return f"{RULE_ENV}={{rule}} {WILDCARDS_ENV}={{wildcards:q}} {{PYTHON}} {command}"
+    """A script rule's shell command: ``command`` ("scripts/<name>.py ...") run by PYTHON, with the rule, its
+    wildcards (for the provenance of what the job writes) and its log (beside which training jobs write
+    their epochs) in the environment. Snakemake formats it per job, alike in the command it prints and
+    the one it runs."""
+    script = command.removeprefix("scripts/")
+    return f"{RULE_ENV}={{rule}} {WILDCARDS_ENV}={{wildcards:q}} {LOG_ENV}={{log:q}} {{PYTHON}} {SCRIPTS}/{script}"
 
 
 # Passed to every script so the config's device choice reaches the job.
@@ -60,23 +68,33 @@ def get_final_output():
     return [path for name in config["modules"] for path in module_dag(name).final_outputs(config[name])]
 
 
+RULE_MODULES = {}  # rule name -> its module (config section), filled by annotate_jobs
+
+
 def annotate_jobs():
     """Called once every module's rules are included. Each job's recorded command ends in the digest of
     its script and the gensynth modules that script imports (gensynth.codedigest): editing that code
     reruns exactly those jobs, "Code has changed since last execution" (Snakemake compares the recorded
     command; the comment is not run). The validated config goes to a file the jobs find through
-    $GENSYNTH_CONFIG, with the module of each rule."""
-    modules = {}
+    $GENSYNTH_CONFIG, with the module of each rule. A rule whose resources declare several attempts
+    (walltimes its work needs: training resumes across them) gets that many retries beyond the profile's."""
+    modules = RULE_MODULES
     for each in workflow.rules:
         modules[each.name] = Path(each.snakefile).stem
+        declared = config.get(modules[each.name], {}).get("resources", {}).get(each.name, {})
+        if declared.get("attempts", 1) > 1:
+            each.restart_times = declared["attempts"] - 1 + workflow.execution_settings.retries
         if each.shellcmd and "scripts/" in each.shellcmd:
             # Spelled out as the job runs them, for `snakemake --lint` and the printed command.
             command = each.shellcmd.replace("{rule}", each.name).replace("{PYTHON}", PYTHON)
-            each.shellcmd = stamp_command(command, Path(workflow.basedir), WORKFLOW_DIR)
+            each.shellcmd = stamp_command(command, GENSYNTH_DIR, WORKFLOW_DIR)
     write_config_context(CONTEXT_DIR, config, modules)
 
 
 onstart:
+    # On SLURM, a job that no partition of the profile's partition file holds stops the run before any sbatch.
+    if getattr(workflow.executor_settings, "partition_config", None):
+        check_partitions(workflow.dag.needrun_jobs(), workflow.executor_settings.partition_config, RULE_MODULES)
     # A local run lets one gpu=1 job at a time use each GPU the machine has (none: they share the CPU cores).
     # `--resources gpu=N` sets the limit yourself; a cluster's executor leaves it to the scheduler.
     if workflow.local_exec and "gpu" not in workflow.global_resources:
