@@ -26,7 +26,7 @@ from gensynth.genaug.experiment import pool_predictions, summarize
 from gensynth.genaug.flags import KEYS, default, flag_name
 from gensynth.genaug.tiny_sd import build_ddim_pipeline
 from gensynth.io import load_npz
-from gensynth.training import EpochsLog, history_of
+from gensynth.training import EpochsLog
 
 CONFIG = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
 USER_MODELS = "tests/configs/genaug_user_models.yaml"
@@ -254,11 +254,11 @@ def test_dag_logs_synthetic_counts_and_hit_rates_per_epoch(dag_run):
         record = history["seeds_history"][seed]["epochs"][int(epoch) - 1]
         assert record["synthetic"] == int(count) > 0 and record["cache_hit_rate"] == pytest.approx(float(rate), abs=1e-3)
     assert history["cache"]["loads"] <= 3 and history["augmenting"] and "provenance" in history
-    # the job's epochs log, written as it trained: per seed, the same records as the history, with timings
+    # the job's epochs log, written as it trained: per seed, the records of the history
     records = EpochsLog(log.parent / "augmented_fold0.epochs.jsonl", "").records()
     for seed in "01":
         of_seed = [r for r in records if r["run"] == f"augmented fold 0 seed {seed}"]
-        assert history_of(of_seed) == history["seeds_history"][seed]["epochs"] and {r["attempt"] for r in of_seed} == {1}
+        assert [{k: v for k, v in r.items() if k != "run"} for r in of_seed] == history["seeds_history"][seed]["epochs"]
     baseline = json.loads((dag_run / "results" / "genaug" / "runs" / "baseline" / "fold0.json").read_text())
     assert all(r["synthetic"] == 0 for h in baseline["seeds_history"].values() for r in h["epochs"]) and baseline["cache"] is None
     real = json.loads((dag_run / "results" / "genaug" / "runs" / "real50_replace" / "fold0.json").read_text())

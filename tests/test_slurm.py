@@ -1,17 +1,23 @@
 """Jobs go through a real SLURM cluster with profiles/slurm: CPU rules to `cpu`, gpu=1 rules to `gpu`, each
-with its rule's threads as its CPUs; a run with a job that no partition holds stops before any sbatch."""
+with its rule's threads as its CPUs; a run with a job that no partition holds stops before any sbatch; a
+training job longer than its walltime finishes over several attempts, as an uninterrupted run would."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from slurm_cluster import Unavailable, slurm_cluster
 
-from conftest import snakemake
+from conftest import BIN, ENV, copy_project, snakemake
+from gensynth.io import load_checkpoint
+from gensynth.training import EpochsLog
 
 # A small real chain: a CPU rule feeding a GPU rule, at toy scale.
 TARGET = "results/replicas/model/best.ckpt"
@@ -97,3 +103,29 @@ def test_a_job_no_partition_holds_stops_the_run_before_any_sbatch(cluster, proje
     assert "no partition of " in result.stderr and "replicas_train asks for runtime 5000 min, mem_mb " in result.stderr
     assert "config key 'replicas.resources.replicas_train'" in result.stderr and "replicas_phantom asks" not in result.stderr
     assert not (project / ".snakemake/slurm_logs").exists(), "nothing was submitted"
+
+
+@pytest.mark.slurm
+def test_a_training_longer_than_its_walltime_finishes_over_attempts_identical_to_an_uninterrupted_run(cluster, project, tmp_path):
+    # 100 s or more of training under a 1-minute limit, which SLURM enforces 60 to 90 s into the job: its SIGTERM
+    # at the limit (no early --signal, which SLURM times only to the minute) stops it, the rule's attempts resume it.
+    longer = {"replicas": {"train": {"epochs": 4000}, "resources": {"replicas_train": {"mem_mb": 2000, "runtime": 1, "attempts": 4}}}}
+    configs = ["--configfile", "config/config.yaml", TOY_CONFIG, "longer.yaml"]
+    reference = copy_project(tmp_path / "reference")
+    for workdir in (project, reference):
+        (workdir / "longer.yaml").write_text(yaml.safe_dump(longer))
+    uninterrupted = subprocess.Popen(
+        [str(BIN / "snakemake"), TARGET, "--cores", "1", *configs], cwd=reference, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    result = snakemake(project, TARGET, *SLURM_FLAGS, "--set-resources", "replicas_train:slurm_extra=''", *configs, timeout=900)
+    _, stderr = uninterrupted.communicate(timeout=600)
+    assert uninterrupted.returncode == 0, stderr[-3000:]
+    records = EpochsLog(project / "logs/replicas/replicas_train.epochs.jsonl", "").records()
+    attempts = sorted({r["attempt"] for r in records})
+    assert len(attempts) >= 2 and [r["epoch"] for r in records] == list(range(1, 4001)), result.stderr[-3000:]
+    histories = [json.loads((w / "results/replicas/model/history.json").read_text()) for w in (project, reference)]
+    assert [e["val_loss"] for e in histories[0]["epochs"]] == [e["val_loss"] for e in histories[1]["epochs"]]
+    resumed, straight = (load_checkpoint(w / TARGET) for w in (project, reference))
+    for name in ("model", "ema_model"):
+        for key, value in straight[name].items():
+            assert np.array_equal(value.numpy(), resumed[name][key].numpy()), f"{name}.{key}"

@@ -274,13 +274,11 @@ class EpochsLog:
     sees that a long job is learning.
 
     The file lies beside the job's log, ``$GENSYNTH_LOG`` (the rules set it); a script run by hand without
-    it writes none. A record is the history's ``{"epoch", ...}`` plus ``run`` (which of the job's trainings),
-    ``seconds`` (the epoch's wall time) and ``attempt`` (1, then one more per resume). When a run starts or
-    resumes, the file keeps the other runs' records and this run's saved ones, so once the job ends a run's
-    records, less those three keys, are its final history.
+    it writes none. A line is ``{"run": ..., **record}``: ``run`` names which of the job's trainings (a
+    seed's, a generation's), the record is the history's (epoch, losses, ``seconds``, ``attempt``). When a
+    run starts or resumes, the file keeps the other runs' lines and this run's saved records, so once the
+    job ends a run's lines, less ``run``, are its final history.
     """
-
-    EXTRA = ("run", "seconds", "attempt")
 
     def __init__(self, path: str | Path, run: str):
         self.path, self.run = Path(path), run
@@ -311,11 +309,6 @@ def epochs_log_path(job_log: str | Path) -> Path:
     return job_log.with_name(f"{job_log.stem}.epochs.jsonl")
 
 
-def history_of(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The history: the epochs' records without their timing (the same config gives the same history)."""
-    return [{k: v for k, v in r.items() if k not in EpochsLog.EXTRA} for r in records]
-
-
 def cpu_copy(state: Any) -> Any:
     """A copy of a (nested) state dict with its tensors cloned to the CPU."""
     if isinstance(state, torch.Tensor):
@@ -343,7 +336,8 @@ def train_epochs(
     ``stop(history)`` ends the run early (early stopping). SIGTERM or SIGUSR1 ends it at the next step
     boundary: the state after the last finished epoch goes to the resume file (within seconds; the epoch
     in progress is lost) and a GensynthError says the job will resume. Returns the history, one record per
-    epoch, ``{"epoch": n, **record}``.
+    epoch, ``{"epoch": n, **record, "seconds": its wall time, "attempt": the job's attempt that ran it}``
+    (1, then one more per resume).
     """
     records: list[dict[str, Any]] = []
     attempt = 1
@@ -367,7 +361,7 @@ def train_epochs(
     with stop_on_signals():
         try:
             for number in range(len(records) + 1, epochs + 1):
-                if stop is not None and stop(history_of(records)):
+                if stop is not None and stop(records):
                     log.info("%s: stopped after epoch %d", desc, len(records))
                     break
                 started = time.monotonic()
@@ -375,7 +369,7 @@ def train_epochs(
                 records.append({**record, "seconds": round(time.monotonic() - started, 3), "attempt": attempt})
                 if epochs_log is not None:
                     epochs_log.append(records[-1])
-                progress_log.update(number, step=trainer.step, **{k: v for k, v in record.items() if k != "epoch"})
+                progress_log.update(number, step=trainer.step, **{k: v for k, v in records[-1].items() if k not in ("epoch", "attempt")})
                 if resume is not None:
                     if resume.due() or number == epochs:
                         resume.save(snapshot())
@@ -390,4 +384,4 @@ def train_epochs(
                 f"{desc}: stopped by {stopped} after epoch {len(finished['history'])} of {epochs}; "
                 f"its state is saved to {resume.path}, and the job's next attempt resumes from there"
             ) from None
-    return history_of(records)
+    return records

@@ -76,14 +76,10 @@ def annotate_jobs():
     its script and the gensynth modules that script imports (gensynth.codedigest): editing that code
     reruns exactly those jobs, "Code has changed since last execution" (Snakemake compares the recorded
     command; the comment is not run). The validated config goes to a file the jobs find through
-    $GENSYNTH_CONFIG, with the module of each rule. A rule whose resources declare several attempts
-    (walltimes its work needs: training resumes across them) gets that many retries beyond the profile's."""
+    $GENSYNTH_CONFIG, with the module of each rule."""
     modules = RULE_MODULES
     for each in workflow.rules:
         modules[each.name] = Path(each.snakefile).stem
-        declared = config.get(modules[each.name], {}).get("resources", {}).get(each.name, {})
-        if declared.get("attempts", 1) > 1:
-            each.restart_times = declared["attempts"] - 1 + workflow.execution_settings.retries
         if each.shellcmd and "scripts/" in each.shellcmd:
             # Spelled out as the job runs them, for `snakemake --lint` and the printed command.
             command = each.shellcmd.replace("{rule}", each.name).replace("{PYTHON}", PYTHON)
@@ -91,7 +87,17 @@ def annotate_jobs():
     write_config_context(CONTEXT_DIR, config, modules)
 
 
+def declared_attempts(rule):
+    """The walltimes a rule's resources say its work may need (training resumes across them)."""
+    return config.get(RULE_MODULES.get(rule, ""), {}).get("resources", {}).get(rule, {}).get("attempts", 1)
+
+
 onstart:
+    # A rule that declares several attempts gets that many retries beyond the profile's (the run's settings
+    # exist only now, not at parse time).
+    for _rule in workflow.rules:
+        if declared_attempts(_rule.name) > 1:
+            _rule.restart_times = declared_attempts(_rule.name) - 1 + workflow.execution_settings.retries
     # On SLURM, a job that no partition of the profile's partition file holds stops the run before any sbatch.
     if getattr(workflow.executor_settings, "partition_config", None):
         check_partitions(workflow.dag.needrun_jobs(), workflow.executor_settings.partition_config, RULE_MODULES)

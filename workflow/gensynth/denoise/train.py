@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -103,7 +102,7 @@ def warm_start(model: MambaUV, path: str | Path, dose: DoseTable) -> str:
 
 @dataclass
 class TrainResult:
-    history: list[dict[str, Any]]  # one record per epoch: epoch, train_loss, val_loss, best, seconds
+    history: list[dict[str, Any]]  # one record per epoch: epoch, lr, train_loss, val_loss, best, seconds, attempt
     best_epoch: int
     best_val_loss: float
     best_weights: dict[str, torch.Tensor]  # EMA weights of the best epoch
@@ -133,7 +132,6 @@ def train_denoiser(
     resume = BestKeepingResumeFile(resume_path, run_fingerprint(model=config.to_dict(), settings=settings_key, **fingerprint), every_s=resume_every_s)
 
     def epoch(number: int) -> dict[str, Any]:
-        started = time.perf_counter()
         for group in trainer.optimizer.param_groups:
             group["lr"] = settings.epoch_lr(number)
         train_loss = trainer.train_epoch(*train.tensors())
@@ -141,7 +139,7 @@ def train_denoiser(
         improved = resume.best is None or val_loss < resume.best["val_loss"]
         if improved:
             resume.best = {"epoch": number, "val_loss": val_loss, "weights": trainer.ema_state_dict()}
-        return {"lr": settings.epoch_lr(number), "train_loss": train_loss, "val_loss": val_loss, "best": improved, "seconds": time.perf_counter() - started}
+        return {"lr": settings.epoch_lr(number), "train_loss": train_loss, "val_loss": val_loss, "best": improved}
 
     def stop(history: list[dict[str, Any]]) -> bool:
         return bool(history) and history[-1]["epoch"] - resume.best["epoch"] >= settings.patience

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,7 +66,7 @@ def fingerprint(data_sha256: str, z_bins: int, unet_cfg: UNetConfig, settings: R
 class TrainedReplicaModel:
     unet: torch.nn.Module  # holds the best epoch's raw weights
     ema: dict[str, torch.Tensor]  # the best epoch's EMA weights
-    history: dict[str, Any]  # epochs (epoch, train_loss, val_loss, seconds), best_epoch, best_val_loss, n_train, n_val
+    history: dict[str, Any]  # epochs (epoch, train_loss, val_loss, seconds, attempt), best_epoch, best_val_loss, n_train, n_val
 
 
 def train_replica_model(
@@ -90,13 +89,12 @@ def train_replica_model(
     resume = BestKeepingResumeFile(resume_path, run_fingerprint(**fingerprint(data_sha256, z_bins, unet_cfg, settings)), every_s=resume_every_s)
 
     def epoch(number: int) -> dict[str, Any]:
-        started = time.perf_counter()
         train_loss = trainer.train_epoch(x[train_index], tokens[train_index])
         val_loss = trainer.evaluate(x[val_index], tokens[val_index], seed=settings.seed)
         if resume.best is None or val_loss < resume.best["val_loss"]:
             weights = {k: v.detach().clone() for k, v in unet.state_dict().items()}
             resume.best = {"epoch": number, "val_loss": val_loss, "weights": weights, "ema": trainer.ema_state_dict()}
-        return {"train_loss": train_loss, "val_loss": val_loss, "seconds": time.perf_counter() - started}
+        return {"train_loss": train_loss, "val_loss": val_loss}
 
     epochs = train_epochs(trainer, settings.epochs, epoch, resume=resume, desc="training the replica model")
     if resume.best is None:
