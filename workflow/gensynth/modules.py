@@ -50,3 +50,8 @@ def locate_shipped_files(node: Any, workflow_dir: Path) -> None:
             node[key] = str(workflow_dir / value)
         else:
             locate_shipped_files(value, workflow_dir)
+
+
+def module_capacity(name: str) -> ModuleType:
+    """``gensynth.<name>.capacity``: the module's expensive steps for a capacity plan (``probes(section)``)."""
+    return importlib.import_module(f"gensynth.{name}.capacity")

@@ -87,17 +87,18 @@ def annotate_jobs():
     write_config_context(CONTEXT_DIR, config, modules)
 
 
-def declared_attempts(rule):
-    """The walltimes a rule's resources say its work may need (training resumes across them)."""
-    return config.get(RULE_MODULES.get(rule, ""), {}).get("resources", {}).get(rule, {}).get("attempts", 1)
+def retry_declared_attempts():
+    """Each rule whose resources declare several attempts (the walltimes its work needs, training resuming
+    across them) gets that many retries beyond the profile's. Called when the run starts, as its settings do
+    not exist while the Snakefile is parsed."""
+    for each in workflow.rules:
+        attempts = config.get(RULE_MODULES.get(each.name, ""), {}).get("resources", {}).get(each.name, {}).get("attempts", 1)
+        if attempts > 1:
+            each.restart_times = attempts - 1 + workflow.execution_settings.retries
 
 
 onstart:
-    # A rule that declares several attempts gets that many retries beyond the profile's (the run's settings
-    # exist only now, not at parse time).
-    for _rule in workflow.rules:
-        if declared_attempts(_rule.name) > 1:
-            _rule.restart_times = declared_attempts(_rule.name) - 1 + workflow.execution_settings.retries
+    retry_declared_attempts()
     # On SLURM, a job that no partition of the profile's partition file holds stops the run before any sbatch.
     if getattr(workflow.executor_settings, "partition_config", None):
         check_partitions(workflow.dag.needrun_jobs(), workflow.executor_settings.partition_config, RULE_MODULES)
