@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import sys
 from pathlib import Path
 
@@ -33,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto", choices=DEVICE_CHOICES, help="where the steps run (default: auto)")
     parser.add_argument("--iterations", type=int, default=3, help="timed iterations per step, after one warm-up (default: 3)")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads per step, as the rules declare (default: 1)")
+    parser.add_argument("--max-mem-mb", type=float, help="on a CPU, a step needing more memory is reported, not run (default: 3/4 of this machine's)")
     parser.add_argument("--partitions", type=Path, default=ROOT / "profiles/slurm/partitions.yaml", help="the SLURM profile's partition file")
     parser.add_argument("--out", type=Path, help="CSV to write (default: capacity/<first config file's name>.csv)")
     return parser
@@ -72,14 +74,17 @@ def main(argv=None) -> int:
     if not modules:
         raise GensynthError(f"{', '.join(map(str, args.configfile))}: no module section; name the modules with --modules")
     partitions = read_partitions(args.partitions)
-    rows = []
+    rows, measured_steps = [], {}  # a step of the same shapes (a scenario's training, another's) is measured once
     for module in modules:
         section = config[module]
         for probe in module_capacity(module).probes(section):
             measured = []
             for step in probe.steps:
                 print(f"{module}: {probe.name}: {step.what}, {step.iterations:,} per job, {probe.jobs} job(s)", file=sys.stderr, flush=True)
-                measured.append(measure(step, args.iterations, args.device, args.threads))
+                key = (step.build, json.dumps(step.kwargs, sort_keys=True))
+                if key not in measured_steps:
+                    measured_steps[key] = measure(step, args.iterations, args.device, args.threads, args.max_mem_mb)
+                measured.append(measured_steps[key])
             declared = Declared(**{key: section["resources"][probe.rule].get(key, 1) for key in ("runtime", "mem_mb", "attempts")})
             rows.append(plan_row(probe, measured, declared, partitions))
     out = args.out or Path("capacity") / f"{args.configfile[0].stem}.csv"

@@ -8,8 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import DAG_CONFIG, ROOT, copy_project, job_counts, snakemake
+from gensynth.config import validate_config
 
 # Rules each module must contribute to the default DAG.
 EXPECTED_RULES = {
@@ -76,3 +78,19 @@ def test_dag_no_training_leaves_resume_state_behind(dag_run: Path):
 def test_dag_a_second_run_has_nothing_to_do(dag_run: Path):
     """Another day, the same config: every module's artifacts are up to date, none is rebuilt."""
     assert "Nothing to be done" in snakemake(dag_run, "-n", "--configfile", DAG_CONFIG).stdout
+
+
+def test_the_capacity_plan_counts_the_jobs_the_dag_makes(default_dry_run: str):
+    """scripts/plan_capacity.py projects each expensive rule's jobs: as many as the default DAG has of it."""
+    from gensynth.modules import MODULES, module_capacity
+
+    config = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    validate_config(config)
+    counts = job_counts(default_dry_run)
+    planned: dict[str, int] = {}
+    for module in MODULES:
+        for probe in module_capacity(module).probes(config[module]):
+            planned[probe.rule] = planned.get(probe.rule, 0) + probe.jobs
+            assert probe.steps and all(step.iterations >= 1 for step in probe.steps), probe.name
+    assert planned == {rule: counts[rule] for rule in planned}
+    assert {"replicas_train", "madness_generation", "denoise_train", "genaug_classify", "atoms_dataset"} <= set(planned)

@@ -268,6 +268,7 @@ DIFFUSERS_SCRIPTS = {
     "madness_original_jacobian",  # the group's checkpoints load into the ContextUnet (a diffusers ModelMixin)
     "madness_sample",
     "madness_train_initial",
+    "plan_capacity",  # the steps it times build the modules' models
     "train_denoiser",  # EMA weights
     "train_replica_model",
 }

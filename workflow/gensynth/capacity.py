@@ -5,7 +5,8 @@ Each module names its expensive steps (:class:`Probe`): the rule, how many jobs 
 many iterations of the step one job runs (training steps, sampling steps at the sampling batch, images), and
 a builder of that step at the config's full tensor shapes, on stand-in inputs (random tensors of the data's
 shapes: the full data need not be here). :func:`measure` times a few iterations after a warm-up in a fresh
-process (its peak RSS is the step's own; on CUDA also the peak allocated), and :func:`plan_row` projects one
+process (its peak RSS is the step's own; on CUDA also the peak allocated; a CPU step of LONG_STEP_S or more is
+timed once), and :func:`plan_row` projects one
 job: ``iterations x seconds per iteration + STARTUP_S``, memory ``(peak RSS + the arrays the job holds) x
 HEADROOM``, against the config's declared resources and the SLURM profile's partitions.
 """
@@ -16,6 +17,7 @@ import dataclasses
 import importlib
 import math
 import multiprocessing
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +28,7 @@ from .io import load_yaml
 
 STARTUP_S = 60.0  # per job: imports, reading its inputs, writing its outputs (not probed)
 HEADROOM = 1.25  # on the projected memory: allocator slack, the batches the probe did not see
+LONG_STEP_S = 5.0  # a CPU step at least this long is timed once, its warm-up run being the measurement
 COLUMNS = (
     "rule",
     "jobs",
@@ -79,6 +82,7 @@ class Measurement:
     peak_rss_mb: float
     cuda_peak_mb: float | None
     device: str
+    failure: str = ""  # why the step could not be measured (the memory it needs beyond the plan's limit)
 
 
 def resolve(spec: str) -> Callable[..., Any]:
@@ -86,7 +90,7 @@ def resolve(spec: str) -> Callable[..., Any]:
     return getattr(importlib.import_module(module), name)
 
 
-def _measure_here(build: str, kwargs: dict[str, Any], iterations: int, device: str, threads: int) -> dict[str, Any]:
+def _measure_here(build: str, kwargs: dict[str, Any], iterations: int, device: str, threads: int, max_mem_mb: float) -> dict[str, Any]:
     import resource
 
     import torch
@@ -96,25 +100,46 @@ def _measure_here(build: str, kwargs: dict[str, Any], iterations: int, device: s
     limit_threads(threads)
     torch.manual_seed(0)
     target = pick_device(device)
-    run = resolve(build)(device=target, **kwargs)
-    run(1)  # warm-up: allocations, kernel selection
+    if target.type == "cpu":  # a step larger than the machine fails here instead of swapping it to a halt
+        resource.setrlimit(resource.RLIMIT_AS, (int(max_mem_mb * 2**20), resource.RLIM_INFINITY))
+    try:
+        run = resolve(build)(device=target, **kwargs)
+        started = time.perf_counter()
+        run(1)  # warm-up: allocations, kernel selection
+    except (MemoryError, RuntimeError) as exc:
+        if "memory" not in str(exc).lower():
+            raise
+        return {
+            "seconds_per_iteration": math.nan,
+            "peak_rss_mb": max_mem_mb,
+            "cuda_peak_mb": None,
+            "device": str(target),
+            "failure": f"more than {max_mem_mb:.0f} MB",
+        }
+    first = time.perf_counter() - started
     if target.type == "cuda":
         torch.cuda.synchronize(target)
         torch.cuda.reset_peak_memory_stats(target)
-    started = time.perf_counter()
-    run(iterations)
-    if target.type == "cuda":
-        torch.cuda.synchronize(target)
-    seconds = (time.perf_counter() - started) / iterations
+    if target.type != "cuda" and first >= LONG_STEP_S:
+        seconds = first  # a step this long on a CPU is its own measurement: its first run's overheads are small beside it
+    else:
+        started = time.perf_counter()
+        run(iterations)
+        if target.type == "cuda":
+            torch.cuda.synchronize(target)
+        seconds = (time.perf_counter() - started) / iterations
     cuda_peak = torch.cuda.max_memory_allocated(target) / 2**20 if target.type == "cuda" else None
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
     return {"seconds_per_iteration": seconds, "peak_rss_mb": peak_rss, "cuda_peak_mb": cuda_peak, "device": str(target)}
 
 
-def measure(step: Step, iterations: int, device: str = "auto", threads: int = 1) -> Measurement:
-    """``iterations`` timed iterations of ``step`` after one warm-up, in a fresh process."""
+def measure(step: Step, iterations: int, device: str = "auto", threads: int = 1, max_mem_mb: float | None = None) -> Measurement:
+    """``iterations`` timed iterations of ``step`` after one warm-up, in a fresh process whose address space on a
+    CPU is held to ``max_mem_mb`` (default: three quarters of this machine's memory)."""
+    if max_mem_mb is None:
+        max_mem_mb = 0.75 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20
     with multiprocessing.get_context("spawn").Pool(1) as pool:
-        result = pool.apply(_measure_here, (step.build, step.kwargs, iterations, device, threads))
+        result = pool.apply(_measure_here, (step.build, step.kwargs, iterations, device, threads, max_mem_mb))
     return Measurement(**result)
 
 
@@ -152,6 +177,9 @@ class Declared:
 def plan_row(probe: Probe, measured: list[Measurement], declared: Declared, partitions: list[Partition]) -> dict[str, Any]:
     """One job's projection (its steps' iterations in turn, the largest peak) and what stands in its way
     (``problem``, empty when the declaration holds it)."""
+    failures = [f"{step.what} needs {m.failure} on {m.device}" for step, m in zip(probe.steps, measured) if m.failure]
+    if failures:
+        return unmeasured_row(probe, declared, measured[0].device, failures)
     seconds = sum(step.iterations * m.seconds_per_iteration for step, m in zip(probe.steps, measured)) + STARTUP_S
     runtime = math.ceil(seconds / 60)
     peak_rss = max(m.peak_rss_mb for m in measured)
@@ -188,6 +216,23 @@ def plan_row(probe: Probe, measured: list[Measurement], declared: Declared, part
         "step": " + ".join(step.what for step in probe.steps),
         "problem": "; ".join(problems),
     }
+
+
+def unmeasured_row(probe: Probe, declared: Declared, device: str, failures: list[str]) -> dict[str, Any]:
+    """A rule whose step could not run here: no projection, and why."""
+    row = dict.fromkeys(COLUMNS, "")
+    row.update(
+        rule=probe.name,
+        jobs=probe.jobs,
+        declared_runtime_min=declared.runtime,
+        declared_mem_mb=declared.mem_mb,
+        declared_attempts=declared.attempts,
+        iterations_per_job=" + ".join(str(step.iterations) for step in probe.steps),
+        device=device,
+        step=" + ".join(step.what for step in probe.steps),
+        problem="not measured: " + "; ".join(failures) + " (re-plan where it fits: a GPU node)",
+    )
+    return row
 
 
 def array_mb(*shape: int, itemsize: int = 4) -> float:

@@ -1,5 +1,6 @@
 """The atoms module's expensive step for a capacity plan (gensynth.capacity): each version's generation blocks,
-made by its configured generator at its grid size (the dataset's splits are written block by block)."""
+made by its configured generator at its grid size. The splits are written block by block, so a job holds a few
+blocks per split writer, however many images it makes."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ from typing import Any
 
 from ..capacity import Probe, Step, array_mb
 from .corpus import block_size
+from .storage import QUEUE_BLOCKS
+
+SPLITS = 3
 
 
 def generation_block(device, generator: str, grid_size: int) -> Callable[[int], None]:
@@ -36,5 +40,6 @@ def probes(section: dict[str, Any]) -> list[Probe]:
             math.ceil(version["num_images"] / size),
             f"{size:,} images of {grid} x {grid}",
         )
-        found.append(Probe("atoms_dataset", 1, (step,), array_mb(version["num_images"], grid, grid, itemsize=1) * 2, gpu=False, variant=version["name"]))
+        held = array_mb((SPLITS * QUEUE_BLOCKS + 2) * size, grid, grid, itemsize=1)  # the writers' queues, two blocks in the making
+        found.append(Probe("atoms_dataset", 1, (step,), held, gpu=False, variant=version["name"]))
     return found
