@@ -16,13 +16,14 @@ import yaml
 from slurm_cluster import Unavailable, slurm_cluster
 
 from conftest import BIN, ENV, copy_project, snakemake
+from gensynth.config import validate_config
 from gensynth.io import load_checkpoint
 from gensynth.training import EpochsLog
 
-# A small real chain: a CPU rule feeding a GPU rule, at toy scale.
+# A small real DAG at toy scale: the replicas module's CPU and GPU rules, its replicas as one array job.
 TARGET = "results/replicas/model/best.ckpt"
-CPU_RULES = {"replicas_phantom"}
-GPU_RULES = {"replicas_train"}
+CPU_RULES = {"replicas_phantom", "replicas_qa"}  # replicas_test_distribution runs where Snakemake does (a local rule)
+GPU_RULES = {"replicas_train", "replicas_generate"}
 TOY_CONFIG = "tests/configs/slurm_toy.yaml"
 SLURM_FLAGS = (
     "--profile",
@@ -53,10 +54,9 @@ def cluster(tmp_path_factory):
 def test_jobs_run_through_sbatch_on_the_right_partitions(cluster, project: Path):
     result = snakemake(
         project,
-        TARGET,
         *SLURM_FLAGS,
         "--jobs",
-        "2",
+        "4",
         "--slurm-keep-successful-logs",
         "--set-threads",
         "replicas_train=2",  # the allocation follows the threads: --cpus-per-task 2
@@ -66,23 +66,31 @@ def test_jobs_run_through_sbatch_on_the_right_partitions(cluster, project: Path)
         timeout=900,
     )
     assert (project / TARGET).is_file()
-    # Each job's SLURM log is named after its job id; scontrol says where the job ran and what it asked for.
-    # profiles/default, applied to every run in this folder, must leave the slurm profile's executor and
-    # resources alone: the jobs went through sbatch with the rules' own memory and time.
-    jobs = {}
-    for log in (project / ".snakemake/slurm_logs").rglob("*.log"):
+    # Each job's SLURM log is named after its job id (an array task's: <array job>_<task>); scontrol says where
+    # the job ran and what it asked for. profiles/default, applied to every run in this folder, must leave the
+    # slurm profile's executor and resources alone: the jobs went through sbatch with the rules' own memory and time.
+    jobs: dict[str, list[dict[str, str]]] = {}
+    for log in sorted((project / ".snakemake/slurm_logs").rglob("*.log")):
         rule = next(part.removeprefix("rule_") for part in log.relative_to(project).parts if part.startswith("rule_"))
-        jobs[rule] = cluster.job_fields(log.stem)
+        jobs.setdefault(rule, []).append(cluster.job_fields(log.stem))
     assert set(jobs) == CPU_RULES | GPU_RULES, result.stderr[-3000:]
-    config = yaml.safe_load((project / "config/config.yaml").read_text())["replicas"]["resources"]
-    for rule in CPU_RULES:
-        assert jobs[rule]["Partition"] == "cpu" and jobs[rule]["CPUs/Task"] == "1"
-    for rule in GPU_RULES:
-        assert jobs[rule]["Partition"] == "gpu" and jobs[rule]["CPUs/Task"] == "2"
-        assert jobs[rule]["MinMemoryNode"] == f"{config[rule]['mem_mb']}M"
-        assert jobs[rule]["TimeLimit"] == f"{config[rule]['runtime'] // 60:02d}:{config[rule]['runtime'] % 60:02d}:00"
-        rule_log = next((project / "logs").rglob(f"{rule}*.log")).read_text()
-        assert re.search(r"CUDA_VISIBLE_DEVICES=0\b", rule_log), rule_log[-2000:]
+    config = validate_config(yaml.safe_load((project / "config/config.yaml").read_text()))["replicas"]  # with the schema's defaults
+    threads = {"replicas_train": "2"}
+    for rule, fields in jobs.items():
+        partition = "gpu" if rule in GPU_RULES else "cpu"
+        assert all(f["Partition"] == partition and f["CPUs/Task"] == threads.get(rule, "1") for f in fields), rule
+        runtime = config["resources"][rule]["runtime"]
+        mem_mb = config["resources"][rule]["mem_mb"]  # an array task's asks for a few MB more: the plugin's encoded payload
+        assert all(mem_mb <= int(f["MinMemoryNode"].removesuffix("M")) <= mem_mb + 16 for f in fields), (rule, [f["MinMemoryNode"] for f in fields])
+        assert all(f["TimeLimit"] == f"{runtime // 60:02d}:{runtime % 60:02d}:00" for f in fields), rule
+    # the profile's array jobs: the replicas, one task each, in one sbatch
+    generate = jobs["replicas_generate"]
+    assert len(generate) == config["sample"]["n_replicas"] and len({f["ArrayJobId"] for f in generate}) == 1
+    for replica in range(config["sample"]["n_replicas"]):
+        meta = json.loads((project / f"results/replicas/replica_{replica:03d}_meta.json").read_text())
+        assert meta["replica_id"] == replica
+    for log in [project / "logs/replicas/replicas_train.log", *(project / "logs/replicas/replicas_generate").glob("*.log")]:
+        assert re.search(r"CUDA_VISIBLE_DEVICES=[01]\)", log.read_text()), log  # one of the node's two GPUs each
 
 
 @pytest.mark.slurm
@@ -115,8 +123,13 @@ def test_a_training_longer_than_its_walltime_finishes_over_attempts_identical_to
     reference = copy_project(tmp_path / "reference")
     for workdir in (project, reference):
         (workdir / "longer.yaml").write_text(yaml.safe_dump(longer))
-    uninterrupted = subprocess.Popen(
-        [str(BIN / "snakemake"), TARGET, "--cores", "1", *configs], cwd=reference, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    uninterrupted = subprocess.Popen(  # at low priority: the suite's other jobs come first
+        ["nice", "-n", "19", str(BIN / "snakemake"), TARGET, "--cores", "1", *configs],
+        cwd=reference,
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     result = snakemake(project, TARGET, *SLURM_FLAGS, "--set-resources", "replicas_train:slurm_extra=''", *configs, timeout=900)
     _, stderr = uninterrupted.communicate(timeout=600)
