@@ -114,11 +114,11 @@ def test_a_job_no_partition_holds_stops_the_run_before_any_sbatch(cluster, proje
 
 
 @pytest.mark.slurm
-@pytest.mark.timeout(1500)  # 3 minutes and 2 attempts on a quiet machine; beside the DAG run's jobs, up to 8 attempts
+@pytest.mark.timeout(1800)  # 3 minutes and 2 attempts on a quiet machine; beside the DAG run's jobs, 5 to 10 attempts
 def test_a_training_longer_than_its_walltime_finishes_over_attempts_identical_to_an_uninterrupted_run(cluster, project, tmp_path):
     # About 100 s of training under a 1-minute limit, which SLURM enforces 60 to 90 s into the job: its SIGTERM
     # at the limit (no early --signal, which SLURM times only to the minute) stops it, the rule's attempts resume it.
-    longer = {"replicas": {"train": {"epochs": 3000}, "resources": {"replicas_train": {"mem_mb": 2000, "runtime": 1, "attempts": 8}}}}
+    longer = {"replicas": {"train": {"epochs": 3000}, "resources": {"replicas_train": {"mem_mb": 2000, "runtime": 1, "attempts": 12}}}}
     configs = ["--configfile", "config/config.yaml", TOY_CONFIG, "longer.yaml"]
     reference = copy_project(tmp_path / "reference")
     for workdir in (project, reference):
