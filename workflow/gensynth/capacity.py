@@ -20,7 +20,7 @@ import multiprocessing
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -249,10 +249,9 @@ class DiffusionStep:
     batch: int
     num_train_timesteps: int = 1000
     labels: bool = True  # class-conditional
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def kwargs(self, **more: Any) -> dict[str, Any]:
-        return {"model": self.model, "batch": self.batch, "num_train_timesteps": self.num_train_timesteps, "labels": self.labels, **self.extra, **more}
+        return {"model": self.model, "batch": self.batch, "num_train_timesteps": self.num_train_timesteps, "labels": self.labels, **more}
 
 
 def _model_and_inputs(model: dict[str, Any], batch: int, labels: bool, device):

@@ -371,9 +371,9 @@ def train_epochs(
                     epochs_log.append(records[-1])
                 progress_log.update(number, step=trainer.step, **{k: v for k, v in records[-1].items() if k not in ("epoch", "attempt")})
                 if resume is not None:
+                    finished = cpu_copy(snapshot())  # what a stop signal during the next epoch saves
                     if resume.due() or number == epochs:
-                        resume.save(snapshot())
-                    finished = cpu_copy(snapshot())
+                        resume.save(finished)
                 StopFlag.check()
         except StopRequested as stopped:
             StopFlag.received = None
