@@ -42,9 +42,9 @@ def test_dry_run_lists_every_job_with_its_command(default_dry_run: str):
     counts = job_counts(output)
     for module, rules in EXPECTED_RULES.items():
         assert rules <= set(counts), f"{module}: rules {sorted(rules - set(counts))} missing from the dry-run"
-    # GENSYNTH_RULE=<rule> GENSYNTH_WILDCARDS=<...> GENSYNTH_LOG=<log> <Snakemake's own python> scripts/<x>.py ... > <log> 2>&1  # code <digest>
+    # GENSYNTH_RULE=<rule> GENSYNTH_WILDCARDS=<...> GENSYNTH_LOG=<log> exec <Snakemake's own python> scripts/<x>.py ... > <log> 2>&1  # code <digest>
     shape = re.compile(
-        rf"^Shell command: GENSYNTH_RULE=(\w+) GENSYNTH_WILDCARDS=\S* GENSYNTH_LOG=(\S+) {re.escape(sys.executable)} (scripts/\w+\.py) "
+        rf"^Shell command: GENSYNTH_RULE=(\w+) GENSYNTH_WILDCARDS=\S* GENSYNTH_LOG=(\S+) exec {re.escape(sys.executable)} (scripts/\w+\.py) "
         r".* > (\S+) 2>&1  # code [0-9a-f]{16}$"
     )
     commands = [shape.match(line) for line in output.splitlines() if line.startswith("Shell command: ") and line != "Shell command: None"]

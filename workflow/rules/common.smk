@@ -53,10 +53,11 @@ SCRIPTS = "scripts" if Path.cwd().resolve() == GENSYNTH_DIR.resolve() else shlex
 def run_script(command):
     """A script rule's shell command: ``command`` ("scripts/<name>.py ...") run by PYTHON, with the rule, its
     wildcards (for the provenance of what the job writes) and its log (beside which training jobs write
-    their epochs) in the environment. Snakemake formats it per job, alike in the command it prints and
-    the one it runs."""
+    their epochs) in the environment. The script replaces the job's shell (exec): a SIGTERM for the job
+    reaches the script itself, and the job waits while a training saves its state, instead of ending with
+    the shell. Snakemake formats it per job, alike in the command it prints and the one it runs."""
     script = command.removeprefix("scripts/")
-    return f"{RULE_ENV}={{rule}} {WILDCARDS_ENV}={{wildcards:q}} {LOG_ENV}={{log:q}} {{PYTHON}} {SCRIPTS}/{script}"
+    return f"{RULE_ENV}={{rule}} {WILDCARDS_ENV}={{wildcards:q}} {LOG_ENV}={{log:q}} exec {{PYTHON}} {SCRIPTS}/{script}"
 
 
 # Passed to every script so the config's device choice reaches the job.
