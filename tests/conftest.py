@@ -112,8 +112,9 @@ def pytest_collection_modifyitems(items):
     misnamed = [item.nodeid for item in items if ("dag_run" in item.fixturenames) != (DAG_RUN_TESTS in item.nodeid)]
     if misnamed:
         raise pytest.UsageError(f"tests that use dag_run must be named test_dag_*, and only they: {misnamed}")
-    # The DAG run is the suite's longest piece of work: its tests come first, so that it starts at once.
-    items.sort(key=lambda item: DAG_RUN_TESTS not in item.nodeid)
+    # The DAG run is the suite's longest piece of work: its tests come first, so that it starts at once; the
+    # SLURM tests next, which mostly wait on the cluster, so that their wait overlaps the rest.
+    items.sort(key=lambda item: (DAG_RUN_TESTS not in item.nodeid, item.get_closest_marker("slurm") is None))
 
 
 def pytest_xdist_make_scheduler(config, log):
