@@ -92,22 +92,20 @@ def test_the_module_runs_through_sbatch_and_a_training_past_its_walltime_resumes
     reference = copy_project(tmp_path / "reference")
     for workdir in (project, reference):
         (workdir / "walltime.yaml").write_text(yaml.safe_dump(walltime))
-    uninterrupted = subprocess.Popen(  # seconds of CPU: at low priority it would wait for the whole suite
-        [str(BIN / "snakemake"), TARGET, "--cores", "1", *configs],
-        cwd=reference,
-        env=ENV,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    run = subprocess.Popen(
-        [str(BIN / "snakemake"), *SLURM_FLAGS, "--jobs", "4", "--slurm-keep-successful-logs", "--set-threads", "replicas_phantom=2", *configs],
-        cwd=project,
-        env=ENV,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )  # --set-threads: the allocation follows the threads (--cpus-per-task 2)
+    # Their output goes to files: a pipe nobody reads while the test watches the training would fill and stall them.
+    reference_err, run_err = tmp_path / "reference.err", tmp_path / "run.err"
+    with reference_err.open("w") as err:  # seconds of CPU, at normal priority: at a low one it would wait for the whole suite
+        uninterrupted = subprocess.Popen(
+            [str(BIN / "snakemake"), TARGET, "--cores", "1", *configs], cwd=reference, env=ENV, stdout=subprocess.DEVNULL, stderr=err
+        )
+    with run_err.open("w") as err:  # --set-threads: the allocation follows the threads (--cpus-per-task 2)
+        run = subprocess.Popen(
+            [str(BIN / "snakemake"), *SLURM_FLAGS, "--jobs", "4", "--slurm-keep-successful-logs", "--set-threads", "replicas_phantom=2", *configs],
+            cwd=project,
+            env=ENV,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
     epochs_log = EpochsLog(project / "logs/replicas/replicas_train.epochs.jsonl", "")
     held, released = None, False
     deadline = time.monotonic() + 600
@@ -120,13 +118,17 @@ def test_the_module_runs_through_sbatch_and_a_training_past_its_walltime_resumes
                 released = True
         time.sleep(0.05)
     try:
-        _, stderr = run.communicate(timeout=max(deadline - time.monotonic(), 1))
+        run.wait(timeout=max(deadline - time.monotonic(), 1))
+        uninterrupted.wait(timeout=600)
+    except subprocess.TimeoutExpired as late:
+        pytest.fail(f"{' '.join(late.cmd[1:3])} did not finish in time:\n{run_err.read_text()[-3000:]}")
     finally:
-        if run.poll() is None:
-            run.kill()
+        for process in (run, uninterrupted):
+            if process.poll() is None:
+                process.kill()
+    stderr = run_err.read_text()
     assert run.returncode == 0, stderr[-4000:]
-    _, reference_stderr = uninterrupted.communicate(timeout=600)
-    assert uninterrupted.returncode == 0, reference_stderr[-3000:]
+    assert uninterrupted.returncode == 0, reference_err.read_text()[-3000:]
 
     # Each job's SLURM log is named after its job id (an array task's: <array job>_<task>); scontrol says where
     # the job ran, what it asked for and how it ended. profiles/default, applied to every run in this folder,
