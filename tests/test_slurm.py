@@ -165,6 +165,10 @@ def test_the_module_runs_through_sbatch_and_a_training_past_its_walltime_resumes
     assert [f["JobState"] for f in jobs["replicas_train"]] == ["FAILED", "COMPLETED"], stderr[-3000:]
     # the failed attempt's log, as the profile's show-failed-logs prints it
     assert re.search(rf"error: training the replica model: stopped by SIGTERM after epoch \d+ of {epochs}; its state is saved to ", stderr), stderr[-3000:]
+    # The job waited for the training's own exit after its save: a shell between the job and the script would die
+    # with the signal ("died with <Signals.SIGTERM: 15>") and end the job around a training still saving.
+    first = min((project / ".snakemake/slurm_logs/rule_replicas_train").glob("*.log"), key=lambda path: path.stat().st_mtime)
+    assert "returned non-zero exit status 2" in first.read_text() and "died with" not in first.read_text()
     assert "resuming after epoch" in (project / "logs/replicas/replicas_train.log").read_text()
     records = epochs_log.records()
     assert [r["epoch"] for r in records] == list(range(1, epochs + 1)) and sorted({r["attempt"] for r in records}) == [1, 2]
