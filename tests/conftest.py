@@ -78,12 +78,18 @@ def default_config() -> dict:
     return validate_config(load_yaml(ROOT / "config/config.yaml"))
 
 
-def dag_config() -> dict:
-    """The config the DAG run uses: config/config.yaml updated by the test config, as Snakemake merges them,
-    with the schemas' defaults filled in."""
-    config = load_yaml(ROOT / "config/config.yaml")
-    update_config(config, load_yaml(ROOT / DAG_CONFIG))
+def merged_config(*overrides: str, workdir: Path = ROOT) -> dict:
+    """config/config.yaml updated by the ``overrides`` config files (paths in ``workdir``), as Snakemake merges
+    ``--configfile config/config.yaml <overrides>``, with the schemas' defaults filled in."""
+    config = load_yaml(workdir / "config/config.yaml")
+    for override in overrides:
+        update_config(config, load_yaml(workdir / override))
     return validate_config(config)
+
+
+def dag_config() -> dict:
+    """The config the DAG run uses."""
+    return merged_config(DAG_CONFIG)
 
 
 def config_error(override: str, cwd: Path = ROOT) -> str:

@@ -18,11 +18,9 @@ import numpy as np
 import pytest
 import yaml
 from slurm_cluster import Unavailable, slurm_cluster
-from snakemake.utils import update_config
 
-from conftest import BIN, ENV, copy_project, snakemake
-from gensynth.config import validate_config
-from gensynth.io import load_checkpoint, load_yaml
+from conftest import BIN, ENV, copy_project, merged_config, snakemake
+from gensynth.io import load_checkpoint
 from gensynth.provenance import RULE_ENV
 from gensynth.training import EpochsLog
 
@@ -139,10 +137,7 @@ def test_the_module_runs_through_sbatch_and_a_training_past_its_walltime_resumes
         rule = next(part.removeprefix("rule_") for part in log.relative_to(project).parts if part.startswith("rule_"))
         jobs.setdefault(rule, []).append(cluster.job_fields(log.stem))
     assert set(jobs) == CPU_RULES | GPU_RULES, stderr[-3000:]
-    merged = load_yaml(project / "config/config.yaml")
-    for override in (TOY_CONFIG, "walltime.yaml"):
-        update_config(merged, load_yaml(project / override))
-    config = validate_config(merged)["replicas"]  # with the schema's defaults
+    config = merged_config(TOY_CONFIG, "walltime.yaml", workdir=project)["replicas"]
     threads = {"replicas_phantom": "2"}
     for rule, fields in jobs.items():
         partition = "gpu" if rule in GPU_RULES else "cpu"
